@@ -1,0 +1,3 @@
+module github.com/fastway-go/fastway
+
+go 1.26
