@@ -1,0 +1,78 @@
+// Package cmd is fastway's ops command interpreter: it runs the short text
+// commands an operator hands a running gateway (docs/protocol.md, section 4,
+// "Ops control").
+//
+// # Operators
+//
+// The operator writes one command into the command file and sends SIGUSR1:
+//
+//	echo "cpuprof start" > fastway.cmd && kill -USR1 $(cat fastway.pid)
+//
+// On each signal the interpreter reads the file (at most MaxCmdFileSize
+// bytes; surrounding spaces and the trailing newline are ignored), runs the
+// command and logs the result with log/slog: a record "fastway: cmd: command
+// done" with the keys cmd and result, or "fastway: cmd: command failed" with
+// cmd and err for an unknown command, bad arguments, a failing command, or a
+// missing or unreadable file. Whatever a command does, the process keeps
+// running: a handler that panics is recovered and logged as an error with
+// its stack. The file is left in place, so another signal runs the same
+// command again.
+//
+// A command is a name and its arguments, separated by white space. There is
+// no quoting, and the file holds exactly one command (one non-blank line).
+// Names are case-sensitive.
+//
+// # Built-in commands
+//
+//	cpuprof start       start CPU profiling (an error if it is already running)
+//	cpuprof stop        stop it and write fastway.cpu.prof (an error if it is not running)
+//	lookup block        write blocking stacks to fastway.block.prof
+//	lookup gc           log a GC summary: number of GCs, last GC and pause, pause total,
+//	                    GC CPU share, heap alloc/sys/objects, next GC target, goroutines
+//	lookup goroutine    write all goroutine stacks to fastway.goroutine.prof
+//	lookup heap         write the heap profile to fastway.heap.prof
+//	lookup threadcreate write thread-creation stacks to fastway.threadcreate.prof
+//	help                list every registered command with a one-line description
+//	help NAME           describe one command
+//
+// Profiles are written with runtime/pprof in its binary protobuf format, for
+// go tool pprof (go tool pprof fastway.heap.prof) and
+// github.com/google/pprof/profile. They go into Config.Dir (default: the
+// working directory) and are written atomically: a temp file in that
+// directory, renamed over the old profile once complete. The result logged
+// names the file and its size.
+//
+// The block profile is empty unless block profiling is on: set
+// Config.BlockProfileRate (New passes it to runtime.SetBlockProfileRate; 1
+// records every blocking event, which costs some speed) or call
+// runtime.SetBlockProfileRate elsewhere. The heap profile shows the heap as
+// of the last completed GC.
+//
+// When Serve stops (its context is done) while CPU profiling is running, it
+// stops profiling and writes fastway.cpu.prof, so a shutdown does not lose
+// the profile.
+//
+// # Programs
+//
+// A program creates an Interpreter with New, adds its own commands with
+// Interpreter.Register (or with the package-level Register, seen by every
+// Interpreter), and runs Serve until shutdown:
+//
+//	it := cmd.New(cmd.Config{Logger: logger})
+//	it.Register("stats", "log the gateway's counters", func(args []string) (string, error) {
+//		if len(args) != 0 {
+//			return "", fmt.Errorf("%w: stats takes no arguments", cmd.ErrBadArgs)
+//		}
+//		return gatewayStats(), nil
+//	})
+//	served := make(chan error, 1)
+//	go func() { served <- it.Serve(ctx) }()
+//	// ... on shutdown: cancel ctx, then
+//	err := <-served // Serve has returned and written any running CPU profile
+//
+// Registering a name that exists replaces the earlier command (last one
+// wins). Commands registered on the Interpreter take precedence over those
+// registered with the package-level Register, and both over the built-ins,
+// so a program may replace a built-in. Exec runs a command line directly,
+// without the file or logging; RunFile reads and runs the file once.
+package cmd

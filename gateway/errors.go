@@ -1,0 +1,111 @@
+package gateway
+
+import "errors"
+
+// ErrGatewayClosed is returned by ServeClients and ServeServers after
+// Shutdown or Stop.
+var ErrGatewayClosed = errors.New("fastway: gateway closed")
+
+// errLinkClosed is returned internally when a frame is pushed to a link that
+// is closing; the frame has been freed.
+var errLinkClosed = errors.New("fastway: link closed")
+
+// errStopped is returned by a link's reads once the gateway stops it.
+var errStopped = errors.New("fastway: link stopped by shutdown")
+
+// Reason says why a physical connection was closed. Every disconnect is
+// logged with its reason and counted per reason in Stats.
+type Reason uint8
+
+const (
+	// ReasonNone: the connection is open.
+	ReasonNone Reason = iota
+	// ReasonPeerClosed: the peer closed its end (EOF or reset).
+	ReasonPeerClosed
+	// ReasonIdleTimeout: nothing was received for the idle timeout.
+	ReasonIdleTimeout
+	// ReasonProtocolError: the peer broke the wire protocol.
+	ReasonProtocolError
+	// ReasonSlowConsumer: a client's send queue overflowed.
+	ReasonSlowConsumer
+	// ReasonWriteError: writing to the peer failed or timed out.
+	ReasonWriteError
+	// ReasonAuthFailed: a server failed or timed out its handshake.
+	ReasonAuthFailed
+	// ReasonShutdown: the gateway is shutting down.
+	ReasonShutdown
+	// ReasonReadError: reading failed for another reason.
+	ReasonReadError
+
+	numReasons
+)
+
+var reasonNames = [numReasons]string{
+	ReasonNone:          "none",
+	ReasonPeerClosed:    "peer closed",
+	ReasonIdleTimeout:   "idle timeout",
+	ReasonProtocolError: "protocol error",
+	ReasonSlowConsumer:  "slow consumer",
+	ReasonWriteError:    "write error",
+	ReasonAuthFailed:    "auth failed",
+	ReasonShutdown:      "shutdown",
+	ReasonReadError:     "read error",
+}
+
+// String returns the reason as logs and metrics spell it.
+func (r Reason) String() string {
+	if r < numReasons {
+		return reasonNames[r]
+	}
+	return "unknown"
+}
+
+// Reasons lists every disconnect reason (ReasonNone excluded), for callers
+// that export counters per reason.
+func Reasons() []Reason {
+	rs := make([]Reason, 0, numReasons-1)
+	for r := ReasonPeerClosed; r < numReasons; r++ {
+		rs = append(rs, r)
+	}
+	return rs
+}
+
+// RefuseReason says why a Dial was refused.
+type RefuseReason uint8
+
+const (
+	// RefuseUnknownID: no server (or client) with that ID is connected.
+	RefuseUnknownID RefuseReason = iota
+	// RefuseLimit: the client already has ClientMaxConn dialed connections.
+	RefuseLimit
+	// RefusePeerClosing: the target is closing (or the dialer is).
+	RefusePeerClosing
+	// RefuseInvalidID: Dial(0).
+	RefuseInvalidID
+
+	numRefuseReasons
+)
+
+var refuseNames = [numRefuseReasons]string{
+	RefuseUnknownID:   "unknown id",
+	RefuseLimit:       "limit",
+	RefusePeerClosing: "peer closing",
+	RefuseInvalidID:   "invalid id",
+}
+
+// String returns the refuse reason as logs and metrics spell it.
+func (r RefuseReason) String() string {
+	if r < numRefuseReasons {
+		return refuseNames[r]
+	}
+	return "unknown"
+}
+
+// RefuseReasons lists every refuse reason.
+func RefuseReasons() []RefuseReason {
+	rs := make([]RefuseReason, 0, numRefuseReasons)
+	for r := RefuseReason(0); r < numRefuseReasons; r++ {
+		rs = append(rs, r)
+	}
+	return rs
+}

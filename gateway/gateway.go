@@ -1,0 +1,251 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/fastway-go/fastway/proto"
+)
+
+// Gateway routes virtual connections between clients and servers.
+type Gateway struct {
+	cfg Config
+	log *slog.Logger
+
+	routes       table[*vconn] // ConnID -> virtual connection
+	clients      table[*link]  // client ID -> client link
+	servers      servers       // server ID -> server links
+	nextConnID   atomic.Uint32
+	nextClientID atomic.Uint32
+	counters     counters
+
+	wg sync.WaitGroup // readers, writers and handshakes
+
+	mu        sync.Mutex
+	links     map[*link]struct{}
+	pending   map[net.Conn]struct{} // server connections in their handshake
+	listeners map[net.Listener]struct{}
+	shutdown  bool
+	done      chan struct{} // closed by Shutdown
+}
+
+// New returns a gateway with cfg; zero fields take their defaults. Call
+// cfg.Validate first to reject a bad config with a clear error; New panics
+// on one.
+func New(cfg Config) *Gateway {
+	if err := cfg.Validate(); err != nil {
+		panic(err)
+	}
+	cfg = cfg.withDefaults()
+	return &Gateway{
+		cfg:       cfg,
+		log:       cfg.Logger,
+		links:     make(map[*link]struct{}),
+		pending:   make(map[net.Conn]struct{}),
+		listeners: make(map[net.Listener]struct{}),
+		done:      make(chan struct{}),
+	}
+}
+
+// Config returns the gateway's configuration, defaults filled in.
+func (g *Gateway) Config() Config { return g.cfg }
+
+// Servers lists the registered server connections.
+func (g *Gateway) Servers() []ServerInfo { return g.servers.list() }
+
+// ServeClients accepts client connections on ln until Shutdown, then returns
+// ErrGatewayClosed. Any other error from ln.Accept that is not temporary is
+// returned as is.
+func (g *Gateway) ServeClients(ln net.Listener) error {
+	return g.serve(ln, g.acceptClient)
+}
+
+// ServeServers accepts server connections on ln until Shutdown, then returns
+// ErrGatewayClosed. Each connection must pass the handshake within
+// ServerAuthTimeout.
+func (g *Gateway) ServeServers(ln net.Listener) error {
+	return g.serve(ln, g.acceptServer)
+}
+
+func (g *Gateway) serve(ln net.Listener, handle func(net.Conn)) error {
+	g.mu.Lock()
+	if g.shutdown {
+		g.mu.Unlock()
+		ln.Close()
+		return ErrGatewayClosed
+	}
+	g.listeners[ln] = struct{}{}
+	g.mu.Unlock()
+	defer func() {
+		g.mu.Lock()
+		delete(g.listeners, ln)
+		g.mu.Unlock()
+	}()
+
+	var delay time.Duration
+	for {
+		conn, err := ln.Accept()
+		if err != nil {
+			select {
+			case <-g.done:
+				return ErrGatewayClosed
+			default:
+			}
+			if errors.Is(err, net.ErrClosed) {
+				return err
+			}
+			// Out of file descriptors and the like: back off, 5 ms
+			// doubling to 1 s, as net/http does.
+			delay = max(5*time.Millisecond, min(2*delay, time.Second))
+			g.log.Warn("accept failed; retrying", slog.String("addr", ln.Addr().String()), slog.String("error", err.Error()), slog.Duration("delay", delay))
+			t := time.NewTimer(delay)
+			select {
+			case <-t.C:
+			case <-g.done:
+				t.Stop()
+				return ErrGatewayClosed
+			}
+			continue
+		}
+		delay = 0
+		handle(conn)
+	}
+}
+
+// acceptClient registers a new client link and starts its reader.
+func (g *Gateway) acceptClient(conn net.Conn) {
+	l := newLink(g, conn, sideClient, 0)
+	for {
+		// Client IDs are never 0 and never collide with a live one.
+		l.id = g.nextClientID.Add(1)
+		if l.id != 0 && g.clients.insert(l.id, l) {
+			break
+		}
+	}
+	if !g.track(l) {
+		g.clients.remove(l.id, nil)
+		conn.Close()
+		return
+	}
+	g.counters.clientConns.Add(1)
+	g.counters.clientAccepts.Add(1)
+	go l.readLoop()
+}
+
+// track adds l to the live links and counts its reader in the wait group,
+// unless the gateway is shutting down.
+func (g *Gateway) track(l *link) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.shutdown {
+		return false
+	}
+	g.links[l] = struct{}{}
+	g.wg.Add(1)
+	return true
+}
+
+// acceptServer runs the handshake of a new server connection in its own
+// goroutine, which then becomes the link's reader.
+func (g *Gateway) acceptServer(conn net.Conn) {
+	g.mu.Lock()
+	if g.shutdown {
+		g.mu.Unlock()
+		conn.Close()
+		return
+	}
+	g.pending[conn] = struct{}{}
+	g.wg.Add(1)
+	g.mu.Unlock()
+	go g.handshake(conn)
+}
+
+func (g *Gateway) handshake(conn net.Conn) {
+	id, err := proto.AuthenticateServer(conn, g.cfg.ServerAuthPassword, g.cfg.ServerAuthTimeout)
+	g.mu.Lock()
+	delete(g.pending, conn)
+	shutdown := g.shutdown
+	var l *link
+	if err == nil && !shutdown {
+		l = newLink(g, conn, sideServer, id)
+		g.links[l] = struct{}{}
+		// Registered before its first frame is read: a server may take the
+		// answer to its first Ping as proof that it is dialable.
+		g.servers.add(l)
+	}
+	g.mu.Unlock()
+	if l == nil {
+		conn.Close()
+		if err != nil {
+			g.counters.authFailures.Add(1)
+			g.counters.disconnects[ReasonAuthFailed].Add(1)
+			g.log.Info("server auth failed", slog.String("remote", conn.RemoteAddr().String()), slog.String("reason", ReasonAuthFailed.String()), slog.String("error", err.Error()))
+		}
+		g.wg.Done()
+		return
+	}
+	g.counters.serverConns.Add(1)
+	g.counters.serverAccepts.Add(1)
+	g.log.Info("server registered", slog.Uint64("id", uint64(id)), slog.String("remote", conn.RemoteAddr().String()))
+	l.readLoop() // its deferred wg.Done balances the Add above
+}
+
+// Shutdown stops the gateway gracefully: listeners close at once, every
+// link stops reading, frames already queued are written, then connections
+// close. If ctx ends first, the remaining connections are closed hard; Shutdown
+// returns once every goroutine has exited, with ctx's error in that case.
+func (g *Gateway) Shutdown(ctx context.Context) error {
+	g.mu.Lock()
+	if !g.shutdown {
+		g.shutdown = true
+		close(g.done)
+	}
+	lns := make([]net.Listener, 0, len(g.listeners))
+	for ln := range g.listeners {
+		lns = append(lns, ln)
+	}
+	links := make([]*link, 0, len(g.links))
+	for l := range g.links {
+		links = append(links, l)
+	}
+	for c := range g.pending {
+		c.Close()
+	}
+	g.mu.Unlock()
+
+	for _, ln := range lns {
+		ln.Close()
+	}
+	for _, l := range links {
+		l.stopReading()
+		l.close(ReasonShutdown, nil, true)
+	}
+	waited := make(chan struct{})
+	go func() {
+		g.wg.Wait()
+		close(waited)
+	}()
+	select {
+	case <-waited:
+		return nil
+	case <-ctx.Done():
+	}
+	for _, l := range links {
+		l.conn.Close()
+	}
+	<-waited
+	return ctx.Err()
+}
+
+// Stop closes every listener and connection at once, without flushing, and
+// waits for the gateway's goroutines to exit.
+func (g *Gateway) Stop() {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	g.Shutdown(ctx)
+}

@@ -1,0 +1,209 @@
+package gateway
+
+import (
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/fastway-go/fastway/proto"
+)
+
+// side says which port a link came in on.
+type side uint8
+
+const (
+	sideClient side = iota
+	sideServer
+)
+
+func (s side) String() string {
+	if s == sideClient {
+		return "client"
+	}
+	return "server"
+}
+
+// pushMode says what a push does when the destination's queue is full.
+type pushMode uint8
+
+const (
+	// pushDrop disconnects the destination as a slow consumer. Used toward
+	// clients: a slow client must never stall the server feeding it.
+	pushDrop pushMode = iota
+	// pushWait blocks the pusher until there is room (back-pressure). Used
+	// by a client's reader toward a server.
+	pushWait
+	// pushForce queues past the limit. Used for a server's replies to itself
+	// (Ping, Accept), which its own reader generates at its own pace.
+	pushForce
+)
+
+// link is one physical connection: a client or an authenticated server.
+//
+// Goroutines: one reader (readLoop), which also tears the link down when it
+// ends, and a writer (writeLoop) that runs only while frames are queued, so an
+// idle link costs one goroutine. See docs/architecture.md.
+type link struct {
+	gw    *Gateway
+	conn  net.Conn
+	side  side
+	id    uint32 // client ID (gateway-assigned) or server ID
+	idle  time.Duration
+	limit int // send queue limit, in frames
+	log   *slog.Logger
+	stats linkCounters
+
+	lastDeadline time.Time   // reader only: when the read deadline was last pushed out
+	stopRead     atomic.Bool // set by stopReading: the reader must not read again
+
+	// mu guards the send queue and the closing state.
+	mu      sync.Mutex
+	space   sync.Cond // signalled when the writer takes frames or the link closes
+	waiters int       // pushers blocked on space
+	queue   [][]byte  // frames waiting for the writer
+	spare   [][]byte  // the writer's previous batch, reused as the next queue
+	writing bool      // a writer goroutine is running
+	closed  bool      // no more frames are accepted
+	flush   bool      // closed gracefully: the writer drains the queue first
+	reason  Reason
+	cause   error
+
+	// vmu guards the virtual connections of this link.
+	vmu    sync.Mutex
+	vconns map[uint32]*vconn
+	dialed int  // virtual connections this client dialed (ClientMaxConn)
+	dead   bool // torn down: no virtual connection may be added
+}
+
+func newLink(g *Gateway, conn net.Conn, s side, id uint32) *link {
+	l := &link{gw: g, conn: conn, side: s, id: id}
+	if s == sideClient {
+		l.idle, l.limit = g.cfg.ClientIdleTimeout, g.cfg.ClientSendChanSize
+	} else {
+		l.idle, l.limit = g.cfg.ServerIdleTimeout, g.cfg.ServerSendChanSize
+	}
+	l.space.L = &l.mu
+	return l
+}
+
+// logger returns the link's logger, made on first use so idle links do not
+// carry one.
+func (l *link) logger() *slog.Logger {
+	return l.gw.log.With(slog.String("side", l.side.String()), slog.Uint64("id", uint64(l.id)), slog.String("remote", l.conn.RemoteAddr().String()))
+}
+
+// Read implements io.Reader for the frame reader: it pushes the read
+// deadline out before reading, but only when it has aged by a sixteenth of
+// the idle timeout, so the timer is not reset on every syscall. Any byte
+// received counts as activity.
+func (l *link) Read(p []byte) (int, error) {
+	if l.idle > 0 {
+		now := time.Now()
+		if now.Sub(l.lastDeadline) > l.idle/16 {
+			if err := l.conn.SetReadDeadline(now.Add(l.idle)); err != nil {
+				return 0, err
+			}
+			l.lastDeadline = now
+		}
+	}
+	if l.stopRead.Load() {
+		return 0, errStopped
+	}
+	return l.conn.Read(p)
+}
+
+// readLoop reads frames until the connection ends, then tears the link down.
+func (l *link) readLoop() {
+	defer l.gw.wg.Done()
+	cfg := &l.gw.cfg
+	bufSize := cfg.ClientBufferSize
+	if l.side == sideServer {
+		bufSize = cfg.ServerBufferSize
+	}
+	fr := proto.NewFrameReader(l, cfg.MemPool, bufSize, cfg.MaxPacket)
+	for {
+		frame, err := fr.ReadFrame()
+		if err != nil {
+			l.close(classify(err), err, false)
+			break
+		}
+		l.stats.framesIn.Add(1)
+		l.stats.bytesIn.Add(uint64(len(frame)))
+		if id := proto.Header(frame).ConnID(); id != 0 {
+			l.gw.forward(l, id, frame)
+		} else {
+			l.gw.command(l, frame)
+		}
+		if l.isClosed() {
+			break
+		}
+	}
+	fr.Release()
+	l.gw.teardown(l)
+}
+
+// classify maps a read error to a disconnect reason.
+func classify(err error) Reason {
+	var ne net.Error
+	switch {
+	case errors.Is(err, proto.ErrShortFrame), errors.Is(err, proto.ErrFrameTooLarge):
+		return ReasonProtocolError
+	case errors.Is(err, os.ErrDeadlineExceeded), errors.As(err, &ne) && ne.Timeout():
+		return ReasonIdleTimeout
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, net.ErrClosed):
+		return ReasonPeerClosed
+	}
+	if errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) {
+		return ReasonPeerClosed
+	}
+	return ReasonReadError
+}
+
+func (l *link) isClosed() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.closed
+}
+
+// close marks the link closed with reason and cause; the first call wins.
+// With flush, frames already queued are written before the socket closes
+// (graceful shutdown); otherwise the socket closes at once, which also ends
+// the reader, which tears the link down.
+func (l *link) close(reason Reason, cause error, flush bool) {
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return
+	}
+	l.closed, l.flush, l.reason, l.cause = true, flush, reason, cause
+	writing := l.writing
+	if l.waiters > 0 {
+		l.space.Broadcast()
+	}
+	l.mu.Unlock()
+	if !flush || !writing {
+		l.conn.Close()
+	}
+	// With flush and a writer running, the writer closes the socket when the
+	// queue is empty.
+}
+
+// closeReason returns why the link closed.
+func (l *link) closeReason() (Reason, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.reason, l.cause
+}
+
+// stopReading makes the reader return at its next read: it sets a flag the
+// Read wrapper checks after pushing its deadline, then expires the deadline.
+func (l *link) stopReading() {
+	l.stopRead.Store(true)
+	l.conn.SetReadDeadline(time.Now())
+}

@@ -1,0 +1,269 @@
+package gateway
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+
+	"github.com/fastway-go/fastway/proto"
+)
+
+// vconn is one virtual connection: a ConnID and the two links it joins.
+// The fields never change after the vconn is published in the route table.
+type vconn struct {
+	id       uint32
+	client   *link
+	server   *link
+	byClient bool // the client dialed it (counts toward ClientMaxConn)
+}
+
+// other returns the end of vc that is not l.
+func (vc *vconn) other(l *link) *link {
+	if vc.client == l {
+		return vc.server
+	}
+	return vc.client
+}
+
+// modeFor says how a frame from link from is queued to link to: toward a
+// client it never blocks (a full client is a slow consumer); toward a server
+// it blocks the sending client (back-pressure), except for a server's own
+// replies, which may not block the server's own reader.
+func modeFor(from, to *link) pushMode {
+	switch {
+	case to.side == sideClient:
+		return pushDrop
+	case from == to:
+		return pushForce
+	default:
+		return pushWait
+	}
+}
+
+// forward routes a data frame read from l. This is the fast path: the frame
+// is queued to the other end as the very buffer it was read into.
+func (g *Gateway) forward(l *link, id uint32, frame []byte) {
+	vc, ok := g.routes.get(id)
+	if !ok {
+		// Not live: drop it and tell the sender the ConnID is gone.
+		g.counters.framesDropped.Add(1)
+		g.free(frame)
+		g.sendClose(l, l, id)
+		return
+	}
+	var dst *link
+	switch l {
+	case vc.client:
+		dst = vc.server
+	case vc.server:
+		dst = vc.client
+	default:
+		g.free(frame)
+		g.counters.framesDropped.Add(1)
+		l.close(ReasonProtocolError, fmt.Errorf("data on ConnID %d, which is not its own", id), false)
+		return
+	}
+	if dst.push(frame, modeFor(l, dst)) != nil {
+		// The other end is closing; its teardown sends l the Close.
+		g.counters.framesDropped.Add(1)
+	}
+}
+
+// command handles a command frame read from l, taking ownership of it.
+func (g *Gateway) command(l *link, frame []byte) {
+	cmd, err := proto.DecodeCommand(frame)
+	if err != nil {
+		g.free(frame)
+		l.close(ReasonProtocolError, err, false)
+		return
+	}
+	switch cmd.Type {
+	case proto.CmdPing:
+		// Answer with the same buffer: a Ping is a Ping both ways.
+		l.push(frame, modeFor(l, l))
+	case proto.CmdDial:
+		g.dial(l, cmd.RemoteID, frame)
+	case proto.CmdClose:
+		g.free(frame)
+		g.closeVC(l, cmd.ConnID)
+	default:
+		g.free(frame)
+		l.close(ReasonProtocolError, fmt.Errorf("%s sent to the gateway", cmd.Type), false)
+	}
+}
+
+// dial opens a virtual connection from l to remoteID, answering l with
+// Accept (then the other end with Connect) or Refuse. dialFrame is l's Dial,
+// reused as the Refuse (same size and layout).
+func (g *Gateway) dial(l *link, remoteID uint32, dialFrame []byte) {
+	refuse := func(r RefuseReason) {
+		g.counters.dialsRefused[r].Add(1)
+		dialFrame[proto.HeaderSize] = byte(proto.CmdRefuse)
+		l.push(dialFrame, modeFor(l, l))
+	}
+	if remoteID == 0 {
+		refuse(RefuseInvalidID)
+		return
+	}
+	vc := &vconn{}
+	if l.side == sideClient {
+		vc.client, vc.byClient = l, true
+		vc.server = g.servers.newest(remoteID)
+		if vc.server == nil {
+			refuse(RefuseUnknownID)
+			return
+		}
+	} else {
+		vc.server = l
+		c, ok := g.clients.get(remoteID)
+		if !ok {
+			refuse(RefuseUnknownID)
+			return
+		}
+		vc.client = c
+	}
+	if r, ok := g.attach(vc); !ok {
+		refuse(r)
+		return
+	}
+	g.free(dialFrame)
+	g.counters.vconns.Add(1)
+	g.counters.dialsAccepted.Add(1)
+
+	// Accept to the dialer first, so it knows the ConnID before any data.
+	other := vc.other(l)
+	l.push(g.encode(proto.Command{Type: proto.CmdAccept, ConnID: vc.id, RemoteID: remoteID}), modeFor(l, l))
+	other.push(g.encode(proto.Command{Type: proto.CmdConnect, ConnID: vc.id, RemoteID: l.id}), modeFor(l, other))
+}
+
+// attach assigns vc a ConnID and records it in the route table and on both
+// links, unless either link is closing or the client is at ClientMaxConn.
+// Both links' vmu are held (client first, then server) so a concurrent
+// teardown either sees vc or makes attach fail.
+func (g *Gateway) attach(vc *vconn) (RefuseReason, bool) {
+	c, s := vc.client, vc.server
+	c.vmu.Lock()
+	defer c.vmu.Unlock()
+	s.vmu.Lock()
+	defer s.vmu.Unlock()
+	if c.dead || s.dead || c.isClosed() || s.isClosed() {
+		return RefusePeerClosing, false
+	}
+	if vc.byClient && c.dialed >= g.cfg.ClientMaxConn {
+		return RefuseLimit, false
+	}
+	for {
+		// ConnIDs are never 0 and never collide with a live one, also
+		// after the 32-bit counter wraps.
+		vc.id = g.nextConnID.Add(1)
+		if vc.id != 0 && g.routes.insert(vc.id, vc) {
+			break
+		}
+	}
+	if c.vconns == nil {
+		c.vconns = make(map[uint32]*vconn)
+	}
+	if s.vconns == nil {
+		s.vconns = make(map[uint32]*vconn)
+	}
+	c.vconns[vc.id] = vc
+	s.vconns[vc.id] = vc
+	if vc.byClient {
+		c.dialed++
+	}
+	return 0, true
+}
+
+// detach forgets vc on link l.
+func (l *link) detach(vc *vconn) {
+	l.vmu.Lock()
+	if l.vconns[vc.id] == vc {
+		delete(l.vconns, vc.id)
+		if vc.byClient && vc.client == l {
+			l.dialed--
+		}
+		if len(l.vconns) == 0 {
+			l.vconns = nil // give the map back while idle
+		}
+	}
+	l.vmu.Unlock()
+}
+
+// closeVC handles Close(id) from l: if id is live and l is one of its ends,
+// it is removed and both ends get Close. Anything else is ignored silently,
+// as the protocol requires (nobody can close someone else's connection).
+func (g *Gateway) closeVC(l *link, id uint32) {
+	vc, ok := g.routes.get(id)
+	if !ok || (vc.client != l && vc.server != l) {
+		g.counters.closesIgnored.Add(1)
+		return
+	}
+	if !g.routes.remove(id, func(v *vconn) bool { return v == vc }) {
+		g.counters.closesIgnored.Add(1)
+		return // someone else closed it first and sends the Closes
+	}
+	vc.client.detach(vc)
+	vc.server.detach(vc)
+	g.counters.vconns.Add(-1)
+	other := vc.other(l)
+	g.sendClose(l, l, id)
+	g.sendClose(l, other, id)
+}
+
+// sendClose queues Close(id) to link to, on behalf of link from.
+func (g *Gateway) sendClose(from, to *link, id uint32) {
+	to.push(g.encode(proto.Command{Type: proto.CmdClose, ConnID: id}), modeFor(from, to))
+}
+
+// encode returns cmd's frame in a pooled buffer.
+func (g *Gateway) encode(cmd proto.Command) []byte {
+	f := g.cfg.MemPool.Alloc(proto.CmdSize(cmd.Type))
+	cmd.Put(f)
+	return f
+}
+
+// teardown runs once per link, from its reader, after the link closed: it
+// closes the link's virtual connections (telling the other ends), removes the
+// link from the registries, and counts and logs the disconnect.
+func (g *Gateway) teardown(l *link) {
+	l.vmu.Lock()
+	l.dead = true
+	vcs := l.vconns
+	l.vconns = nil
+	l.vmu.Unlock()
+	for id, vc := range vcs {
+		if !g.routes.remove(id, func(v *vconn) bool { return v == vc }) {
+			continue // closed concurrently by the other end
+		}
+		other := vc.other(l)
+		other.detach(vc)
+		g.counters.vconns.Add(-1)
+		g.sendClose(l, other, id)
+	}
+
+	if l.side == sideClient {
+		g.clients.remove(l.id, func(v *link) bool { return v == l })
+		g.counters.clientConns.Add(-1)
+	} else {
+		g.servers.remove(l)
+		g.counters.serverConns.Add(-1)
+	}
+	g.mu.Lock()
+	delete(g.links, l)
+	g.counters.retire(l.side, &l.stats)
+	g.mu.Unlock()
+
+	reason, cause := l.closeReason()
+	g.counters.disconnects[reason].Add(1)
+	level := slog.LevelInfo
+	if reason == ReasonPeerClosed || reason == ReasonShutdown {
+		level = slog.LevelDebug
+	}
+	if g.log.Enabled(context.Background(), level) {
+		attrs := []any{slog.String("reason", reason.String()), slog.Int("vconns", len(vcs))}
+		if cause != nil {
+			attrs = append(attrs, slog.String("error", cause.Error()))
+		}
+		l.logger().Log(context.Background(), level, "disconnect", attrs...)
+	}
+}

@@ -1,0 +1,123 @@
+package gateway
+
+import "sync/atomic"
+
+// Stats is a snapshot of the gateway's counters.
+type Stats struct {
+	ClientConns  int64 // client physical connections open now
+	ServerConns  int64 // authenticated server connections open now
+	VirtualConns int64 // virtual connections open now
+
+	Client Traffic // frames and bytes on the client side
+	Server Traffic // frames and bytes on the server side
+
+	DialsAccepted  uint64                   // Dials that opened a virtual connection
+	DialsRefused   [numRefuseReasons]uint64 // Dials refused, by RefuseReason
+	Disconnects    [numReasons]uint64       // physical disconnects, by Reason
+	AuthFailures   uint64                   // server handshakes that failed
+	FramesDropped  uint64                   // data frames for a dead, foreign or closing ConnID
+	ClosesIgnored  uint64                   // Close for an unknown or foreign ConnID
+	ClientAccepts  uint64                   // client connections accepted in all
+	ServerAccepts  uint64                   // server connections authenticated in all
+	QueueHighWater [2]int64                 // largest send queue seen, [client, server], in frames
+}
+
+// Traffic counts frames and bytes in both directions on one side.
+type Traffic struct {
+	FramesIn, FramesOut uint64 // frames read from / written to that side
+	BytesIn, BytesOut   uint64 // bytes read from / written to that side
+}
+
+// linkCounters are one link's traffic counters. The reader alone adds to the
+// In fields and the writer alone to the Out fields, so the atomics are never
+// contended; Stats sums them over live links at snapshot time.
+type linkCounters struct {
+	framesIn, bytesIn   atomic.Uint64
+	framesOut, bytesOut atomic.Uint64
+}
+
+func (c *linkCounters) addTo(t *Traffic) {
+	t.FramesIn += c.framesIn.Load()
+	t.BytesIn += c.bytesIn.Load()
+	t.FramesOut += c.framesOut.Load()
+	t.BytesOut += c.bytesOut.Load()
+}
+
+// counters are the gateway-wide counters of rare events, and the traffic of
+// links that have closed.
+type counters struct {
+	clientConns, serverConns, vconns atomic.Int64
+	dialsAccepted                    atomic.Uint64
+	dialsRefused                     [numRefuseReasons]atomic.Uint64
+	disconnects                      [numReasons]atomic.Uint64
+	authFailures                     atomic.Uint64
+	framesDropped, closesIgnored     atomic.Uint64
+	clientAccepts, serverAccepts     atomic.Uint64
+	highWater                        [2]atomic.Int64
+	closed                           [2]linkCounters // traffic of closed links, [client, server]
+}
+
+// noteQueueLen records a send queue length for the high-water mark.
+func (c *counters) noteQueueLen(s side, n int) {
+	hw := &c.highWater[s]
+	for {
+		old := hw.Load()
+		if int64(n) <= old || hw.CompareAndSwap(old, int64(n)) {
+			return
+		}
+	}
+}
+
+// retire folds a closing link's traffic into the closed-link totals.
+func (c *counters) retire(s side, lc *linkCounters) {
+	dst := &c.closed[s]
+	dst.framesIn.Add(lc.framesIn.Load())
+	dst.bytesIn.Add(lc.bytesIn.Load())
+	dst.framesOut.Add(lc.framesOut.Load())
+	dst.bytesOut.Add(lc.bytesOut.Load())
+}
+
+// Stats returns a snapshot of the gateway's counters.
+func (g *Gateway) Stats() Stats {
+	c := &g.counters
+	s := Stats{
+		ClientConns:   c.clientConns.Load(),
+		ServerConns:   c.serverConns.Load(),
+		VirtualConns:  c.vconns.Load(),
+		DialsAccepted: c.dialsAccepted.Load(),
+		AuthFailures:  c.authFailures.Load(),
+		FramesDropped: c.framesDropped.Load(),
+		ClosesIgnored: c.closesIgnored.Load(),
+		ClientAccepts: c.clientAccepts.Load(),
+		ServerAccepts: c.serverAccepts.Load(),
+	}
+	for i := range c.dialsRefused {
+		s.DialsRefused[i] = c.dialsRefused[i].Load()
+	}
+	for i := range c.disconnects {
+		s.Disconnects[i] = c.disconnects[i].Load()
+	}
+	for i := range c.highWater {
+		s.QueueHighWater[i] = c.highWater[i].Load()
+	}
+	// Sum live links under the links lock, so a link is counted either
+	// live or retired, never both and never neither.
+	g.mu.Lock()
+	c.closed[sideClient].addTo(&s.Client)
+	c.closed[sideServer].addTo(&s.Server)
+	for l := range g.links {
+		if l.side == sideClient {
+			l.stats.addTo(&s.Client)
+		} else {
+			l.stats.addTo(&s.Server)
+		}
+	}
+	g.mu.Unlock()
+	return s
+}
+
+// Refused returns the refused-dial count for reason r.
+func (s Stats) Refused(r RefuseReason) uint64 { return s.DialsRefused[r] }
+
+// Disconnected returns the disconnect count for reason r.
+func (s Stats) Disconnected(r Reason) uint64 { return s.Disconnects[r] }
