@@ -1,0 +1,201 @@
+package gateway
+
+import (
+	"bytes"
+	"encoding/binary"
+	"net"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/fastway-go/fastway/proto"
+	"github.com/fastway-go/fastway/slab"
+)
+
+// TestSlowClientDisconnectedServerNotStalled: a client that stops reading
+// while its server pushes is disconnected as a slow consumer; the server's
+// other clients are unaffected.
+func TestSlowClientDisconnectedServerNotStalled(t *testing.T) {
+	g := startGW(t, Config{ClientSendChanSize: 16})
+	s := g.dialServer(t, 1)
+	slow, fine := g.dialClient(t), g.dialClient(t)
+	slow.conn.(*net.TCPConn).SetReadBuffer(4 << 10)
+	slowID, _ := open(t, slow, s, 1)
+	fineID, _ := open(t, fine, s, 1)
+
+	// The server floods the slow client; the gateway must keep reading it.
+	payload := make([]byte, 16<<10)
+	flood := proto.EncodeData(nil, slowID, payload)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		s.conn.SetWriteDeadline(time.Now().Add(waitFor))
+		for range 2000 {
+			if _, err := s.conn.Write(flood); err != nil {
+				return
+			}
+			if g.Stats().Disconnected(ReasonSlowConsumer) > 0 {
+				return
+			}
+		}
+	}()
+	// The server learns the slow client's virtual connection is gone.
+	for {
+		cmd, err := proto.DecodeCommand(s.read())
+		if err == nil && cmd.Type == proto.CmdClose && cmd.ConnID == slowID {
+			break
+		}
+	}
+	<-done
+	if n := g.Stats().Disconnected(ReasonSlowConsumer); n != 1 {
+		t.Fatalf("slow-consumer disconnects = %d, want 1", n)
+	}
+	// The server still serves its other client at once.
+	s.sendData(fineID, "still flowing")
+	fine.expectData(fineID, "still flowing")
+	fine.sendData(fineID, "back")
+	for {
+		f := s.read()
+		if proto.Header(f).ConnID() == fineID {
+			if !bytes.Equal(f, proto.EncodeData(nil, fineID, []byte("back"))) {
+				t.Fatalf("got %x", f)
+			}
+			break
+		}
+	}
+}
+
+// TestServerQueueBackPressure: toward a server, a full queue pauses the
+// sending client instead of dropping: every frame arrives, in order.
+func TestServerQueueBackPressure(t *testing.T) {
+	const limit = 4
+	g := startGW(t, Config{ServerSendChanSize: limit})
+	s := g.dialServer(t, 1)
+	s.conn.(*net.TCPConn).SetReadBuffer(64 << 10)
+	c := g.dialClient(t)
+	id, _ := open(t, c, s, 1)
+
+	// 16 MiB: more than the socket buffers between gateway and server hold.
+	const n = 4000
+	msg := make([]byte, 4096)
+	go func() {
+		// The client writes far more than the server's queue and socket
+		// buffers hold; the gateway pauses reading it.
+		var b []byte
+		for i := range n {
+			binary.LittleEndian.PutUint32(msg, uint32(i))
+			b = proto.EncodeData(b[:0], id, msg)
+			c.conn.SetWriteDeadline(time.Now().Add(waitFor))
+			if _, err := c.conn.Write(b); err != nil {
+				return
+			}
+		}
+	}()
+	// Let the queue fill before reading.
+	eventually(t, "server queue full", func() bool { return g.Stats().QueueHighWater[sideServer] >= limit })
+	for i := range n {
+		f := s.read()
+		if got := binary.LittleEndian.Uint32(f[proto.HeaderSize:]); proto.Header(f).ConnID() != id || got != uint32(i) {
+			t.Fatalf("frame %d: ConnID %d seq %d", i, proto.Header(f).ConnID(), got)
+		}
+	}
+	st := g.Stats()
+	if st.FramesDropped != 0 || st.QueueHighWater[sideServer] > limit {
+		t.Fatalf("dropped %d, high water %d (limit %d)", st.FramesDropped, st.QueueHighWater[sideServer], limit)
+	}
+	for _, r := range Reasons() {
+		if st.Disconnected(r) != 0 {
+			t.Fatalf("%d disconnects for %s", st.Disconnected(r), r)
+		}
+	}
+}
+
+// countingPool counts allocations, to show the forward path copies nothing.
+type countingPool struct {
+	slab.Pool
+	allocs, frees atomic.Int64
+}
+
+func (p *countingPool) Alloc(n int) []byte { p.allocs.Add(1); return p.Pool.Alloc(n) }
+func (p *countingPool) Free(b []byte)      { p.frees.Add(1); p.Pool.Free(b) }
+
+// TestForwardOneBufferPerFrame: a data frame costs exactly one pool
+// allocation end to end (the buffer it is read into, which is the buffer
+// written out), and every buffer goes back to the pool.
+func TestForwardOneBufferPerFrame(t *testing.T) {
+	pool := &countingPool{Pool: slab.NewSyncPool(64, 64<<10, 2)}
+	g := startGW(t, Config{MemPool: pool})
+	s := g.dialServer(t, 1)
+	c := g.dialClient(t)
+	id, _ := open(t, c, s, 1)
+	s.ping()
+	c.ping()
+
+	before := pool.allocs.Load()
+	const n = 1000
+	var b []byte
+	for i := range n {
+		b = proto.EncodeData(b, id, []byte{byte(i)})
+	}
+	c.write(b)
+	for i := range n {
+		s.expectData(id, string([]byte{byte(i)}))
+	}
+	if got := pool.allocs.Load() - before; got != n {
+		t.Fatalf("%d allocations for %d forwarded frames, want exactly one each", got, n)
+	}
+	// Everything allocated is freed once the connections are gone.
+	c.conn.Close()
+	s.conn.Close()
+	eventually(t, "links gone", func() bool { st := g.Stats(); return st.ClientConns == 0 && st.ServerConns == 0 })
+	eventually(t, "buffers back", func() bool { return pool.allocs.Load() == pool.frees.Load() })
+}
+
+// writeCounter counts Write calls on a net.Conn that has no writev.
+type writeCounter struct {
+	net.Conn
+	writes atomic.Int64
+}
+
+func (w *writeCounter) Write(b []byte) (int, error) {
+	w.writes.Add(1)
+	return w.Conn.Write(b)
+}
+
+// TestWriterCoalesces: frames queued while a write is in progress go out
+// together in one write.
+func TestWriterCoalesces(t *testing.T) {
+	g := New(Config{Logger: discard()})
+	near, far := net.Pipe()
+	defer far.Close()
+	wc := &writeCounter{Conn: near}
+	l := newLink(g, wc, sideClient, 1)
+	g.wg.Add(1) // stands in for the reader the link does not have here
+	defer g.wg.Done()
+
+	const n = 100
+	// The first frame's write blocks until far reads (net.Pipe), so the
+	// other 99 queue up behind it.
+	for i := range n {
+		l.push(proto.EncodeData(nil, 1, []byte{byte(i)}), pushDrop)
+	}
+	var got []byte
+	buf := make([]byte, 4096)
+	want := 0
+	for i := range n {
+		want += len(proto.EncodeData(nil, 1, []byte{byte(i)}))
+	}
+	far.SetReadDeadline(time.Now().Add(waitFor))
+	for len(got) < want {
+		m, err := far.Read(buf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, buf[:m]...)
+	}
+	if w := wc.writes.Load(); w > 3 {
+		t.Fatalf("%d writes for %d frames, want at most 3", w, n)
+	}
+	l.close(ReasonShutdown, nil, false)
+	eventually(t, "writer exit", func() bool { l.mu.Lock(); defer l.mu.Unlock(); return !l.writing })
+}

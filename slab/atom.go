@@ -1,0 +1,170 @@
+package slab
+
+import (
+	"sync"
+	"sync/atomic"
+)
+
+// slotUsed marks a chunk that is handed out. Any other slot value belongs to
+// a free chunk (or one being freed) and is the link to the chunk below it on
+// the free stack: its index + 1, or 0 at the bottom.
+const slotUsed = ^uint32(0)
+
+// AtomPool is a Pool whose size classes keep their free chunks on a
+// lock-free stack (a Treiber stack of chunk indices, with an ABA tag packed
+// into the same 64-bit word as the top).
+//
+// Each class owns pages of pageSize bytes (rounded down to a whole number
+// of chunks) cut into chunks of the class size. A class allocates its first page on its first Alloc and another
+// whenever it runs out, so an idle pool costs a few hundred bytes. Pages are
+// kept until the pool is garbage collected: the pool never shrinks below its
+// peak use. Alloc and Free take no lock; only growing a class takes a mutex,
+// at most once per pageSize bytes, so that a burst of Allocs on an empty
+// class adds one page rather than one per goroutine. A class whose chunk
+// indices would pass 1<<31 stops growing and Alloc falls back to make.
+//
+// Free ignores slices that are not chunks of this pool and a second Free of
+// a chunk that is still free (see the package doc).
+type AtomPool struct {
+	cls     classes
+	classes []atomClass
+}
+
+// atomClass is one size class of an AtomPool.
+type atomClass struct {
+	// head is the free stack: tag<<32 | (top index + 1), 0 when empty.
+	// The tag changes on every push and pop, so a pop that read a stale
+	// top cannot succeed after that chunk was popped and pushed again.
+	head atomic.Uint64
+	geometry
+	table atomic.Pointer[pageTable]
+	grow  sync.Mutex // held while adding a page
+	_     [64]byte   // keep neighbouring heads on separate cache lines
+}
+
+// NewAtomPool returns an AtomPool with classes from minChunk to maxChunk
+// bytes, each factor times the previous, cut from pages of pageSize bytes.
+// It panics on arguments that New would reject; New reports them as errors.
+func NewAtomPool(minChunk, maxChunk, factor, pageSize int) *AtomPool {
+	mustValidate(minChunk, maxChunk, factor, pageSize, true)
+	p := &AtomPool{cls: newClasses(minChunk, maxChunk, factor)}
+	p.classes = make([]atomClass, len(p.cls))
+	for i, size := range p.cls {
+		c := &p.classes[i]
+		c.geometry = newGeometry(size, pageSize)
+		c.table.Store(&pageTable{})
+	}
+	return p
+}
+
+// Alloc returns a slice of length size from the smallest class that holds
+// it, make([]byte, size) above the largest class, and nil for a negative
+// size.
+func (p *AtomPool) Alloc(size int) []byte {
+	if size < 0 {
+		return nil
+	}
+	ci := p.cls.index(size)
+	if ci < 0 {
+		return make([]byte, size)
+	}
+	c := &p.classes[ci]
+	if pg, i, ok := c.pop(); ok {
+		return pg.chunk(i, c.chunk, size)
+	}
+	if pg, i, ok := c.addPage(); ok {
+		return pg.chunk(i, c.chunk, size)
+	}
+	return make([]byte, size)
+}
+
+// Free returns b to its class. Slices that are not chunks of this pool, and
+// chunks that are already free, are ignored.
+func (p *AtomPool) Free(b []byte) {
+	ci := p.cls.exact(cap(b))
+	if ci < 0 {
+		return
+	}
+	c := &p.classes[ci]
+	pg, i, ok := c.table.Load().find(b, c.chunk)
+	if !ok {
+		return
+	}
+	// Claim the chunk and link it to the current top in one step; a
+	// chunk that is not marked used is already free (a double Free).
+	s := &pg.slots[i]
+	old := c.head.Load()
+	if !s.CompareAndSwap(slotUsed, uint32(old)) {
+		return
+	}
+	top := uint64(c.index(pg, i) + 1)
+	for !c.head.CompareAndSwap(old, (old>>32+1)<<32|top) {
+		old = c.head.Load()
+		s.Store(uint32(old))
+	}
+}
+
+// pop takes the top chunk off the free stack.
+func (c *atomClass) pop() (pg *page, i uint32, ok bool) {
+	for {
+		old := c.head.Load()
+		top := uint32(old)
+		if top == 0 {
+			return nil, 0, false
+		}
+		idx := top - 1
+		// Load the table after the head: a chunk is pushed only after
+		// its page is published, so the table has the page.
+		pg = c.table.Load().byNo[idx>>c.shift]
+		i = idx & c.mask
+		s := &pg.slots[i]
+		// next may be stale (another pop took idx meanwhile); then the
+		// head's tag has changed and the swap fails.
+		next := s.Load()
+		if c.head.CompareAndSwap(old, (old>>32+1)<<32|uint64(next)) {
+			s.Store(slotUsed)
+			return pg, i, true
+		}
+	}
+}
+
+// push puts a chain of free chunks, already linked to each other, on the
+// stack: first is the index of the chain's top chunk and lastSlot the slot
+// of its bottom chunk, which is linked to the old top.
+func (c *atomClass) push(first uint32, lastSlot *atomic.Uint32) {
+	for {
+		old := c.head.Load()
+		lastSlot.Store(uint32(old))
+		if c.head.CompareAndSwap(old, (old>>32+1)<<32|uint64(first+1)) {
+			return
+		}
+	}
+}
+
+// addPage adds a page to the class, keeps its first chunk for the caller
+// and pushes the rest. If another goroutine added a page while this one
+// waited for the lock, it pops from that page instead. ok is false when the
+// class cannot grow.
+func (c *atomClass) addPage() (pg *page, i uint32, ok bool) {
+	c.grow.Lock()
+	defer c.grow.Unlock()
+	if pg, i, ok = c.pop(); ok {
+		return pg, i, ok
+	}
+	t := c.table.Load()
+	no := len(t.byNo)
+	if no >= c.maxPages {
+		return nil, 0, false
+	}
+	pg = newPage(uint32(no), c.perPage, c.chunk)
+	pg.slots[0].Store(slotUsed)
+	n := uint32(c.perPage)
+	for j := uint32(1); j+1 < n; j++ {
+		pg.slots[j].Store(c.index(pg, j+1) + 1) // link chunk j to j+1
+	}
+	c.table.Store(t.with(pg)) // publish the page before its chunks
+	if n > 1 {
+		c.push(c.index(pg, 1), &pg.slots[n-1])
+	}
+	return pg, 0, true
+}
