@@ -222,8 +222,10 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 		ln.Close()
 	}
 	for _, l := range links {
-		l.stopReading()
+		// Closed first, so the reader, woken by stopReading, finds the
+		// graceful close in place and does not close the socket hard.
 		l.close(ReasonShutdown, nil, true)
+		l.stopReading()
 	}
 	waited := make(chan struct{})
 	go func() {
