@@ -195,6 +195,15 @@ func (g *Gateway) handshake(conn net.Conn) {
 	l.readLoop() // its deferred wg.Done balances the Add above
 }
 
+// untrack removes a finished link from the live links, folding its traffic
+// counters into the totals.
+func (g *Gateway) untrack(l *link) {
+	g.mu.Lock()
+	delete(g.links, l)
+	g.counters.retire(l.side, &l.stats)
+	g.mu.Unlock()
+}
+
 // Shutdown stops the gateway gracefully: listeners close at once, every
 // link stops reading, frames already queued are written, then connections
 // close. If ctx ends first, the remaining connections are closed hard; Shutdown

@@ -62,6 +62,15 @@ type link struct {
 	lastDeadline time.Time   // reader only: when the read deadline was last pushed out
 	stopRead     atomic.Bool // set by stopReading: the reader must not read again
 
+	// Lazy reads (ReadLazy): the socket's RawConn, the callback given to
+	// it (made once per link), and the state it works on.
+	raw     syscall.RawConn
+	rawRead func(fd uintptr) bool
+	lazyGet func() []byte
+	lazyPut func()
+	lazyN   int
+	lazyErr error
+
 	// mu guards the send queue and the closing state.
 	mu      sync.Mutex
 	space   sync.Cond // signalled when the writer takes frames or the link closes
@@ -70,6 +79,7 @@ type link struct {
 	spare   [][]byte  // the writer's previous batch, reused as the next queue
 	writing bool      // a writer goroutine is running
 	closed  bool      // no more frames are accepted
+	retired bool      // torn down; the last of reader and writer to finish untracks it
 	flush   bool      // closed gracefully: the writer drains the queue first
 	reason  Reason
 	cause   error
@@ -89,6 +99,12 @@ func newLink(g *Gateway, conn net.Conn, s side, id uint32) *link {
 		l.idle, l.limit = g.cfg.ServerIdleTimeout, g.cfg.ServerSendChanSize
 	}
 	l.space.L = &l.mu
+	if sc, ok := conn.(syscall.Conn); ok {
+		if raw, err := sc.SyscallConn(); err == nil {
+			l.raw = raw
+			l.rawRead = l.readReady
+		}
+	}
 	return l
 }
 
@@ -103,49 +119,121 @@ func (l *link) logger() *slog.Logger {
 // the idle timeout, so the timer is not reset on every syscall. Any byte
 // received counts as activity.
 func (l *link) Read(p []byte) (int, error) {
+	if err := l.beforeRead(); err != nil {
+		return 0, err
+	}
+	return l.conn.Read(p)
+}
+
+// beforeRead pushes the read deadline out and checks the link is still to
+// be read.
+func (l *link) beforeRead() error {
 	if l.idle > 0 {
 		now := time.Now()
 		if now.Sub(l.lastDeadline) > l.idle/16 {
 			if err := l.conn.SetReadDeadline(now.Add(l.idle)); err != nil {
-				return 0, err
+				return err
 			}
 			l.lastDeadline = now
 		}
 	}
 	if l.stopRead.Load() {
+		return errStopped
+	}
+	return nil
+}
+
+// ReadLazy implements proto.LazyReader: the reader waits for the socket to
+// be readable holding no buffer, and takes one from the pool only to read.
+// An idle link therefore costs no read buffer.
+func (l *link) ReadLazy(get func() []byte, put func()) (int, error) {
+	if l.raw == nil {
+		return l.Read(get())
+	}
+	if l.stopRead.Load() {
 		return 0, errStopped
 	}
-	return l.conn.Read(p)
+	l.lazyGet, l.lazyPut = get, put
+	err := l.raw.Read(l.rawRead)
+	n, rerr := l.lazyN, l.lazyErr
+	l.lazyGet, l.lazyPut, l.lazyN, l.lazyErr = nil, nil, 0, nil
+	switch {
+	case err != nil:
+		return 0, err
+	case rerr != nil:
+		return 0, os.NewSyscallError("read", rerr)
+	case n == 0:
+		return 0, io.EOF
+	}
+	return n, nil
+}
+
+// readReady is the RawConn callback: one read attempt into a fresh buffer;
+// on EAGAIN the buffer goes back and the runtime waits for readability.
+func (l *link) readReady(fd uintptr) bool {
+	buf := l.lazyGet()
+	for {
+		n, err := syscall.Read(int(fd), buf)
+		if err == syscall.EINTR {
+			continue
+		}
+		if err == syscall.EAGAIN {
+			l.lazyPut()
+			return false
+		}
+		l.lazyN, l.lazyErr = max(n, 0), err
+		return true
+	}
 }
 
 // readLoop reads frames until the connection ends, then tears the link down.
+//
+// It is kept small on purpose: an idle link's reader sits blocked at the
+// bottom of readLoop → ReadFrame → ReadLazy, and when those frames are
+// small the goroutine fits in the minimum 2 KiB stack. For the same reason
+// the read deadline is pushed out here, at the top, rather than inside
+// ReadLazy (setting a deadline runs deep in the runtime and would grow the
+// stack for good).
 func (l *link) readLoop() {
 	defer l.gw.wg.Done()
-	cfg := &l.gw.cfg
-	bufSize := cfg.ClientBufferSize
-	if l.side == sideServer {
-		bufSize = cfg.ServerBufferSize
-	}
-	fr := proto.NewFrameReader(l, cfg.MemPool, bufSize, cfg.MaxPacket)
+	fr := l.newFrameReader()
 	for {
+		if err := l.beforeRead(); err != nil {
+			l.close(classify(err), err, false)
+			break
+		}
 		frame, err := fr.ReadFrame()
 		if err != nil {
 			l.close(classify(err), err, false)
 			break
 		}
-		l.stats.framesIn.Add(1)
-		l.stats.bytesIn.Add(uint64(len(frame)))
-		if id := proto.Header(frame).ConnID(); id != 0 {
-			l.gw.forward(l, id, frame)
-		} else {
-			l.gw.command(l, frame)
-		}
-		if l.isClosed() {
+		if !l.handle(frame) {
 			break
 		}
 	}
 	fr.Release()
 	l.gw.teardown(l)
+}
+
+func (l *link) newFrameReader() *proto.FrameReader {
+	cfg := &l.gw.cfg
+	bufSize := cfg.ClientBufferSize
+	if l.side == sideServer {
+		bufSize = cfg.ServerBufferSize
+	}
+	return proto.NewFrameReader(l, cfg.MemPool, bufSize, cfg.MaxPacket)
+}
+
+// handle routes one frame read from l and reports whether to read on.
+func (l *link) handle(frame []byte) bool {
+	l.stats.framesIn.Add(1)
+	l.stats.bytesIn.Add(uint64(len(frame)))
+	if id := proto.Header(frame).ConnID(); id != 0 {
+		l.gw.forward(l, id, frame)
+	} else {
+		l.gw.command(l, frame)
+	}
+	return !l.isClosed()
 }
 
 // classify maps a read error to a disconnect reason.

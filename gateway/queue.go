@@ -67,7 +67,7 @@ func (l *link) writeLoop() {
 		if len(batch) == 0 || (l.closed && !l.flush) {
 			l.queue = nil
 			l.writing = false
-			closeNow := l.closed
+			closeNow, retired := l.closed, l.retired
 			if !closeNow && cap(keep) <= idleSpare {
 				l.spare = keep // small enough to keep while idle
 			}
@@ -75,6 +75,9 @@ func (l *link) writeLoop() {
 			l.gw.freeAll(batch)
 			if closeNow {
 				l.conn.Close()
+			}
+			if retired {
+				l.gw.untrack(l)
 			}
 			return
 		}
@@ -99,10 +102,13 @@ func (l *link) writeLoop() {
 			l.close(ReasonWriteError, err, false)
 			l.mu.Lock()
 			l.writing = false
-			rest := l.queue
+			rest, retired := l.queue, l.retired
 			l.queue, l.spare = nil, nil
 			l.mu.Unlock()
 			l.gw.freeAll(rest)
+			if retired {
+				l.gw.untrack(l)
+			}
 			return
 		}
 		// Reuse the batch's slice as the next queue unless it is large and

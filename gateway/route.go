@@ -248,10 +248,15 @@ func (g *Gateway) teardown(l *link) {
 		g.servers.remove(l)
 		g.counters.serverConns.Add(-1)
 	}
-	g.mu.Lock()
-	delete(g.links, l)
-	g.counters.retire(l.side, &l.stats)
-	g.mu.Unlock()
+	// The link leaves the live set now, or when its writer finishes
+	// flushing, whichever is last, so Stats counts every byte it wrote.
+	l.mu.Lock()
+	l.retired = true
+	writing := l.writing
+	l.mu.Unlock()
+	if !writing {
+		g.untrack(l)
+	}
 
 	reason, cause := l.closeReason()
 	g.counters.disconnects[reason].Add(1)

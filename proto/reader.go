@@ -28,6 +28,11 @@ type FrameReader struct {
 	buf       []byte // read buffer from pool; nil until the first read
 	rpos      int    // next unread byte in buf
 	wpos      int    // end of valid bytes in buf
+	empty     int    // reads in a row that returned no bytes and no error
+
+	lazy LazyReader // r, if it implements LazyReader
+	get  func() []byte
+	put  func()
 }
 
 // NewFrameReader returns a reader of frames from r. bufSize is the size of
@@ -46,25 +51,47 @@ func NewFrameReader(r io.Reader, pool slab.Pool, bufSize, maxPacket int) *FrameR
 	if maxPacket <= 0 {
 		maxPacket = DefaultMaxPacket
 	}
-	return &FrameReader{r: r, pool: pool, bufSize: bufSize, maxPacket: maxPacket}
+	fr := &FrameReader{r: r, pool: pool, bufSize: bufSize, maxPacket: maxPacket}
+	if lr, ok := r.(LazyReader); ok {
+		// The callbacks are made once here, not per read.
+		fr.lazy, fr.get, fr.put = lr, fr.getBuf, fr.putBuf
+	}
+	return fr
 }
 
 // Buffered returns how many bytes are read from the stream but not yet
 // returned as frames.
 func (fr *FrameReader) Buffered() int { return fr.wpos - fr.rpos }
 
+// LazyReader is an optional interface of a FrameReader's source. ReadLazy
+// reads like io.Reader.Read, but asks for its destination only when it is
+// about to read: it calls get right before each read attempt and put when an
+// attempt found no data and it is going to wait. A FrameReader whose source
+// implements it holds no read buffer while nothing is buffered, so an idle
+// connection costs no buffer (the gateway's links wait on the socket with
+// syscall.RawConn and read only once it is readable).
+type LazyReader interface {
+	ReadLazy(get func() []byte, put func()) (int, error)
+}
+
 // fill reads into the buffer until at least n unread bytes are buffered.
 func (fr *FrameReader) fill(n int) error {
-	if fr.buf == nil {
-		fr.buf = fr.pool.Alloc(fr.bufSize)
-		fr.buf = fr.buf[:cap(fr.buf)]
-	}
-	if fr.rpos > 0 && len(fr.buf)-fr.rpos < n {
-		fr.wpos = copy(fr.buf, fr.buf[fr.rpos:fr.wpos])
-		fr.rpos = 0
-	}
 	for fr.wpos-fr.rpos < n {
-		m, err := fr.r.Read(fr.buf[fr.wpos:])
+		var m int
+		var err error
+		if fr.lazy != nil && fr.rpos == fr.wpos {
+			fr.rpos, fr.wpos = 0, 0
+			m, err = fr.lazy.ReadLazy(fr.get, fr.put)
+		} else {
+			if fr.buf == nil {
+				fr.alloc()
+			}
+			if len(fr.buf)-fr.rpos < n {
+				fr.wpos = copy(fr.buf, fr.buf[fr.rpos:fr.wpos])
+				fr.rpos = 0
+			}
+			m, err = fr.r.Read(fr.buf[fr.wpos:])
+		}
 		fr.wpos += m
 		if err != nil {
 			if fr.wpos-fr.rpos >= n {
@@ -75,8 +102,41 @@ func (fr *FrameReader) fill(n int) error {
 			}
 			return err
 		}
+		if m == 0 {
+			fr.empty++
+			if fr.empty >= maxEmptyReads {
+				return io.ErrNoProgress
+			}
+		} else {
+			fr.empty = 0
+		}
 	}
 	return nil
+}
+
+// maxEmptyReads is how many reads returning (0, nil) in a row a FrameReader
+// tolerates before it gives up with io.ErrNoProgress, as bufio does.
+const maxEmptyReads = 100
+
+func (fr *FrameReader) alloc() {
+	fr.buf = fr.pool.Alloc(fr.bufSize)
+	fr.buf = fr.buf[:cap(fr.buf)]
+}
+
+// getBuf and putBuf are the LazyReader callbacks (nothing is buffered when
+// they run: rpos == wpos == 0).
+func (fr *FrameReader) getBuf() []byte {
+	if fr.buf == nil {
+		fr.alloc()
+	}
+	return fr.buf
+}
+
+func (fr *FrameReader) putBuf() {
+	if fr.buf != nil && fr.wpos == 0 {
+		fr.pool.Free(fr.buf)
+		fr.buf = nil
+	}
 }
 
 // ReadFrame returns the next whole frame (Length field included) in a buffer
@@ -99,22 +159,35 @@ func (fr *FrameReader) ReadFrame() ([]byte, error) {
 		}
 		copy(frame, fr.buf[fr.rpos:fr.rpos+size])
 		fr.rpos += size
-	} else {
-		// Large frame: take what is buffered, read the rest straight into it.
-		n := copy(frame, fr.buf[fr.rpos:fr.wpos])
-		fr.rpos, fr.wpos = 0, 0
-		if _, err := io.ReadFull(fr.r, frame[n:]); err != nil {
-			fr.pool.Free(frame)
-			if err == io.EOF {
-				err = io.ErrUnexpectedEOF
-			}
-			return nil, fmt.Errorf("fastway: reading %d-byte frame: %w", size, err)
-		}
+	} else if err := fr.readLarge(frame); err != nil {
+		fr.pool.Free(frame)
+		return nil, err
 	}
 	if fr.rpos == fr.wpos {
 		fr.rpos, fr.wpos = 0, 0
+		if fr.lazy != nil {
+			// Nothing buffered: give the buffer back until data is ready.
+			fr.pool.Free(fr.buf)
+			fr.buf = nil
+		}
 	}
 	return frame, nil
+}
+
+// readLarge fills a frame larger than the read buffer: what is buffered,
+// then the rest read straight into the frame. It is kept out of ReadFrame so
+// that ReadFrame's stack frame stays small: a reader blocked in it for an
+// idle connection then fits in the smallest goroutine stack.
+func (fr *FrameReader) readLarge(frame []byte) error {
+	n := copy(frame, fr.buf[fr.rpos:fr.wpos])
+	fr.rpos, fr.wpos = 0, 0
+	if _, err := io.ReadFull(fr.r, frame[n:]); err != nil {
+		if err == io.EOF {
+			err = io.ErrUnexpectedEOF
+		}
+		return fmt.Errorf("fastway: reading %d-byte frame: %w", len(frame), err)
+	}
+	return nil
 }
 
 // Release returns the read buffer to the pool. Bytes buffered but not read
