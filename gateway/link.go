@@ -56,7 +56,6 @@ type link struct {
 	id    uint32 // client ID (gateway-assigned) or server ID
 	idle  time.Duration
 	limit int // send queue limit, in frames
-	log   *slog.Logger
 	stats linkCounters
 
 	lastDeadline time.Time   // reader only: when the read deadline was last pushed out

@@ -69,15 +69,3 @@ func (t *table[T]) len() int {
 	}
 	return n
 }
-
-// each calls f for every entry; f must not touch the table.
-func (t *table[T]) each(f func(uint32, T)) {
-	for i := range t.shards {
-		s := &t.shards[i]
-		s.mu.RLock()
-		for id, v := range s.m {
-			f(id, v)
-		}
-		s.mu.RUnlock()
-	}
-}

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# The project's test command: formatting, vet, staticcheck (pinned in go.mod
+# as a tool), and every test under the race detector. .ci/run calls this.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+echo "== gofmt"
+unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))
+if [ -n "$unformatted" ]; then
+  echo "not gofmt-ed:"; echo "$unformatted"; exit 1
+fi
+echo "== go vet"
+go vet ./...
+echo "== staticcheck"
+go tool staticcheck ./...
+echo "== go test -race"
+go test -race -count=1 -timeout 8m ./...
