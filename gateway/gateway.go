@@ -1,10 +1,12 @@
 package gateway
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"log/slog"
 	"net"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -30,6 +32,7 @@ type Gateway struct {
 	links     map[*link]struct{}
 	pending   map[net.Conn]struct{} // server connections in their handshake
 	listeners map[net.Listener]struct{}
+	serving   [2]int // listeners being served, per side
 	shutdown  bool
 	done      chan struct{} // closed by Shutdown
 }
@@ -55,24 +58,42 @@ func New(cfg Config) *Gateway {
 // Config returns the gateway's configuration, defaults filled in.
 func (g *Gateway) Config() Config { return g.cfg }
 
-// Servers lists the registered server connections.
-func (g *Gateway) Servers() []ServerInfo { return g.servers.list() }
+// Servers lists the registered server connections, sorted by ID, oldest
+// first within an ID.
+func (g *Gateway) Servers() []ServerInfo {
+	list := g.servers.list()
+	slices.SortStableFunc(list, func(a, b ServerInfo) int {
+		if c := cmp.Compare(a.ID, b.ID); c != 0 {
+			return c
+		}
+		return a.Since.Compare(b.Since)
+	})
+	return list
+}
+
+// Ready reports whether the gateway is serving both a client and a server
+// listener and is not shutting down (for a readiness probe).
+func (g *Gateway) Ready() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return !g.shutdown && g.serving[sideClient] > 0 && g.serving[sideServer] > 0
+}
 
 // ServeClients accepts client connections on ln until Shutdown, then returns
 // ErrGatewayClosed. Any other error from ln.Accept that is not temporary is
 // returned as is.
 func (g *Gateway) ServeClients(ln net.Listener) error {
-	return g.serve(ln, g.acceptClient)
+	return g.serve(ln, sideClient, g.acceptClient)
 }
 
 // ServeServers accepts server connections on ln until Shutdown, then returns
 // ErrGatewayClosed. Each connection must pass the handshake within
 // ServerAuthTimeout.
 func (g *Gateway) ServeServers(ln net.Listener) error {
-	return g.serve(ln, g.acceptServer)
+	return g.serve(ln, sideServer, g.acceptServer)
 }
 
-func (g *Gateway) serve(ln net.Listener, handle func(net.Conn)) error {
+func (g *Gateway) serve(ln net.Listener, s side, handle func(net.Conn)) error {
 	g.mu.Lock()
 	if g.shutdown {
 		g.mu.Unlock()
@@ -80,10 +101,12 @@ func (g *Gateway) serve(ln net.Listener, handle func(net.Conn)) error {
 		return ErrGatewayClosed
 	}
 	g.listeners[ln] = struct{}{}
+	g.serving[s]++
 	g.mu.Unlock()
 	defer func() {
 		g.mu.Lock()
 		delete(g.listeners, ln)
+		g.serving[s]--
 		g.mu.Unlock()
 	}()
 

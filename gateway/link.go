@@ -57,6 +57,7 @@ type link struct {
 	idle  time.Duration
 	limit int // send queue limit, in frames
 	stats linkCounters
+	since time.Time // when the link was accepted (servers: authenticated)
 
 	lastDeadline time.Time   // reader only: when the read deadline was last pushed out
 	stopRead     atomic.Bool // set by stopReading: the reader must not read again
@@ -91,7 +92,7 @@ type link struct {
 }
 
 func newLink(g *Gateway, conn net.Conn, s side, id uint32) *link {
-	l := &link{gw: g, conn: conn, side: s, id: id}
+	l := &link{gw: g, conn: conn, side: s, id: id, since: time.Now()}
 	if s == sideClient {
 		l.idle, l.limit = g.cfg.ClientIdleTimeout, g.cfg.ClientSendChanSize
 	} else {

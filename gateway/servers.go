@@ -1,6 +1,9 @@
 package gateway
 
-import "sync"
+import (
+	"sync"
+	"time"
+)
 
 // servers maps a server ID to its authenticated links, oldest first. The
 // newest link of an ID takes new Dials; older ones keep the virtual
@@ -50,9 +53,11 @@ func (s *servers) newest(id uint32) *link {
 
 // ServerInfo describes one registered server connection.
 type ServerInfo struct {
-	ID           uint32
-	Addr         string
-	VirtualConns int
+	ID           uint32    // the ServerID it authenticated with
+	Addr         string    // its remote address
+	VirtualConns int       // virtual connections open on it now
+	Since        time.Time // when it authenticated
+	Newest       bool      // it takes new Dials for its ID
 }
 
 // list returns every registered server link.
@@ -61,11 +66,11 @@ func (s *servers) list() []ServerInfo {
 	defer s.mu.RUnlock()
 	var out []ServerInfo
 	for id, ls := range s.m {
-		for _, l := range ls {
+		for i, l := range ls {
 			l.vmu.Lock()
 			n := len(l.vconns)
 			l.vmu.Unlock()
-			out = append(out, ServerInfo{ID: id, Addr: l.conn.RemoteAddr().String(), VirtualConns: n})
+			out = append(out, ServerInfo{ID: id, Addr: l.conn.RemoteAddr().String(), VirtualConns: n, Since: l.since, Newest: i == len(ls)-1})
 		}
 	}
 	return out
