@@ -99,7 +99,7 @@ func newLink(g *Gateway, conn net.Conn, s side, id uint32) *link {
 		l.idle, l.limit = g.cfg.ServerIdleTimeout, g.cfg.ServerSendChanSize
 	}
 	l.space.L = &l.mu
-	if sc, ok := conn.(syscall.Conn); ok {
+	if sc, ok := conn.(syscall.Conn); ok && lazyReads {
 		if raw, err := sc.SyscallConn(); err == nil {
 			l.raw = raw
 			l.rawRead = l.readReady
@@ -166,24 +166,6 @@ func (l *link) ReadLazy(get func() []byte, put func()) (int, error) {
 		return 0, io.EOF
 	}
 	return n, nil
-}
-
-// readReady is the RawConn callback: one read attempt into a fresh buffer;
-// on EAGAIN the buffer goes back and the runtime waits for readability.
-func (l *link) readReady(fd uintptr) bool {
-	buf := l.lazyGet()
-	for {
-		n, err := syscall.Read(int(fd), buf)
-		if err == syscall.EINTR {
-			continue
-		}
-		if err == syscall.EAGAIN {
-			l.lazyPut()
-			return false
-		}
-		l.lazyN, l.lazyErr = max(n, 0), err
-		return true
-	}
 }
 
 // readLoop reads frames until the connection ends, then tears the link down.

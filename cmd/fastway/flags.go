@@ -1,0 +1,422 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"math"
+	"net"
+	"net/netip"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/fastway-go/fastway/cmd"
+	"github.com/fastway-go/fastway/gateway"
+	"github.com/fastway-go/fastway/proto"
+	"github.com/fastway-go/fastway/slab"
+)
+
+// authPasswordEnv is read when -ServerAuthPassword is not given, so the
+// password need not appear in the process list.
+const authPasswordEnv = "FASTWAY_AUTH_PASSWORD"
+
+// Defaults of the flags the gateway package has no constant for.
+const (
+	defaultMemPoolType      = "atom"
+	defaultClientSnetBuffer = 32 << 10
+	defaultServerSnetBuffer = 1 << 20
+	defaultSnetInitTimeout  = 10 * time.Second
+	defaultSnetWaitTimeout  = 60 * time.Second
+	defaultPidFile          = "fastway.pid"
+)
+
+// maxSize bounds every size flag: nothing in the gateway needs a buffer,
+// frame or page larger than this.
+const maxSize = 1 << 30
+
+// options holds the command line, one field per flag.
+type options struct {
+	ReusePort       bool
+	MaxPacket       size
+	MemPoolType     string
+	MemPoolFactor   int
+	MemPoolMaxChunk size
+	MemPoolMinChunk size
+	MemPoolPageSize size
+
+	ClientAddr            string
+	ClientMaxConn         int
+	ClientBufferSize      size
+	ClientIdleTimeout     time.Duration
+	ClientSendChanSize    int
+	ClientSnetEnable      bool
+	ClientSnetEncrypt     bool
+	ClientSnetBuffer      size
+	ClientSnetInitTimeout time.Duration
+	ClientSnetWaitTimeout time.Duration
+
+	ServerAddr            string
+	ServerAuthPassword    string
+	ServerAuthTimeout     time.Duration
+	ServerBufferSize      size
+	ServerIdleTimeout     time.Duration
+	ServerSendChanSize    int
+	ServerSnetEnable      bool
+	ServerSnetEncrypt     bool
+	ServerSnetBuffer      size
+	ServerSnetInitTimeout time.Duration
+	ServerSnetWaitTimeout time.Duration
+
+	PidFile string
+	CmdFile string
+}
+
+// flagSection is one group of flags in the usage text.
+type flagSection struct {
+	title string
+	names []string
+}
+
+// sections orders the usage text. Every flag is in exactly one section
+// (TestUsageListsEveryFlag).
+var sections = []flagSection{
+	{"Gateway", []string{"ReusePort", "MaxPacket", "MemPoolType", "MemPoolFactor", "MemPoolMaxChunk", "MemPoolMinChunk", "MemPoolPageSize"}},
+	{"Client side", []string{"ClientAddr", "ClientMaxConn", "ClientBufferSize", "ClientIdleTimeout", "ClientSendChanSize",
+		"ClientSnetEnable", "ClientSnetEncrypt", "ClientSnetBuffer", "ClientSnetInitTimeout", "ClientSnetWaitTimeout"}},
+	{"Server side", []string{"ServerAddr", "ServerAuthPassword", "ServerAuthTimeout", "ServerBufferSize", "ServerIdleTimeout", "ServerSendChanSize",
+		"ServerSnetEnable", "ServerSnetEncrypt", "ServerSnetBuffer", "ServerSnetInitTimeout", "ServerSnetWaitTimeout"}},
+	{"Ops", []string{"PidFile", "CmdFile"}},
+}
+
+// newFlagSet defines every flag on a new flag set bound to o, with its
+// default. The set reports nothing itself: the caller prints errors and
+// usage.
+func newFlagSet(o *options) *flag.FlagSet {
+	fs := flag.NewFlagSet("fastway", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
+
+	sizeVar := func(p *size, name string, def int, usage string) {
+		*p = size(def)
+		fs.Var(p, name, usage)
+	}
+
+	fs.BoolVar(&o.ReusePort, "ReusePort", false, "listen with SO_REUSEPORT, so several processes can share the ports (rolling restarts)")
+	sizeVar(&o.MaxPacket, "MaxPacket", proto.DefaultMaxPacket, "largest frame accepted, in bytes (the Length field); a larger one closes its connection")
+	fs.StringVar(&o.MemPoolType, "MemPoolType", defaultMemPoolType, "buffer pool: sync, atom or chan (none: no pooling)")
+	fs.IntVar(&o.MemPoolFactor, "MemPoolFactor", slab.DefaultFactor, "ratio between the pool's neighbouring chunk sizes (at least 2)")
+	sizeVar(&o.MemPoolMaxChunk, "MemPoolMaxChunk", slab.DefaultMaxChunk, "largest pooled chunk; larger buffers come from the heap")
+	sizeVar(&o.MemPoolMinChunk, "MemPoolMinChunk", slab.DefaultMinChunk, "smallest pooled chunk")
+	sizeVar(&o.MemPoolPageSize, "MemPoolPageSize", slab.DefaultPageSize, "slab page the atom and chan pools cut into chunks (at least MemPoolMaxChunk)")
+
+	fs.StringVar(&o.ClientAddr, "ClientAddr", ":0", "client listen address, host:port (port 0: any free port, logged at start)")
+	fs.IntVar(&o.ClientMaxConn, "ClientMaxConn", gateway.DefaultClientMaxConn, "virtual connections one client may have dialed at once")
+	sizeVar(&o.ClientBufferSize, "ClientBufferSize", gateway.DefaultClientBufferSize, "read buffer per client connection")
+	fs.DurationVar(&o.ClientIdleTimeout, "ClientIdleTimeout", gateway.DefaultClientIdleTimeout, "close a client that sends nothing for this long (0: never)")
+	fs.IntVar(&o.ClientSendChanSize, "ClientSendChanSize", gateway.DefaultClientSendChanSize, "frames queued to one client before it is dropped as a slow consumer")
+	fs.BoolVar(&o.ClientSnetEnable, "ClientSnetEnable", false, "snet on the client port (not available yet: true is refused)")
+	fs.BoolVar(&o.ClientSnetEncrypt, "ClientSnetEncrypt", false, "snet encryption on the client port (not available yet: true is refused)")
+	sizeVar(&o.ClientSnetBuffer, "ClientSnetBuffer", defaultClientSnetBuffer, "snet resend buffer per client connection")
+	fs.DurationVar(&o.ClientSnetInitTimeout, "ClientSnetInitTimeout", defaultSnetInitTimeout, "snet handshake timeout on the client port")
+	fs.DurationVar(&o.ClientSnetWaitTimeout, "ClientSnetWaitTimeout", defaultSnetWaitTimeout, "how long a broken snet client connection waits for a reconnect")
+
+	fs.StringVar(&o.ServerAddr, "ServerAddr", ":0", "server listen address, host:port (port 0: any free port, logged at start)")
+	fs.StringVar(&o.ServerAuthPassword, "ServerAuthPassword", "", "key servers authenticate with; required unless ServerAddr is a loopback address (default: $"+authPasswordEnv+")")
+	fs.DurationVar(&o.ServerAuthTimeout, "ServerAuthTimeout", gateway.DefaultServerAuthTimeout, "time a server has to finish its handshake")
+	sizeVar(&o.ServerBufferSize, "ServerBufferSize", gateway.DefaultServerBufferSize, "read buffer per server connection")
+	fs.DurationVar(&o.ServerIdleTimeout, "ServerIdleTimeout", gateway.DefaultServerIdleTimeout, "close a server that sends nothing for this long (0: never)")
+	fs.IntVar(&o.ServerSendChanSize, "ServerSendChanSize", gateway.DefaultServerSendChanSize, "frames queued to one server before its clients are paused")
+	fs.BoolVar(&o.ServerSnetEnable, "ServerSnetEnable", false, "snet on the server port (not available yet: true is refused)")
+	fs.BoolVar(&o.ServerSnetEncrypt, "ServerSnetEncrypt", false, "snet encryption on the server port (not available yet: true is refused)")
+	sizeVar(&o.ServerSnetBuffer, "ServerSnetBuffer", defaultServerSnetBuffer, "snet resend buffer per server connection")
+	fs.DurationVar(&o.ServerSnetInitTimeout, "ServerSnetInitTimeout", defaultSnetInitTimeout, "snet handshake timeout on the server port")
+	fs.DurationVar(&o.ServerSnetWaitTimeout, "ServerSnetWaitTimeout", defaultSnetWaitTimeout, "how long a broken snet server connection waits for a reconnect")
+
+	fs.StringVar(&o.PidFile, "PidFile", defaultPidFile, "file the process ID is written to at start and removed from at exit (empty: none)")
+	fs.StringVar(&o.CmdFile, "CmdFile", cmd.DefaultCmdFile, "command file read on each SIGUSR1")
+	return fs
+}
+
+// parseFlags parses args into options. -h and -help return flag.ErrHelp.
+// Errors are one line.
+func parseFlags(args []string) (*options, error) {
+	o := &options{}
+	fs := newFlagSet(o)
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected argument %q: every setting is a -Flag=value", fs.Arg(0))
+	}
+	set := false
+	fs.Visit(func(f *flag.Flag) { set = set || f.Name == "ServerAuthPassword" })
+	if !set {
+		o.ServerAuthPassword = os.Getenv(authPasswordEnv)
+	}
+	return o, nil
+}
+
+// printUsage writes the usage text: every flag with its default, in the
+// form -Name=default, grouped by section.
+func printUsage(w io.Writer) {
+	fs := newFlagSet(&options{})
+	fmt.Fprintf(w, "Usage: fastway [-Flag=value ...]\n\n")
+	fmt.Fprintf(w, "fastway is a gateway between game clients and servers. Sizes take a B, K, M or G suffix\n")
+	fmt.Fprintf(w, "(1K = 1024 bytes); durations are Go durations (500ms, 30s, 1m).\n")
+	width := 0
+	fs.VisitAll(func(f *flag.Flag) { width = max(width, len(f.Name)+len(showDefault(f))) })
+	for _, s := range sections {
+		fmt.Fprintf(w, "\n%s:\n", s.title)
+		for _, name := range s.names {
+			f := fs.Lookup(name)
+			pad := width - len(f.Name) - len(showDefault(f))
+			fmt.Fprintf(w, "  -%s=%s%*s  %s\n", f.Name, showDefault(f), pad, "", f.Usage)
+		}
+	}
+	fmt.Fprintf(w, "\nSignals: SIGTERM or SIGINT stop the gateway cleanly; SIGUSR1 runs the command in -CmdFile\n")
+	fmt.Fprintf(w, "(echo \"help\" > fastway.cmd && kill -USR1 $(cat fastway.pid)). See docs/operations.md.\n")
+}
+
+// showDefault returns f's default as it is typed on the command line.
+func showDefault(f *flag.Flag) string {
+	if f.DefValue == "" {
+		return `""`
+	}
+	return f.DefValue
+}
+
+// validate checks the options, reporting the first problem in one line
+// that names the flag.
+func (o *options) validate() error {
+	for _, f := range []struct {
+		name string
+		on   bool
+	}{
+		{"ClientSnetEnable", o.ClientSnetEnable},
+		{"ClientSnetEncrypt", o.ClientSnetEncrypt},
+		{"ServerSnetEnable", o.ServerSnetEnable},
+		{"ServerSnetEncrypt", o.ServerSnetEncrypt},
+	} {
+		if f.on {
+			return fmt.Errorf("-%s: snet is not available yet (it lands in a later release); remove the flag", f.name)
+		}
+	}
+	for _, f := range []struct {
+		name string
+		v    size
+	}{
+		{"MaxPacket", o.MaxPacket},
+		{"MemPoolMaxChunk", o.MemPoolMaxChunk},
+		{"MemPoolMinChunk", o.MemPoolMinChunk},
+		{"MemPoolPageSize", o.MemPoolPageSize},
+		{"ClientBufferSize", o.ClientBufferSize},
+		{"ClientSnetBuffer", o.ClientSnetBuffer},
+		{"ServerBufferSize", o.ServerBufferSize},
+		{"ServerSnetBuffer", o.ServerSnetBuffer},
+	} {
+		if f.v <= 0 || f.v > maxSize {
+			return fmt.Errorf("-%s=%s: want a size from 1B to %s", f.name, f.v.String(), formatSize(maxSize))
+		}
+	}
+	if o.MaxPacket < proto.MinLength {
+		return fmt.Errorf("-MaxPacket=%s: want at least %s", o.MaxPacket.String(), formatSize(proto.MinLength))
+	}
+	if o.MemPoolMinChunk > o.MemPoolMaxChunk {
+		return fmt.Errorf("-MemPoolMinChunk=%s is above -MemPoolMaxChunk=%s", o.MemPoolMinChunk.String(), o.MemPoolMaxChunk.String())
+	}
+	for _, f := range []struct {
+		name string
+		v    int
+	}{
+		{"ClientMaxConn", o.ClientMaxConn},
+		{"ClientSendChanSize", o.ClientSendChanSize},
+		{"ServerSendChanSize", o.ServerSendChanSize},
+	} {
+		if f.v <= 0 {
+			return fmt.Errorf("-%s=%d: want at least 1", f.name, f.v)
+		}
+	}
+	for _, f := range []struct {
+		name string
+		v    time.Duration
+	}{
+		{"ClientIdleTimeout", o.ClientIdleTimeout},
+		{"ClientSnetInitTimeout", o.ClientSnetInitTimeout},
+		{"ClientSnetWaitTimeout", o.ClientSnetWaitTimeout},
+		{"ServerIdleTimeout", o.ServerIdleTimeout},
+		{"ServerSnetInitTimeout", o.ServerSnetInitTimeout},
+		{"ServerSnetWaitTimeout", o.ServerSnetWaitTimeout},
+	} {
+		if f.v < 0 {
+			return fmt.Errorf("-%s=%v: must not be negative", f.name, f.v)
+		}
+	}
+	if o.ServerAuthTimeout <= 0 {
+		return fmt.Errorf("-ServerAuthTimeout=%v: must be positive", o.ServerAuthTimeout)
+	}
+	clientPort, err := checkAddr("ClientAddr", o.ClientAddr)
+	if err != nil {
+		return err
+	}
+	serverPort, err := checkAddr("ServerAddr", o.ServerAddr)
+	if err != nil {
+		return err
+	}
+	if clientPort != 0 && clientPort == serverPort && sameHost(o.ClientAddr, o.ServerAddr) {
+		return fmt.Errorf("-ClientAddr=%s and -ServerAddr=%s overlap: give them different ports", o.ClientAddr, o.ServerAddr)
+	}
+	if o.ServerAuthPassword == "" && !isLoopback(o.ServerAddr) {
+		return fmt.Errorf("-ServerAuthPassword is empty but -ServerAddr=%s is open to other hosts: set a password (or $%s), or listen on a loopback address such as 127.0.0.1:0", o.ServerAddr, authPasswordEnv)
+	}
+	if o.CmdFile == "" {
+		return errors.New("-CmdFile must not be empty")
+	}
+	return nil
+}
+
+// checkAddr checks that addr is host:port with a numeric port and returns
+// the port.
+func checkAddr(name, addr string) (uint16, error) {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return 0, fmt.Errorf("-%s=%q: %v", name, addr, err)
+	}
+	if strings.ContainsAny(host, " \t") {
+		return 0, fmt.Errorf("-%s=%q: bad host %q", name, addr, host)
+	}
+	p, err := strconv.ParseUint(port, 10, 16)
+	if err != nil {
+		return 0, fmt.Errorf("-%s=%q: port must be a number from 0 to 65535", name, addr)
+	}
+	return uint16(p), nil
+}
+
+// sameHost reports whether two validated addresses may bind the same
+// socket: the same host, or either a wildcard.
+func sameHost(a, b string) bool {
+	ha, _, _ := net.SplitHostPort(a)
+	hb, _, _ := net.SplitHostPort(b)
+	return ha == hb || isWildcard(ha) || isWildcard(hb)
+}
+
+func isWildcard(host string) bool {
+	if host == "" {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.IsUnspecified()
+}
+
+// isLoopback reports whether the validated address addr accepts
+// connections from this host only: a loopback IP or "localhost". An empty
+// host, a wildcard, another IP or any other host name may be reachable
+// from elsewhere.
+func isLoopback(addr string) bool {
+	host, _, _ := net.SplitHostPort(addr)
+	if strings.EqualFold(strings.TrimSuffix(host, "."), "localhost") {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.Unmap().IsLoopback()
+}
+
+// size is a flag holding a byte count: plain bytes ("65536", "64B") or a
+// K, M or G suffix, 1024-based ("64K", "1M"). String prints it the same
+// way, so -h shows "512K", not 524288.
+type size int
+
+func (s *size) String() string { return formatSize(int(*s)) }
+
+func (s *size) Set(v string) error {
+	n, err := parseSize(v)
+	if err != nil {
+		return err
+	}
+	*s = size(n)
+	return nil
+}
+
+// units maps a size suffix (lower case) to its multiplier.
+var units = map[string]int{
+	"": 1, "b": 1,
+	"k": 1 << 10, "kb": 1 << 10, "kib": 1 << 10,
+	"m": 1 << 20, "mb": 1 << 20, "mib": 1 << 20,
+	"g": 1 << 30, "gb": 1 << 30, "gib": 1 << 30,
+}
+
+// parseSize parses a size as size.Set documents.
+func parseSize(v string) (int, error) {
+	s := strings.TrimSpace(v)
+	if strings.HasPrefix(s, "-") {
+		return 0, errors.New("negative size")
+	}
+	i := 0
+	for i < len(s) && s[i] >= '0' && s[i] <= '9' {
+		i++
+	}
+	if i == 0 {
+		return 0, errors.New("want a number of bytes, optionally with a B, K, M or G suffix")
+	}
+	mult, ok := units[strings.ToLower(s[i:])]
+	if !ok {
+		return 0, fmt.Errorf("unknown unit %q: want B, K, M or G", s[i:])
+	}
+	n, err := strconv.ParseInt(s[:i], 10, 64)
+	if err != nil || n > math.MaxInt/int64(mult) {
+		return 0, errors.New("size too large")
+	}
+	return int(n) * mult, nil
+}
+
+// formatSize prints n in the largest unit that divides it exactly.
+func formatSize(n int) string {
+	switch {
+	case n != 0 && n%(1<<30) == 0:
+		return strconv.Itoa(n>>30) + "G"
+	case n != 0 && n%(1<<20) == 0:
+		return strconv.Itoa(n>>20) + "M"
+	case n != 0 && n%(1<<10) == 0:
+		return strconv.Itoa(n>>10) + "K"
+	}
+	return strconv.Itoa(n) + "B"
+}
+
+// gatewayConfig builds the gateway's configuration from validated options:
+// the buffer pool, then every field. Errors are one line.
+func (o *options) gatewayConfig() (gateway.Config, error) {
+	pool, err := slab.New(o.MemPoolType, int(o.MemPoolMinChunk), int(o.MemPoolMaxChunk), o.MemPoolFactor, int(o.MemPoolPageSize))
+	if errors.Is(err, slab.ErrUnknownKind) {
+		return gateway.Config{}, fmt.Errorf("-MemPoolType=%q: want sync, atom, chan or none", o.MemPoolType)
+	}
+	if err != nil {
+		return gateway.Config{}, fmt.Errorf("-MemPool flags: %s", strings.TrimPrefix(err.Error(), "fastway: "))
+	}
+	cfg := gateway.Config{
+		MaxPacket:          int(o.MaxPacket),
+		MemPool:            pool,
+		ClientMaxConn:      o.ClientMaxConn,
+		ClientBufferSize:   int(o.ClientBufferSize),
+		ClientIdleTimeout:  never(o.ClientIdleTimeout),
+		ClientSendChanSize: o.ClientSendChanSize,
+		ServerAuthPassword: o.ServerAuthPassword,
+		ServerAuthTimeout:  o.ServerAuthTimeout,
+		ServerBufferSize:   int(o.ServerBufferSize),
+		ServerIdleTimeout:  never(o.ServerIdleTimeout),
+		ServerSendChanSize: o.ServerSendChanSize,
+	}
+	if err := cfg.Validate(); err != nil {
+		return gateway.Config{}, errors.New(strings.ReplaceAll(err.Error(), "\n", "; "))
+	}
+	return cfg, nil
+}
+
+// never maps the flags' "0: never" to the gateway's negative timeout.
+func never(d time.Duration) time.Duration {
+	if d == 0 {
+		return -1
+	}
+	return d
+}

@@ -1,0 +1,284 @@
+package main
+
+import (
+	"bytes"
+	"flag"
+	"os"
+	"os/exec"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestBadFlags runs fastway with bad command lines: each must exit 2 with
+// one line on stderr naming the problem, without listening or writing a
+// pidfile.
+func TestBadFlags(t *testing.T) {
+	t.Parallel()
+	base := []string{"-ClientAddr=127.0.0.1:0", "-ServerAddr=127.0.0.1:0"}
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"negative size", []string{"-MaxPacket=-1"}, `invalid value "-1" for flag -MaxPacket: negative size`},
+		{"negative buffer", []string{"-ClientBufferSize=-2K"}, "negative size"},
+		{"zero size", []string{"-ServerBufferSize=0"}, "-ServerBufferSize=0B: want a size from 1B to 1G"},
+		{"bad size unit", []string{"-ClientSnetBuffer=32X"}, `unknown unit "X"`},
+		{"size too large", []string{"-MaxPacket=2G"}, "-MaxPacket=2G: want a size from 1B to 1G"},
+		{"MaxPacket below a header", []string{"-MaxPacket=3"}, "-MaxPacket=3B: want at least 4B"},
+		{"unknown pool type", []string{"-MemPoolType=slub"}, `-MemPoolType="slub": want sync, atom, chan or none`},
+		{"MinChunk above MaxChunk", []string{"-MemPoolMinChunk=128K"}, "-MemPoolMinChunk=128K is above -MemPoolMaxChunk=64K"},
+		{"pool factor", []string{"-MemPoolFactor=1"}, "factor 1 must be at least 2"},
+		{"page below MaxChunk", []string{"-MemPoolPageSize=32K"}, "pageSize 32768 is below maxChunk 65536"},
+		{"zero max conn", []string{"-ClientMaxConn=0"}, "-ClientMaxConn=0: want at least 1"},
+		{"negative timeout", []string{"-ClientIdleTimeout=-1s"}, "-ClientIdleTimeout=-1s: must not be negative"},
+		{"zero auth timeout", []string{"-ServerAuthTimeout=0"}, "-ServerAuthTimeout=0s: must be positive"},
+		{"bad duration", []string{"-ServerIdleTimeout=soon"}, `invalid value "soon" for flag -ServerIdleTimeout`},
+		{"address without port", []string{"-ClientAddr=localhost"}, `-ClientAddr="localhost": address localhost: missing port in address`},
+		{"port out of range", []string{"-ServerAddr=127.0.0.1:70000"}, `-ServerAddr="127.0.0.1:70000": port must be a number from 0 to 65535`},
+		{"named port", []string{"-ClientAddr=:http"}, "port must be a number"},
+		{"same port twice", []string{"-ClientAddr=:4000", "-ServerAddr=127.0.0.1:4000", "-ServerAuthPassword=x"}, "overlap"},
+		{"empty password on 0.0.0.0", []string{"-ServerAddr=0.0.0.0:0"}, "-ServerAuthPassword is empty but -ServerAddr=0.0.0.0:0 is open to other hosts"},
+		{"empty password on ::", []string{"-ServerAddr=[::]:0"}, "-ServerAuthPassword is empty"},
+		{"empty password on default ServerAddr", []string{"-ServerAddr=:0"}, "-ServerAuthPassword is empty"},
+		{"empty password on a LAN IP", []string{"-ServerAddr=10.1.2.3:0"}, "-ServerAuthPassword is empty"},
+		{"empty password on a host name", []string{"-ServerAddr=gw.example.com:0"}, "-ServerAuthPassword is empty"},
+		{"client snet", []string{"-ClientSnetEnable"}, "-ClientSnetEnable: snet is not available yet"},
+		{"client snet encrypt", []string{"-ClientSnetEncrypt=true"}, "-ClientSnetEncrypt: snet is not available yet"},
+		{"server snet", []string{"-ServerSnetEnable=1"}, "-ServerSnetEnable: snet is not available yet"},
+		{"server snet encrypt", []string{"-ServerSnetEncrypt"}, "-ServerSnetEncrypt: snet is not available yet"},
+		{"unknown flag", []string{"-LogLevel=debug"}, "flag provided but not defined: -LogLevel"},
+		{"stray argument", []string{"start"}, `unexpected argument "start"`},
+		{"empty command file", []string{"-CmdFile="}, "-CmdFile must not be empty"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			dir := t.TempDir()
+			c := exec.Command(binary, append(slices.Clone(base), tc.args...)...)
+			c.Dir = dir
+			c.Env = envWithout(authPasswordEnv)
+			var stdout, stderr bytes.Buffer
+			c.Stdout, c.Stderr = &stdout, &stderr
+			c.WaitDelay = timeout
+			done := make(chan error, 1)
+			if err := c.Start(); err != nil {
+				t.Fatal(err)
+			}
+			go func() { done <- c.Wait() }()
+			select {
+			case <-done:
+			case <-time.After(timeout):
+				c.Process.Kill()
+				<-done
+				t.Fatalf("still running after %v: %s", timeout, stderr.String())
+			}
+			if code := c.ProcessState.ExitCode(); code != exitUsage {
+				t.Errorf("exit code %d, want %d", code, exitUsage)
+			}
+			msg := stderr.String()
+			if strings.Count(msg, "\n") != 1 || !strings.HasSuffix(msg, "\n") || !strings.HasPrefix(msg, "fastway: ") {
+				t.Errorf("stderr %q, want one line starting with \"fastway: \"", msg)
+			}
+			if !strings.Contains(msg, tc.want) {
+				t.Errorf("stderr %q lacks %q", msg, tc.want)
+			}
+			if stdout.Len() != 0 {
+				t.Errorf("stdout %q, want nothing", stdout.String())
+			}
+			checkNoPidFile(t, dir)
+		})
+	}
+}
+
+// TestGoodFlags checks command lines that must be accepted, in process.
+func TestGoodFlags(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		args []string
+		env  string // FASTWAY_AUTH_PASSWORD
+	}{
+		{"defaults with a password", []string{"-ServerAuthPassword=secret"}, ""},
+		{"password from the environment", []string{"-ServerAddr=0.0.0.0:4001"}, "secret"},
+		{"no password on loopback", []string{"-ServerAddr=127.0.0.1:0"}, ""},
+		{"no password on localhost", []string{"-ServerAddr=localhost:4001"}, ""},
+		{"no password on ::1", []string{"-ServerAddr=[::1]:4001"}, ""},
+		{"sizes in every form", []string{"-ServerAuthPassword=x", "-MaxPacket=1048576", "-ClientBufferSize=4KB",
+			"-ServerBufferSize=1MiB", "-MemPoolMinChunk=128b", "-MemPoolMaxChunk=128k", "-MemPoolPageSize=2m"}, ""},
+		{"every pool", []string{"-ServerAuthPassword=x", "-MemPoolType=sync"}, ""},
+		{"chan pool", []string{"-ServerAuthPassword=x", "-MemPoolType=chan"}, ""},
+		{"no pool", []string{"-ServerAuthPassword=x", "-MemPoolType=none"}, ""},
+		{"idle timeouts off", []string{"-ServerAuthPassword=x", "-ClientIdleTimeout=0", "-ServerIdleTimeout=0"}, ""},
+		{"snet off explicitly", []string{"-ServerAuthPassword=x", "-ClientSnetEnable=false", "-ServerSnetEncrypt=false"}, ""},
+		{"same port on different hosts", []string{"-ClientAddr=127.0.0.1:4000", "-ServerAddr=127.0.0.2:4000"}, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Setenv(authPasswordEnv, tc.env)
+			o, err := parseFlags(tc.args)
+			if err == nil {
+				err = o.validate()
+			}
+			if err == nil {
+				_, err = o.gatewayConfig()
+			}
+			if err != nil {
+				t.Fatalf("%q: %v", tc.args, err)
+			}
+		})
+	}
+}
+
+func TestPasswordFromEnv(t *testing.T) {
+	t.Setenv(authPasswordEnv, "from-env")
+	o, err := parseFlags(nil)
+	if err != nil || o.ServerAuthPassword != "from-env" {
+		t.Fatalf("got %v, %v; want the password from $%s", o, err, authPasswordEnv)
+	}
+	o, err = parseFlags([]string{"-ServerAuthPassword=flag"})
+	if err != nil || o.ServerAuthPassword != "flag" {
+		t.Fatalf("got %v, %v; want the flag to win", o, err)
+	}
+	cfg, err := o.gatewayConfig()
+	if err != nil || cfg.ServerAuthPassword != "flag" {
+		t.Fatalf("config %+v, %v", cfg, err)
+	}
+}
+
+func TestIdleTimeoutZeroIsNever(t *testing.T) {
+	o, err := parseFlags([]string{"-ServerAuthPassword=x", "-ClientIdleTimeout=0", "-ServerIdleTimeout=5s"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := o.gatewayConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.ClientIdleTimeout >= 0 || cfg.ServerIdleTimeout != 5*time.Second {
+		t.Fatalf("idle timeouts %v, %v; want negative (never) and 5s", cfg.ClientIdleTimeout, cfg.ServerIdleTimeout)
+	}
+}
+
+func TestSize(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		n    int
+		show string
+	}{
+		{"0", 0, "0B"},
+		{"64", 64, "64B"},
+		{"64B", 64, "64B"},
+		{"1000", 1000, "1000B"},
+		{"2K", 2 << 10, "2K"},
+		{"2048", 2 << 10, "2K"},
+		{"64kb", 64 << 10, "64K"},
+		{"64KiB", 64 << 10, "64K"},
+		{"1536K", 1536 << 10, "1536K"},
+		{"512K", 512 << 10, "512K"},
+		{"1M", 1 << 20, "1M"},
+		{"1024K", 1 << 20, "1M"},
+		{"1G", 1 << 30, "1G"},
+		{" 32K ", 32 << 10, "32K"},
+	} {
+		var s size
+		if err := s.Set(tc.in); err != nil {
+			t.Errorf("Set(%q): %v", tc.in, err)
+			continue
+		}
+		if int(s) != tc.n || s.String() != tc.show {
+			t.Errorf("Set(%q) = %d %q, want %d %q", tc.in, int(s), s.String(), tc.n, tc.show)
+		}
+	}
+	for _, in := range []string{"", "-1", "-1K", "K", "1.5M", "1T", "1 K", "0x10", "99999999999999999999", "9999999999999G"} {
+		var s size
+		if err := s.Set(in); err == nil {
+			t.Errorf("Set(%q) = %d, want an error", in, int(s))
+		}
+	}
+}
+
+// TestHelp checks that -h prints every flag with its default to stdout and
+// exits 0.
+func TestHelp(t *testing.T) {
+	t.Parallel()
+	c := exec.Command(binary, "-h")
+	c.Dir = t.TempDir()
+	var stdout, stderr bytes.Buffer
+	c.Stdout, c.Stderr = &stdout, &stderr
+	c.WaitDelay = timeout
+	if err := c.Run(); err != nil {
+		t.Fatalf("fastway -h: %v; stderr %q", err, stderr.String())
+	}
+	if stderr.Len() != 0 {
+		t.Errorf("stderr %q, want nothing", stderr.String())
+	}
+	out := stdout.String()
+	defaults := flagDefaults()
+	if len(defaults) != 30 {
+		t.Errorf("%d flags, want 30", len(defaults))
+	}
+	for name, def := range defaults {
+		if !strings.Contains(out, "  -"+name+"="+def+" ") {
+			t.Errorf("-h output lacks -%s=%s", name, def)
+		}
+	}
+	for _, want := range []string{"-MaxPacket=512K", "-MemPoolType=atom", "-MemPoolMinChunk=64B", "-ClientSendChanSize=1000",
+		"-ServerSendChanSize=100000", "-ServerAuthTimeout=3s", "-PidFile=fastway.pid", "-CmdFile=fastway.cmd", "-ClientAddr=:0"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("-h output lacks %s", want)
+		}
+	}
+}
+
+// flagDefaults maps every flag to its default as -h prints it.
+func flagDefaults() map[string]string {
+	m := map[string]string{}
+	newFlagSet(&options{}).VisitAll(func(f *flag.Flag) { m[f.Name] = showDefault(f) })
+	return m
+}
+
+func TestUsageListsEveryFlag(t *testing.T) {
+	seen := map[string]int{}
+	for _, s := range sections {
+		for _, n := range s.names {
+			seen[n]++
+		}
+	}
+	for name := range flagDefaults() {
+		if seen[name] != 1 {
+			t.Errorf("flag -%s is in %d usage sections, want 1", name, seen[name])
+		}
+		delete(seen, name)
+	}
+	for name := range seen {
+		t.Errorf("usage section lists -%s, which is not a flag", name)
+	}
+}
+
+// TestDocsFlagTable checks that docs/operations.md lists every flag with
+// the default the binary has.
+func TestDocsFlagTable(t *testing.T) {
+	b, err := os.ReadFile("../../docs/operations.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	row := regexp.MustCompile("(?m)^\\| `-(\\w+)` \\| `([^`]*)` \\|")
+	documented := map[string]string{}
+	for _, m := range row.FindAllStringSubmatch(string(b), -1) {
+		documented[m[1]] = m[2]
+	}
+	for name, def := range flagDefaults() {
+		got, ok := documented[name]
+		switch {
+		case !ok:
+			t.Errorf("docs/operations.md has no row for -%s", name)
+		case got != def:
+			t.Errorf("docs/operations.md: -%s default %q, binary has %q", name, got, def)
+		}
+		delete(documented, name)
+	}
+	for name := range documented {
+		t.Errorf("docs/operations.md documents -%s, which is not a flag", name)
+	}
+}

@@ -1,0 +1,170 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/fastway-go/fastway/cmd"
+	"github.com/fastway-go/fastway/gateway"
+	"github.com/libp2p/go-reuseport"
+)
+
+// shutdownTimeout bounds the graceful part of a shutdown: past it, the
+// connections still open are closed without flushing. A second SIGTERM or
+// SIGINT cuts it short.
+const shutdownTimeout = 10 * time.Second
+
+// run listens on both ports, writes the pidfile and serves until SIGTERM
+// or SIGINT (or until a listener fails), then shuts the gateway down and
+// removes the pidfile. It returns the exit code.
+func run(o *options, cfg gateway.Config, log *slog.Logger) int {
+	// Watch the stop signals before anything else, so one that arrives
+	// during the start is not lost.
+	stop := make(chan os.Signal, 2)
+	signal.Notify(stop, syscall.SIGINT, syscall.SIGTERM)
+	defer signal.Stop(stop)
+	// SIGUSR1 kills a process that does not watch it. The interpreter
+	// watches it only while it serves; this guard keeps the process alive
+	// before and after (a command sent then is dropped).
+	if len(commandSignals) > 0 {
+		signal.Notify(make(chan os.Signal, 1), commandSignals...)
+	}
+
+	clientLn, err := listen(o.ClientAddr, o.ReusePort)
+	if err != nil {
+		log.Error("cannot listen", "side", "client", "addr", o.ClientAddr, "err", err)
+		return exitError
+	}
+	serverLn, err := listen(o.ServerAddr, o.ReusePort)
+	if err != nil {
+		clientLn.Close()
+		log.Error("cannot listen", "side", "server", "addr", o.ServerAddr, "err", err)
+		return exitError
+	}
+	if err := writePidFile(o.PidFile); err != nil {
+		clientLn.Close()
+		serverLn.Close()
+		log.Error("cannot write the pidfile", "err", err)
+		return exitError
+	}
+	defer removePidFile(o.PidFile, log)
+
+	g := gateway.New(cfg)
+	log.Info("listening", "side", "client", "addr", clientLn.Addr().String())
+	log.Info("listening", "side", "server", "addr", serverLn.Addr().String())
+	served := make(chan error, 2)
+	go func() { served <- g.ServeClients(clientLn) }()
+	go func() { served <- g.ServeServers(serverLn) }()
+
+	it := cmd.New(cmd.Config{CmdFile: o.CmdFile, Logger: log})
+	it.Register("stats", "log the gateway's counters on one line", statsCommand(g))
+	cmdCtx, cmdStop := context.WithCancel(context.Background())
+	defer cmdStop()
+	cmdDone := make(chan struct{})
+	go func() {
+		defer close(cmdDone)
+		if err := it.Serve(cmdCtx); err != nil {
+			log.Error("command interpreter", "err", err)
+		}
+	}()
+	log.Info("started", "pid", os.Getpid(), "pidfile", o.PidFile, "cmdfile", o.CmdFile, "reuseport", o.ReusePort)
+
+	code, serving := exitOK, 2
+	select {
+	case sig := <-stop:
+		log.Info("shutting down", "signal", sig.String(), "timeout", shutdownTimeout)
+	case err := <-served:
+		serving--
+		log.Error("listener failed; shutting down", "err", err)
+		code = exitError
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+	defer cancel()
+	go func() {
+		select {
+		case sig := <-stop:
+			log.Warn("second signal: closing the connections now", "signal", sig.String())
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	if err := g.Shutdown(ctx); err != nil {
+		log.Warn("shutdown cut short; the remaining connections were closed without flushing", "err", err)
+	}
+	for ; serving > 0; serving-- {
+		if err := <-served; err != nil && !errors.Is(err, gateway.ErrGatewayClosed) {
+			log.Warn("listener", "err", err)
+		}
+	}
+	// Stopping the interpreter writes the CPU profile if one is running.
+	cmdStop()
+	<-cmdDone
+	log.Info("stopped", "stats", formatStats(g.Stats()))
+	return code
+}
+
+// listen opens a TCP listener on addr, with SO_REUSEPORT if reusePort.
+func listen(addr string, reusePort bool) (net.Listener, error) {
+	var lc net.ListenConfig
+	if reusePort {
+		lc.Control = reuseport.Control
+	}
+	return lc.Listen(context.Background(), "tcp", addr)
+}
+
+// writePidFile writes the process ID to path (nothing if path is empty),
+// atomically: a reader sees the old file or the whole new one.
+func writePidFile(path string) error {
+	if path == "" {
+		return nil
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintf(tmp, "%d\n", os.Getpid())
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Chmod(tmp.Name(), 0o644)
+	}
+	if err == nil {
+		err = os.Rename(tmp.Name(), path)
+	}
+	if err != nil {
+		os.Remove(tmp.Name())
+	}
+	return err
+}
+
+// removePidFile removes the pidfile if it still holds this process's ID: a
+// newer process sharing the directory (a -ReusePort restart) may have
+// replaced it.
+func removePidFile(path string, log *slog.Logger) {
+	if path == "" {
+		return
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		log.Warn("pidfile", "err", err)
+		return
+	}
+	if pid := strings.TrimSpace(string(b)); pid != strconv.Itoa(os.Getpid()) {
+		log.Warn("pidfile now belongs to another process; left in place", "pidfile", path, "pid", pid)
+		return
+	}
+	if err := os.Remove(path); err != nil {
+		log.Warn("pidfile", "err", err)
+	}
+}

@@ -1,0 +1,8 @@
+//go:build !unix
+
+package main
+
+import "os"
+
+// commandSignals is empty: this system has no SIGUSR1.
+var commandSignals []os.Signal

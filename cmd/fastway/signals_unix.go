@@ -1,0 +1,11 @@
+//go:build unix
+
+package main
+
+import (
+	"os"
+	"syscall"
+)
+
+// commandSignals are the signals the command interpreter answers.
+var commandSignals = []os.Signal{syscall.SIGUSR1}

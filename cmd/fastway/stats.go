@@ -1,0 +1,69 @@
+package main
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/fastway-go/fastway/cmd"
+	"github.com/fastway-go/fastway/gateway"
+)
+
+// statsCommand returns the "stats" ops command: it answers the gateway's
+// counters on one line, which the interpreter logs as the result.
+func statsCommand(g *gateway.Gateway) cmd.Handler {
+	return func(args []string) (string, error) {
+		if len(args) != 0 {
+			return "", fmt.Errorf("%w: stats takes no arguments", cmd.ErrBadArgs)
+		}
+		return formatStats(g.Stats()), nil
+	}
+}
+
+// formatStats prints s on one line of space-separated key=value pairs,
+// grouped by a prefix: conns, client and server traffic, dials, and
+// disconnects by reason. Reason names have their spaces turned into
+// underscores, so every pair is one word:
+//
+//	conns.client=1 conns.server=1 conns.virtual=1 client.frames_in=2 ... dials.accepted=1 dials.refused.unknown_id=0 ... disconnects.peer_closed=0 ...
+func formatStats(s gateway.Stats) string {
+	var b strings.Builder
+	put := func(key string, v uint64) {
+		if b.Len() > 0 {
+			b.WriteByte(' ')
+		}
+		b.WriteString(key)
+		b.WriteByte('=')
+		b.WriteString(strconv.FormatUint(v, 10))
+	}
+	put("conns.client", uint64(max(s.ClientConns, 0)))
+	put("conns.server", uint64(max(s.ServerConns, 0)))
+	put("conns.virtual", uint64(max(s.VirtualConns, 0)))
+	for _, side := range []struct {
+		name string
+		t    gateway.Traffic
+	}{{"client", s.Client}, {"server", s.Server}} {
+		put(side.name+".frames_in", side.t.FramesIn)
+		put(side.name+".frames_out", side.t.FramesOut)
+		put(side.name+".bytes_in", side.t.BytesIn)
+		put(side.name+".bytes_out", side.t.BytesOut)
+	}
+	put("accepted.client", s.ClientAccepts)
+	put("accepted.server", s.ServerAccepts)
+	put("dials.accepted", s.DialsAccepted)
+	for _, r := range gateway.RefuseReasons() {
+		put("dials.refused."+word(r.String()), s.Refused(r))
+	}
+	for _, r := range gateway.Reasons() {
+		put("disconnects."+word(r.String()), s.Disconnected(r))
+	}
+	put("auth_failures", s.AuthFailures)
+	put("frames_dropped", s.FramesDropped)
+	put("closes_ignored", s.ClosesIgnored)
+	put("queue_high_water.client", uint64(max(s.QueueHighWater[0], 0)))
+	put("queue_high_water.server", uint64(max(s.QueueHighWater[1], 0)))
+	return b.String()
+}
+
+// word turns a reason name into one word.
+func word(s string) string { return strings.ReplaceAll(s, " ", "_") }
