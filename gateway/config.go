@@ -12,15 +12,18 @@ import (
 
 // Defaults, matching the fastway binary's flags.
 const (
-	DefaultMaxPacket          = proto.DefaultMaxPacket // 512 KiB
-	DefaultClientMaxConn      = 16
-	DefaultClientBufferSize   = 2 << 10
-	DefaultClientIdleTimeout  = 30 * time.Second
-	DefaultClientSendChanSize = 1000
-	DefaultServerAuthTimeout  = proto.DefaultAuthTimeout // 3 s
-	DefaultServerBufferSize   = 64 << 10
-	DefaultServerIdleTimeout  = 30 * time.Second
-	DefaultServerSendChanSize = 100000
+	DefaultMaxPacket              = proto.DefaultMaxPacket // 512 KiB
+	DefaultClientMaxConn          = 16
+	DefaultClientBufferSize       = 2 << 10
+	DefaultClientIdleTimeout      = 30 * time.Second
+	DefaultClientSendChanSize     = 1000
+	DefaultServerAuthTimeout      = proto.DefaultAuthTimeout // 3 s
+	DefaultServerBufferSize       = 64 << 10
+	DefaultServerIdleTimeout      = 30 * time.Second
+	DefaultServerSendChanSize     = 100000
+	DefaultServerMaxHandshakes    = 1024
+	DefaultServerAuthFailBurst    = 5
+	DefaultServerAuthFailInterval = time.Second
 )
 
 // Config configures a Gateway. The zero value is usable: every zero field
@@ -44,10 +47,27 @@ type Config struct {
 	// consumer (0: 1000). The queue grows with use; it is not preallocated.
 	ClientSendChanSize int
 
+	// ClientMaxConns caps the client connections open at once (physical
+	// connections, not virtual ones); past it new clients are closed at
+	// once and counted (reason "connection limit"). 0: unlimited.
+	ClientMaxConns int
+
 	// ServerAuthPassword is the key servers prove with the MD5 challenge.
 	ServerAuthPassword string
 	// ServerAuthTimeout bounds the server handshake (0: 3 s).
 	ServerAuthTimeout time.Duration
+	// ServerMaxHandshakes caps the server-port connections still in their
+	// handshake; past it new ones are closed at once and counted (reason
+	// "connection limit"), so a flood of silent sockets cannot pile up
+	// (0: 1024; negative: unlimited).
+	ServerMaxHandshakes int
+	// ServerAuthFailBurst and ServerAuthFailInterval slow down a source
+	// address that keeps failing the handshake: it may fail Burst times in
+	// a row, then once per Interval; meanwhile its new connections are
+	// closed before a challenge is sent (reason "auth throttled").
+	// (0: 5 and 1 s; a negative Burst disables the limit.)
+	ServerAuthFailBurst    int
+	ServerAuthFailInterval time.Duration
 	// ServerBufferSize is a server connection's read buffer, in bytes (0: 64 KiB).
 	ServerBufferSize int
 	// ServerIdleTimeout closes a server that sends nothing for this long,
@@ -83,6 +103,9 @@ func (c Config) withDefaults() Config {
 	setInt(&c.ServerBufferSize, DefaultServerBufferSize)
 	setDur(&c.ServerIdleTimeout, DefaultServerIdleTimeout)
 	setInt(&c.ServerSendChanSize, DefaultServerSendChanSize)
+	setInt(&c.ServerMaxHandshakes, DefaultServerMaxHandshakes)
+	setInt(&c.ServerAuthFailBurst, DefaultServerAuthFailBurst)
+	setDur(&c.ServerAuthFailInterval, DefaultServerAuthFailInterval)
 	if c.MemPool == nil {
 		c.MemPool = slab.NewAtomPool(slab.DefaultMinChunk, slab.DefaultMaxChunk, slab.DefaultFactor, slab.DefaultPageSize)
 	}
@@ -107,6 +130,7 @@ func (c Config) Validate() error {
 		v    int
 	}{
 		{"ClientMaxConn", c.ClientMaxConn},
+		{"ClientMaxConns", c.ClientMaxConns},
 		{"ClientBufferSize", c.ClientBufferSize},
 		{"ClientSendChanSize", c.ClientSendChanSize},
 		{"ServerBufferSize", c.ServerBufferSize},
@@ -115,6 +139,9 @@ func (c Config) Validate() error {
 		if f.v < 0 {
 			errs = append(errs, fmt.Errorf("%s %d is negative", f.name, f.v))
 		}
+	}
+	if c.ServerAuthFailInterval < 0 {
+		errs = append(errs, fmt.Errorf("ServerAuthFailInterval %v is negative", c.ServerAuthFailInterval))
 	}
 	if c.ServerAuthTimeout < 0 {
 		errs = append(errs, fmt.Errorf("ServerAuthTimeout %v is negative", c.ServerAuthTimeout))

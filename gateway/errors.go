@@ -36,6 +36,12 @@ const (
 	ReasonShutdown
 	// ReasonReadError: reading failed for another reason.
 	ReasonReadError
+	// ReasonLimit: a connection cap (ClientMaxConns, ServerMaxHandshakes)
+	// was reached; the new connection was closed at once.
+	ReasonLimit
+	// ReasonAuthThrottled: the source failed the handshake too often; its
+	// new connection was closed before a challenge.
+	ReasonAuthThrottled
 
 	numReasons
 )
@@ -50,6 +56,8 @@ var reasonNames = [numReasons]string{
 	ReasonAuthFailed:    "auth failed",
 	ReasonShutdown:      "shutdown",
 	ReasonReadError:     "read error",
+	ReasonLimit:         "connection limit",
+	ReasonAuthThrottled: "auth throttled",
 }
 
 // String returns the reason as logs and metrics spell it.

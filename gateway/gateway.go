@@ -26,7 +26,11 @@ type Gateway struct {
 	nextClientID atomic.Uint32
 	counters     counters
 
-	wg sync.WaitGroup // readers, writers and handshakes
+	wg      sync.WaitGroup // readers, writers and handshakes
+	readers sync.WaitGroup // readers and handshakes only (Shutdown's first phase)
+
+	authLimit *authLimiter
+	logLimit  logLimiter
 
 	mu        sync.Mutex
 	links     map[*link]struct{}
@@ -48,6 +52,8 @@ func New(cfg Config) *Gateway {
 	return &Gateway{
 		cfg:       cfg,
 		log:       cfg.Logger,
+		authLimit: newAuthLimiter(cfg.ServerAuthFailBurst, cfg.ServerAuthFailInterval),
+		logLimit:  logLimiter{now: time.Now},
 		links:     make(map[*link]struct{}),
 		pending:   make(map[net.Conn]struct{}),
 		listeners: make(map[net.Listener]struct{}),
@@ -142,6 +148,10 @@ func (g *Gateway) serve(ln net.Listener, s side, handle func(net.Conn)) error {
 
 // acceptClient registers a new client link and starts its reader.
 func (g *Gateway) acceptClient(conn net.Conn) {
+	if max := g.cfg.ClientMaxConns; max > 0 && g.counters.clientConns.Load() >= int64(max) {
+		g.refuseConn(conn, sideClient, ReasonLimit)
+		return
+	}
 	l := newLink(g, conn, sideClient, 0)
 	for {
 		// Client IDs are never 0 and never collide with a live one.
@@ -170,20 +180,54 @@ func (g *Gateway) track(l *link) bool {
 	}
 	g.links[l] = struct{}{}
 	g.wg.Add(1)
+	g.readers.Add(1)
 	return true
+}
+
+// refuseConn closes a connection that a cap or the auth limiter turned away
+// before it became a link, and counts and logs it.
+func (g *Gateway) refuseConn(conn net.Conn, s side, reason Reason) {
+	conn.Close()
+	g.counters.disconnects[reason].Add(1)
+	g.logEvent(reason, slog.LevelWarn, "connection refused", slog.String("side", s.String()), slog.String("remote", conn.RemoteAddr().String()), slog.String("reason", reason.String()))
+}
+
+// logEvent logs a line a peer can trigger, rate-limited per reason.
+func (g *Gateway) logEvent(reason Reason, level slog.Level, msg string, attrs ...any) {
+	if !g.log.Enabled(context.Background(), level) {
+		return
+	}
+	ok, suppressed := g.logLimit.allow(uint8(reason))
+	if !ok {
+		return
+	}
+	if suppressed > 0 {
+		attrs = append(attrs, slog.Uint64("suppressed", suppressed))
+	}
+	g.log.Log(context.Background(), level, msg, attrs...)
 }
 
 // acceptServer runs the handshake of a new server connection in its own
 // goroutine, which then becomes the link's reader.
 func (g *Gateway) acceptServer(conn net.Conn) {
+	if !g.authLimit.allow(conn.RemoteAddr()) {
+		g.refuseConn(conn, sideServer, ReasonAuthThrottled)
+		return
+	}
 	g.mu.Lock()
 	if g.shutdown {
 		g.mu.Unlock()
 		conn.Close()
 		return
 	}
+	if max := g.cfg.ServerMaxHandshakes; max > 0 && len(g.pending) >= max {
+		g.mu.Unlock()
+		g.refuseConn(conn, sideServer, ReasonLimit)
+		return
+	}
 	g.pending[conn] = struct{}{}
 	g.wg.Add(1)
+	g.readers.Add(1)
 	g.mu.Unlock()
 	go g.handshake(conn)
 }
@@ -205,17 +249,19 @@ func (g *Gateway) handshake(conn net.Conn) {
 	if l == nil {
 		conn.Close()
 		if err != nil {
+			g.authLimit.failed(conn.RemoteAddr())
 			g.counters.authFailures.Add(1)
 			g.counters.disconnects[ReasonAuthFailed].Add(1)
-			g.log.Info("server auth failed", slog.String("remote", conn.RemoteAddr().String()), slog.String("reason", ReasonAuthFailed.String()), slog.String("error", err.Error()))
+			g.logEvent(ReasonAuthFailed, slog.LevelWarn, "server auth failed", slog.String("remote", conn.RemoteAddr().String()), slog.String("reason", ReasonAuthFailed.String()), slog.String("error", err.Error()))
 		}
+		g.readers.Done()
 		g.wg.Done()
 		return
 	}
 	g.counters.serverConns.Add(1)
 	g.counters.serverAccepts.Add(1)
 	g.log.Info("server registered", slog.Uint64("id", uint64(id)), slog.String("remote", conn.RemoteAddr().String()))
-	l.readLoop() // its deferred wg.Done balances the Add above
+	l.readLoop() // its deferred Dones balance the Adds in acceptServer
 }
 
 // untrack removes a finished link from the live links, folding its traffic
@@ -227,10 +273,15 @@ func (g *Gateway) untrack(l *link) {
 	g.mu.Unlock()
 }
 
-// Shutdown stops the gateway gracefully: listeners close at once, every
-// link stops reading, frames already queued are written, then connections
-// close. If ctx ends first, the remaining connections are closed hard; Shutdown
-// returns once every goroutine has exited, with ctx's error in that case.
+// Shutdown stops the gateway gracefully, in two phases. First the
+// listeners and pending handshakes close, and every reader stops reading:
+// each finishes routing the frame it holds (waiting for room in a server's
+// queue if it must) and closes its link's virtual connections, telling the
+// other ends. No link is closed yet, so no frame the gateway has read is
+// lost. Then, once every reader has stopped, every link is closed for
+// flushing: its writer writes what is queued, then closes the socket. When
+// ctx ends first, whatever is left is closed hard. Shutdown returns once
+// every goroutine has exited: nil, or ctx's error when it had to close hard.
 func (g *Gateway) Shutdown(ctx context.Context) error {
 	g.mu.Lock()
 	if !g.shutdown {
@@ -254,26 +305,46 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 		ln.Close()
 	}
 	for _, l := range links {
-		// Closed first, so the reader, woken by stopReading, finds the
-		// graceful close in place and does not close the socket hard.
-		l.close(ReasonShutdown, nil, true)
 		l.stopReading()
 	}
-	waited := make(chan struct{})
-	go func() {
+	hard := !waitCtx(ctx, &g.readers)
+	for _, l := range links {
+		if hard {
+			l.close(ReasonShutdown, nil, false)
+		} else {
+			l.close(ReasonShutdown, nil, true)
+		}
+	}
+	if hard || waitCtx(ctx, &g.wg) {
 		g.wg.Wait()
-		close(waited)
+	} else {
+		hard = true
+		for _, l := range links {
+			l.conn.Close()
+		}
+		g.wg.Wait()
+	}
+	if hard {
+		return ctx.Err()
+	}
+	return nil
+}
+
+// waitCtx waits for wg, or for ctx to end; it reports whether wg finished.
+func waitCtx(ctx context.Context, wg *sync.WaitGroup) bool {
+	done := make(chan struct{})
+	go func() {
+		wg.Wait()
+		close(done)
 	}()
 	select {
-	case <-waited:
-		return nil
+	case <-done:
+		return true
 	case <-ctx.Done():
+		// The waiter goroutine ends when wg does; the caller closes
+		// everything hard and waits for wg itself.
+		return false
 	}
-	for _, l := range links {
-		l.conn.Close()
-	}
-	<-waited
-	return ctx.Err()
 }
 
 // Stop closes every listener and connection at once, without flushing, and

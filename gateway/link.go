@@ -3,7 +3,6 @@ package gateway
 import (
 	"errors"
 	"io"
-	"log/slog"
 	"net"
 	"os"
 	"sync"
@@ -108,12 +107,6 @@ func newLink(g *Gateway, conn net.Conn, s side, id uint32) *link {
 	return l
 }
 
-// logger returns the link's logger, made on first use so idle links do not
-// carry one.
-func (l *link) logger() *slog.Logger {
-	return l.gw.log.With(slog.String("side", l.side.String()), slog.Uint64("id", uint64(l.id)), slog.String("remote", l.conn.RemoteAddr().String()))
-}
-
 // Read implements io.Reader for the frame reader: it pushes the read
 // deadline out before reading, but only when it has aged by a sixteenth of
 // the idle timeout, so the timer is not reset on every syscall. Any byte
@@ -178,15 +171,16 @@ func (l *link) ReadLazy(get func() []byte, put func()) (int, error) {
 // stack for good).
 func (l *link) readLoop() {
 	defer l.gw.wg.Done()
+	defer l.gw.readers.Done()
 	fr := l.newFrameReader()
 	for {
 		if err := l.beforeRead(); err != nil {
-			l.close(classify(err), err, false)
+			l.readFailed(err)
 			break
 		}
 		frame, err := fr.ReadFrame()
 		if err != nil {
-			l.close(classify(err), err, false)
+			l.readFailed(err)
 			break
 		}
 		if !l.handle(frame) {
@@ -204,6 +198,16 @@ func (l *link) newFrameReader() *proto.FrameReader {
 		bufSize = cfg.ServerBufferSize
 	}
 	return proto.NewFrameReader(l, cfg.MemPool, bufSize, cfg.MaxPacket)
+}
+
+// readFailed closes the link after a read error, unless the reader was
+// stopped by Shutdown, which closes the link itself once every reader has
+// stopped (so that frames other readers still route to it are not lost).
+func (l *link) readFailed(err error) {
+	if l.stopRead.Load() {
+		return
+	}
+	l.close(classify(err), err, false)
 }
 
 // handle routes one frame read from l and reports whether to read on.

@@ -259,16 +259,20 @@ func (g *Gateway) teardown(l *link) {
 	}
 
 	reason, cause := l.closeReason()
+	if reason == ReasonNone {
+		reason = ReasonShutdown // stopped by Shutdown, which closes it next
+	}
 	g.counters.disconnects[reason].Add(1)
-	level := slog.LevelInfo
+	attrs := []any{slog.String("side", l.side.String()), slog.Uint64("id", uint64(l.id)), slog.String("remote", l.conn.RemoteAddr().String()), slog.String("reason", reason.String()), slog.Int("vconns", len(vcs))}
+	if cause != nil {
+		attrs = append(attrs, slog.String("error", cause.Error()))
+	}
 	if reason == ReasonPeerClosed || reason == ReasonShutdown {
-		level = slog.LevelDebug
-	}
-	if g.log.Enabled(context.Background(), level) {
-		attrs := []any{slog.String("reason", reason.String()), slog.Int("vconns", len(vcs))}
-		if cause != nil {
-			attrs = append(attrs, slog.String("error", cause.Error()))
+		// A clean close: not rate-limited, at debug level.
+		if g.log.Enabled(context.Background(), slog.LevelDebug) {
+			g.log.Debug("disconnect", attrs...)
 		}
-		l.logger().Log(context.Background(), level, "disconnect", attrs...)
+		return
 	}
+	g.logEvent(reason, slog.LevelInfo, "disconnect", attrs...)
 }
