@@ -32,6 +32,9 @@ type Gateway struct {
 	authLimit *authLimiter
 	logLimit  logLimiter
 
+	clock        atomic.Int64 // coarse Unix nanoseconds, see clock.go
+	clockRunning bool         // guarded by mu
+
 	mu        sync.Mutex
 	links     map[*link]struct{}
 	pending   map[net.Conn]struct{} // server connections in their handshake
@@ -108,6 +111,7 @@ func (g *Gateway) serve(ln net.Listener, s side, handle func(net.Conn)) error {
 	}
 	g.listeners[ln] = struct{}{}
 	g.serving[s]++
+	g.startClock()
 	g.mu.Unlock()
 	defer func() {
 		g.mu.Lock()

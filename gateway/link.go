@@ -58,8 +58,10 @@ type link struct {
 	stats linkCounters
 	since time.Time // when the link was accepted (servers: authenticated)
 
-	lastDeadline time.Time   // reader only: when the read deadline was last pushed out
+	lastDeadline int64       // reader only: when the read deadline was last pushed out (Unix ns)
+	lastWrite    int64       // writer only: when the write deadline was last pushed out (Unix ns)
 	stopRead     atomic.Bool // set by stopReading: the reader must not read again
+	closing      atomic.Bool // mirrors closed, for the reader's per-frame check without the lock
 
 	// Lazy reads (ReadLazy): the socket's RawConn, the callback given to
 	// it (made once per link), and the state it works on.
@@ -122,9 +124,9 @@ func (l *link) Read(p []byte) (int, error) {
 // be read.
 func (l *link) beforeRead() error {
 	if l.idle > 0 {
-		now := time.Now()
-		if now.Sub(l.lastDeadline) > l.idle/16 {
-			if err := l.conn.SetReadDeadline(now.Add(l.idle)); err != nil {
+		now := l.gw.nanotime()
+		if now-l.lastDeadline > int64(l.idle/16) {
+			if err := l.conn.SetReadDeadline(time.Unix(0, now).Add(l.idle)); err != nil {
 				return err
 			}
 			l.lastDeadline = now
@@ -239,11 +241,7 @@ func classify(err error) Reason {
 	return ReasonReadError
 }
 
-func (l *link) isClosed() bool {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.closed
-}
+func (l *link) isClosed() bool { return l.closing.Load() }
 
 // close marks the link closed with reason and cause; the first call wins.
 // With flush, frames already queued are written before the socket closes
@@ -256,6 +254,7 @@ func (l *link) close(reason Reason, cause error, flush bool) {
 		return
 	}
 	l.closed, l.flush, l.reason, l.cause = true, flush, reason, cause
+	l.closing.Store(true)
 	writing := l.writing
 	if l.waiters > 0 {
 		l.space.Broadcast()

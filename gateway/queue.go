@@ -88,7 +88,12 @@ func (l *link) writeLoop() {
 		l.mu.Unlock()
 
 		if l.idle > 0 {
-			l.conn.SetWriteDeadline(time.Now().Add(l.idle))
+			// A peer that takes longer than the idle timeout to take a
+			// batch is dead; the deadline is pushed out only when aged.
+			if now := l.gw.nanotime(); now-l.lastWrite > int64(l.idle/16) {
+				l.conn.SetWriteDeadline(time.Unix(0, now).Add(l.idle))
+				l.lastWrite = now
+			}
 		}
 		var n int64
 		var err error

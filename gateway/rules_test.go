@@ -110,13 +110,16 @@ func TestDialClosingPeerRefused(t *testing.T) {
 	// window is too short to hit over sockets, so this drives attach
 	// directly with a closed link.
 	g := New(Config{})
+	near, far := net.Pipe()
+	defer far.Close()
 	client := newLink(g, nil, sideClient, 1)
-	server := newLink(g, nil, sideServer, 1)
-	server.closed = true
+	server := newLink(g, near, sideServer, 1)
+	server.close(ReasonShutdown, nil, false) // a closing link, not yet torn down
 	if r, ok := g.attach(&vconn{client: client, server: server, byClient: true}); ok || r != RefusePeerClosing {
 		t.Fatalf("attach to closing server = %v, %v; want RefusePeerClosing", r, ok)
 	}
-	server.closed, client.dead = false, true
+	server = newLink(g, nil, sideServer, 1)
+	client.dead = true
 	if r, ok := g.attach(&vconn{client: client, server: server}); ok || r != RefusePeerClosing {
 		t.Fatalf("attach to dead client = %v, %v; want RefusePeerClosing", r, ok)
 	}
