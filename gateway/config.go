@@ -31,7 +31,9 @@ const (
 type Config struct {
 	// MaxPacket bounds a frame's Length field, in bytes (0: 512 KiB).
 	MaxPacket int
-	// MemPool supplies frame and read buffers (nil: a default atom pool).
+	// MemPool supplies frame and read buffers (nil: a sync pool with the
+	// slab defaults, 64 B to 64 KiB; it measured fastest on this project's
+	// benchmarks, see docs/benchmarks.md).
 	MemPool slab.Pool
 
 	// ClientMaxConn is how many virtual connections one client may have
@@ -107,7 +109,7 @@ func (c Config) withDefaults() Config {
 	setInt(&c.ServerAuthFailBurst, DefaultServerAuthFailBurst)
 	setDur(&c.ServerAuthFailInterval, DefaultServerAuthFailInterval)
 	if c.MemPool == nil {
-		c.MemPool = slab.NewAtomPool(slab.DefaultMinChunk, slab.DefaultMaxChunk, slab.DefaultFactor, slab.DefaultPageSize)
+		c.MemPool = slab.NewSyncPool(slab.DefaultMinChunk, slab.DefaultMaxChunk, slab.DefaultFactor)
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
