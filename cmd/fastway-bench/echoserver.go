@@ -1,0 +1,159 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/fastway-go/fastway/proto"
+)
+
+// echoServer is the baseline target (-listen): the gateway's framing served
+// by a bare process with no routing, so each run can state how far the
+// gateway is from what the box can do at all. It speaks the client side of
+// docs/protocol.md §1 and nothing more: Dial is answered with Accept (a
+// ConnID from a local counter, the RemoteID as dialed), a data frame is
+// written back on the same connection, Ping with Ping, Close with Close.
+// Accept, Connect, Refuse, an unknown command or a bad Length close the
+// connection, as they would at the gateway. Like the bench's own sockets it
+// has one goroutine per connection, which reads a batch of frames and
+// answers them all in one write.
+type echoServer struct {
+	ln        net.Listener
+	maxPacket int
+
+	nextID atomic.Uint32 // last ConnID handed out
+
+	mu     sync.Mutex
+	conns  map[net.Conn]struct{}
+	closed bool
+	wg     sync.WaitGroup
+}
+
+// The echo server's read buffer per connection starts at echoBufMin and
+// grows to echoBufMax while reads fill it, so 100,000 idle connections do
+// not hold 64 KiB each.
+const (
+	echoBufMin = 2 << 10
+	echoBufMax = 256 << 10
+)
+
+func newEchoServer(ln net.Listener, maxPacket int) *echoServer {
+	return &echoServer{ln: ln, maxPacket: maxPacket, conns: make(map[net.Conn]struct{})}
+}
+
+// serve accepts connections until close; it returns nil after close.
+func (s *echoServer) serve() error {
+	var backoff time.Duration
+	for {
+		conn, err := s.ln.Accept()
+		if err != nil {
+			if s.isClosed() {
+				return nil
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, errTooManyFiles) {
+				// Out of file descriptors or a transient failure: back off
+				// as net/http does, 5 ms doubling to 1 s.
+				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+				time.Sleep(backoff)
+				continue
+			}
+			return fmt.Errorf("fastway-bench: echo accept: %w", err)
+		}
+		backoff = 0
+		s.mu.Lock()
+		if s.closed {
+			s.mu.Unlock()
+			conn.Close()
+			return nil
+		}
+		s.conns[conn] = struct{}{}
+		s.wg.Add(1)
+		s.mu.Unlock()
+		go s.handle(conn)
+	}
+}
+
+func (s *echoServer) isClosed() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closed
+}
+
+// close stops accepting, closes every connection and waits for their
+// goroutines.
+func (s *echoServer) close() {
+	s.mu.Lock()
+	s.closed = true
+	s.ln.Close()
+	for c := range s.conns {
+		c.Close()
+	}
+	s.mu.Unlock()
+	s.wg.Wait()
+}
+
+// newConnID returns the next ConnID, skipping 0 when the counter wraps.
+func (s *echoServer) newConnID() uint32 {
+	for {
+		if id := s.nextID.Add(1); id != 0 {
+			return id
+		}
+	}
+}
+
+func (s *echoServer) handle(conn net.Conn) {
+	defer func() {
+		conn.Close()
+		s.mu.Lock()
+		delete(s.conns, conn)
+		s.mu.Unlock()
+		s.wg.Done()
+	}()
+	fr := newFrameReader(conn, echoBufMin, echoBufMax, s.maxPacket)
+	var out []byte
+	for {
+		for {
+			f, err := fr.next()
+			if err != nil {
+				return
+			}
+			if f == nil {
+				break
+			}
+			if proto.Header(f).ConnID() != 0 {
+				out = append(out, f...)
+				continue
+			}
+			c, err := proto.DecodeCommand(f)
+			if err != nil {
+				return
+			}
+			switch c.Type {
+			case proto.CmdDial:
+				if c.RemoteID == 0 {
+					out = appendCmd(out, proto.Command{Type: proto.CmdRefuse})
+					break
+				}
+				out = appendCmd(out, proto.Command{Type: proto.CmdAccept, ConnID: s.newConnID(), RemoteID: c.RemoteID})
+			case proto.CmdPing, proto.CmdClose:
+				out = append(out, f...) // same bytes: Ping answers Ping, Close acknowledges Close
+			default:
+				return // Accept, Connect, Refuse are the gateway's to send
+			}
+		}
+		if len(out) > 0 {
+			if _, err := conn.Write(out); err != nil {
+				return
+			}
+			out = out[:0]
+		}
+		if err := fr.fill(); err != nil {
+			return
+		}
+	}
+}

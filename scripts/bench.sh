@@ -1,0 +1,295 @@
+#!/usr/bin/env bash
+# bench.sh runs the standard load suite of docs/benchmarks.md. It builds
+# fastway and fastway-bench into a temporary directory and runs every case
+# twice: against a fresh gateway, and against a fresh bare echo process
+# (fastway-bench -listen), which is the box's physical limit measured in the
+# same run. It prints the results, then rewrites the part of
+# docs/benchmarks.md between the lines <!-- bench:start --> and
+# <!-- bench:end --> with them.
+#
+#   scripts/bench.sh                          the full suite (about 4 minutes)
+#   DUR=2 IDLE_CONNS=2000 scripts/bench.sh    a quick run
+#
+# Environment:
+#   DUR          seconds measured per case (default 10)
+#   WARMUP       seconds of load before each measurement (default 2)
+#   IDLE_CONNS   client connections of the idle case (default 100000; lowered,
+#                with a note, when RLIMIT_NOFILE cannot hold them)
+#   MANY_CONNS   connections of the p99-versus-connection-count case (default 1000)
+#   BENCH_DOC    the file to rewrite (default docs/benchmarks.md; empty: print only)
+#   GW_FLAGS     extra gateway flags for every case, split on white space (the
+#                script reads the gateway's "listening" and "started" lines from
+#                its default text log at info level: leave -LogLevel/-LogFormat alone)
+#
+# Exit status: 0 when every run finished without errors (targets missed are
+# reported, not failed); 1 when a run failed; 2 for a usage error.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DUR=${DUR:-10}
+WARMUP=${WARMUP:-2}
+IDLE_CONNS=${IDLE_CONNS:-100000}
+MANY_CONNS=${MANY_CONNS:-1000}
+BENCH_DOC=${BENCH_DOC-docs/benchmarks.md}
+GW_FLAGS=${GW_FLAGS:-}
+KEY=bench
+START_MARK='<!-- bench:start -->'
+END_MARK='<!-- bench:end -->'
+
+die() {
+	echo "bench.sh: $*" >&2
+	exit 2
+}
+
+fatal() {
+	echo "bench.sh: $*" >&2
+	exit 1
+}
+
+for v in DUR WARMUP IDLE_CONNS MANY_CONNS; do
+	[[ ${!v} =~ ^[0-9]+$ && ${!v} -gt 0 ]] || [[ $v == WARMUP && ${!v} =~ ^[0-9]+$ ]] ||
+		die "$v=${!v}: need a whole number of seconds or connections"
+done
+
+# Client, gateway and echo process each hold one descriptor per connection.
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+nofile=$(ulimit -n)
+idle_note=""
+if [[ $nofile != unlimited ]] && ((IDLE_CONNS + 1000 > nofile)); then
+	idle_note="IDLE_CONNS lowered from $IDLE_CONNS to $((nofile - 1000)): RLIMIT_NOFILE is $nofile here (raise the hard limit to run 100,000)."
+	echo "bench.sh: $idle_note" >&2
+	IDLE_CONNS=$((nofile - 1000))
+fi
+
+tmp=$(mktemp -d)
+TARGET_PID=""
+# shellcheck disable=SC2317 # invoked by the trap
+cleanup() {
+	if [[ -n $TARGET_PID ]]; then
+		kill -KILL "$TARGET_PID" 2>/dev/null || true
+	fi
+	rm -rf "$tmp"
+}
+trap cleanup EXIT
+
+echo "== building" >&2
+go build -o "$tmp/fastway" ./cmd/fastway
+go build -o "$tmp/fastway-bench" ./cmd/fastway-bench
+
+# wait_log FILE PATTERN: wait up to 10 s for PATTERN in FILE while the
+# target runs.
+wait_log() {
+	local i
+	for ((i = 0; i < 100; i++)); do
+		grep -q -- "$2" "$1" 2>/dev/null && return 0
+		kill -0 "$TARGET_PID" 2>/dev/null || break
+		sleep 0.1
+	done
+	echo "bench.sh: the target did not start; its log:" >&2
+	tail -20 "$1" >&2
+	exit 1
+}
+
+GW_BASE=(-ClientAddr=127.0.0.1:0 -ServerAddr=127.0.0.1:0 "-ServerAuthPassword=$KEY" -ClientMaxConn=64
+	-PidFile="$tmp/fastway.pid" -CmdFile="$tmp/fastway.cmd")
+
+# Each target logs to its own file: a file reused from the previous run
+# could show its "listening" line before the new process truncates it.
+nlog=0
+
+# start_gateway [FLAG...]: a fresh gateway on free ports; sets TARGET_PID,
+# CLIENT_ADDR and SERVER_ADDR.
+start_gateway() {
+	local log=$tmp/gateway.$((++nlog)).log
+	# shellcheck disable=SC2086 # GW_FLAGS is split on purpose
+	"$tmp/fastway" "${GW_BASE[@]}" "$@" $GW_FLAGS 2>"$log" &
+	TARGET_PID=$!
+	wait_log "$log" 'msg=started'
+	CLIENT_ADDR=$(sed -n 's/.*msg=listening side=client addr=\([^ ]*\).*/\1/p' "$log" | head -1)
+	SERVER_ADDR=$(sed -n 's/.*msg=listening side=server addr=\([^ ]*\).*/\1/p' "$log" | head -1)
+	[[ -n $CLIENT_ADDR && -n $SERVER_ADDR ]] || { tail -20 "$log" >&2; fatal "no listening addresses in the gateway's log"; }
+}
+
+# start_echo: a fresh bare echo process; sets TARGET_PID and CLIENT_ADDR.
+start_echo() {
+	local log=$tmp/echo.$((++nlog)).log
+	"$tmp/fastway-bench" -listen 127.0.0.1:0 2>"$log" &
+	TARGET_PID=$!
+	wait_log "$log" 'listening on'
+	CLIENT_ADDR=$(sed -n 's/.*listening on \([^ ]*\).*/\1/p' "$log" | head -1)
+	[[ -n $CLIENT_ADDR ]] || { tail -20 "$log" >&2; fatal "no listening address in the echo process's log"; }
+}
+
+stop_target() {
+	kill -TERM "$TARGET_PID" 2>/dev/null || true
+	wait "$TARGET_PID" 2>/dev/null || true
+	TARGET_PID=""
+}
+
+declare -A LINE       # case.kind -> summary line
+declare -a COMMANDS=() # what ran, for the doc
+declare -a LINES=()    # every summary line, in order
+failed=0
+
+# run NAME KIND BENCH_FLAG...: one run of case NAME against KIND (gw or
+# echo). A gateway also gets the flags in GW_EXTRA.
+GW_EXTRA=()
+run() {
+	local name=$1 kind=$2
+	shift 2
+	local target shown
+	if [[ $kind == gw ]]; then
+		start_gateway "${GW_EXTRA[@]}"
+		target=(-client "$CLIENT_ADDR" -server "$SERVER_ADDR" -key "$KEY")
+		shown="fastway ${GW_BASE[*]:0:4} ${GW_EXTRA[*]} $GW_FLAGS; fastway-bench -client \$CLIENT -server \$SERVER -key $KEY"
+	else
+		start_echo
+		target=(-client "$CLIENT_ADDR" -baseline)
+		shown="fastway-bench -listen 127.0.0.1:0; fastway-bench -client \$ECHO -baseline"
+	fi
+	shown=${shown//  / }
+	local args=(-gwpid "$TARGET_PID" -dur "${DUR}s" -warmup "${WARMUP}s" "$@")
+	echo "== $name against $kind: ${args[*]:2}" >&2
+	local line rc=0
+	line=$("$tmp/fastway-bench" "${target[@]}" "${args[@]}") || rc=$?
+	stop_target
+	echo "$line" >&2
+	if ((rc != 0)); then
+		echo "bench.sh: $name against $kind failed (exit $rc)" >&2
+		failed=1
+	fi
+	LINE[$name.$kind]=$line
+	LINES+=("$line")
+	COMMANDS+=("$shown -gwpid \$PID ${args[*]:2}")
+}
+
+# kv LINE KEY: the value of KEY in a summary line.
+kv() {
+	awk -v k="$2" '{ for (i = 1; i <= NF; i++) { n = index($i, "="); if (substr($i, 1, n - 1) == k) { print substr($i, n + 1); exit } } }' <<<"$1"
+}
+
+# get CASE KIND KEY
+get() { kv "${LINE[$1.$2]:-}" "$3"; }
+
+# ratio A B: A/B with two decimals, or n/a.
+ratio() {
+	awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || a == "n/a" || b == "n/a" || b + 0 == 0) print "n/a"; else printf "%.2f\n", a / b }'
+}
+
+# meets VALUE OP LIMIT: yes, **no** or n/a.
+meets() {
+	awk -v v="$1" -v op="$2" -v t="$3" 'BEGIN {
+		if (v == "" || v == "n/a") { print "n/a"; exit }
+		ok = (op == ">=") ? (v + 0 >= t + 0) : (v + 0 <= t + 0)
+		print (ok ? "yes" : "**no**") }'
+}
+
+# or_na VALUE
+or_na() { if [[ -n $1 ]]; then echo "$1"; else echo "n/a"; fi; }
+
+load_before=$(cut -d' ' -f1 /proc/loadavg 2>/dev/null || echo "?")
+started=$(date -u '+%Y-%m-%d %H:%M UTC')
+
+E64=(-mode echo -conns 100 -vconns 1 -k 8 -size 64)
+E4K=(-mode echo -conns 100 -vconns 1 -k 8 -size 4096)
+LAT=(-mode echo -conns 1 -vconns 1 -k 1 -size 64)
+MANY=(-mode echo -conns "$MANY_CONNS" -vconns 1 -k 8 -size 64)
+CHURN=(-mode churn -conns 10 -dials 8)
+E10=(-mode echo -conns 10 -vconns 1 -k 8 -size 64)
+IDLE=(-mode idle -conns "$IDLE_CONNS" -vconns 1 -interval 10s)
+
+for kind in gw echo; do run echo64 "$kind" "${E64[@]}"; done
+for kind in gw echo; do run echo4k "$kind" "${E4K[@]}"; done
+for kind in gw echo; do run lat "$kind" "${LAT[@]}"; done
+for kind in gw echo; do run many "$kind" "${MANY[@]}"; done
+for kind in gw echo; do run churn "$kind" "${CHURN[@]}"; done
+run echo10 echo "${E10[@]}"
+GW_EXTRA=(-ClientIdleTimeout=1h) # longer than the whole run, connecting included
+run idle gw "${IDLE[@]}"
+GW_EXTRA=()
+run idle echo "${IDLE[@]}"
+
+# The figures.
+g64=$(or_na "$(get echo64 gw msgs_per_gw_cpu_s)")
+e64=$(or_na "$(get echo64 echo msgs_per_gw_cpu_s)")
+r64=$(ratio "$g64" "$e64")
+g4k=$(or_na "$(get echo4k gw msgs_per_gw_cpu_s)")
+e4k=$(or_na "$(get echo4k echo msgs_per_gw_cpu_s)")
+r4k=$(ratio "$g4k" "$e4k")
+glat=$(or_na "$(get lat gw p50_us)")
+elat=$(or_na "$(get lat echo p50_us)")
+rlat=$(ratio "$glat" "$elat")
+g99=$(or_na "$(get echo64 gw p99_us)")
+e99=$(or_na "$(get echo64 echo p99_us)")
+gm99=$(or_na "$(get many gw p99_us)")
+em99=$(or_na "$(get many echo p99_us)")
+ggrow=$(ratio "$gm99" "$g99")
+egrow=$(ratio "$em99" "$e99")
+grow_rel=$(ratio "$ggrow" "$egrow")
+gch=$(or_na "$(get churn gw dials_per_gw_cpu_s)")
+ech=$(or_na "$(get churn echo dials_per_gw_cpu_s)")
+e10=$(or_na "$(get echo10 echo msgs_per_gw_cpu_s)")
+rch=$(ratio "$gch" "$e10")
+gidle=$(or_na "$(get idle gw rss_per_conn_kib)")
+eidle=$(or_na "$(get idle echo rss_per_conn_kib)")
+ridle=$(ratio "$gidle" "$eidle")
+
+cpu_model=$(grep -m1 'model name' /proc/cpuinfo 2>/dev/null | cut -d: -f2- | sed 's/^ *//' || true)
+section=$tmp/section.md
+{
+	echo "Run of $started by \`scripts/bench.sh\` (DUR=$DUR s measured per case after $WARMUP s"
+	echo "of warm-up; IDLE_CONNS=$IDLE_CONNS). Box: ${cpu_model:-unknown CPU}, $(nproc) cores,"
+	echo "$(uname -sr), $(go version | cut -d' ' -f3); load average $load_before at the start."
+	echo "Every case ran against a fresh gateway and then a fresh bare echo process"
+	echo "(\`fastway-bench -listen\`), both on the same box as the load generator. CPU-s is"
+	echo "the target's own utime+stime over the measured window (/proc/PID/stat at"
+	echo "USER_HZ 100), so per-CPU-second figures hold however the cores were shared."
+	[[ -n $idle_note ]] && echo "Note: $idle_note"
+	echo
+	echo "| case | figure | gateway | bare echo | ratio | target | met |"
+	echo "|---|---|---:|---:|---:|---|---|"
+	echo "| echo 100 × 1, K=8, S=64 B | round trips per target CPU-s | $g64 | $e64 | $r64 | ≥ 0.5 | $(meets "$r64" '>=' 0.5) |"
+	echo "| echo 100 × 1, K=8, S=4 KiB | round trips per target CPU-s | $g4k | $e4k | $r4k | ≥ 0.45 | $(meets "$r4k" '>=' 0.45) |"
+	echo "| echo 1 × 1, K=1, S=64 B | p50 round trip, µs | $glat | $elat | $rlat | ≤ 1.2 | $(meets "$rlat" '<=' 1.2) |"
+	echo "| echo 100 × 1, K=8, S=64 B | p99 round trip, µs | $g99 | $e99 | $(ratio "$g99" "$e99") | report | — |"
+	echo "| echo $MANY_CONNS × 1, K=8, S=64 B | p99 round trip, µs | $gm99 | $em99 | $(ratio "$gm99" "$em99") | report | — |"
+	echo "| p99 growth, $MANY_CONNS ÷ 100 conns | times | $ggrow | $egrow | $grow_rel | not above the bare echo's ×1.2 | $(meets "$grow_rel" '<=' 1.2) |"
+	echo "| idle $IDLE_CONNS × 1 | RSS growth per connection, KiB | $gidle | $eidle | $ridle | gateway ≤ 6 | $(meets "$gidle" '<=' 6) |"
+	echo "| churn 10 × 8 dials | dials per target CPU-s | $gch | $ech | $rch | ≥ 0.4 | $(meets "$rch" '>=' 0.4) |"
+	echo
+	echo "Ratios are gateway ÷ bare echo, except churn: gateway dials per CPU-s ÷ the"
+	echo "bare echo's round trips per CPU-s in an echo run of 10 × 1, K=8, S=64 B"
+	echo "($e10). Echo runs are closed loops (every connection keeps K messages in"
+	echo "flight), so at saturation latency grows with the messages in flight on"
+	echo "either target; the growth row therefore compares the gateway's p99 growth"
+	echo "with the bare echo's."
+	echo
+	echo "Commands (\$CLIENT, \$SERVER, \$ECHO: the free ports the target logged; \$PID: the target's):"
+	echo
+	echo '```sh'
+	printf '%s\n' "${COMMANDS[@]}"
+	echo '```'
+	echo
+	echo "Every summary line, in the order above:"
+	echo
+	echo '```'
+	printf '%s\n' "${LINES[@]}"
+	echo '```'
+} >"$section"
+
+cat "$section"
+
+if [[ -n $BENCH_DOC ]]; then
+	if [[ $(grep -cxF "$START_MARK" "$BENCH_DOC" 2>/dev/null) == 1 && $(grep -cxF "$END_MARK" "$BENCH_DOC") == 1 ]] &&
+		(($(grep -nxF "$START_MARK" "$BENCH_DOC" | cut -d: -f1) < $(grep -nxF "$END_MARK" "$BENCH_DOC" | cut -d: -f1))); then
+		awk -v start="$START_MARK" -v end="$END_MARK" -v section="$section" '
+			$0 == start { print; while ((getline l < section) > 0) print l; skip = 1; next }
+			$0 == end { skip = 0 }
+			!skip { print }' "$BENCH_DOC" >"$tmp/doc.md"
+		cat "$tmp/doc.md" >"$BENCH_DOC"
+		echo "bench.sh: rewrote the section of $BENCH_DOC" >&2
+	else
+		echo "bench.sh: $BENCH_DOC has no single '$START_MARK' ... '$END_MARK' pair; left unchanged" >&2
+	fi
+fi
+exit "$failed"
