@@ -252,7 +252,11 @@ func (g *Gateway) handshake(conn net.Conn) {
 	g.mu.Unlock()
 	if l == nil {
 		conn.Close()
-		if err != nil {
+		if shutdown {
+			// Cut by Shutdown (or finished just as it began): not the
+			// server's failure.
+			g.counters.disconnects[ReasonShutdown].Add(1)
+		} else if err != nil {
 			g.authLimit.failed(conn.RemoteAddr())
 			g.counters.authFailures.Add(1)
 			g.counters.disconnects[ReasonAuthFailed].Add(1)
@@ -272,20 +276,23 @@ func (g *Gateway) handshake(conn net.Conn) {
 // counters into the totals.
 func (g *Gateway) untrack(l *link) {
 	g.mu.Lock()
-	delete(g.links, l)
-	g.counters.retire(l.side, &l.stats)
+	if _, ok := g.links[l]; ok {
+		delete(g.links, l)
+		g.counters.retire(l.side, &l.stats)
+	}
 	g.mu.Unlock()
 }
 
-// Shutdown stops the gateway gracefully, in two phases. First the
-// listeners and pending handshakes close, and every reader stops reading:
-// each finishes routing the frame it holds (waiting for room in a server's
-// queue if it must) and closes its link's virtual connections, telling the
-// other ends. No link is closed yet, so no frame the gateway has read is
-// lost. Then, once every reader has stopped, every link is closed for
-// flushing: its writer writes what is queued, then closes the socket. When
-// ctx ends first, whatever is left is closed hard. Shutdown returns once
-// every goroutine has exited: nil, or ctx's error when it had to close hard.
+// Shutdown stops the gateway gracefully, in phases. First the listeners
+// and pending handshakes close, and every reader stops reading: each
+// finishes routing the frames it holds (waiting for room in a server's
+// queue if it must). No link is closed and no virtual connection is torn
+// down meanwhile, so no frame the gateway has read is lost. Once every
+// reader has stopped, Shutdown closes every virtual connection (queueing
+// Close to both ends) and closes every link for flushing: its writer writes
+// what is queued, then closes the socket. When ctx ends first, whatever is
+// left is closed hard. Shutdown returns once every goroutine has exited:
+// nil, or ctx's error when it had to close hard.
 func (g *Gateway) Shutdown(ctx context.Context) error {
 	g.mu.Lock()
 	if !g.shutdown {
@@ -312,12 +319,22 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 		l.stopReading()
 	}
 	hard := !waitCtx(ctx, &g.readers)
-	for _, l := range links {
-		if hard {
+	if hard {
+		// Readers stuck waiting for room in a server queue wake up when
+		// their links close.
+		for _, l := range links {
 			l.close(ReasonShutdown, nil, false)
-		} else {
-			l.close(ReasonShutdown, nil, true)
 		}
+		g.readers.Wait()
+	}
+	// Every reader has stopped: close the virtual connections (telling
+	// the other ends, whose links are all still open for flushing).
+	for _, l := range links {
+		g.teardown(l)
+		l.flushDirty()
+	}
+	for _, l := range links {
+		l.close(ReasonShutdown, nil, !hard)
 	}
 	if hard || waitCtx(ctx, &g.wg) {
 		g.wg.Wait()

@@ -7,3 +7,9 @@ const lazyReads = false
 
 // readReady is never used off unix: ReadLazy falls back to Read there.
 func (l *link) readReady(fd uintptr) bool { panic("fastway: lazy reads need unix") }
+
+// writeState is unused off unix.
+type writeState struct{}
+
+// writeNow is never called off unix: links there have no RawConn.
+func (l *link) writeNow(batch [][]byte) (int64, error) { panic("fastway: inline writes need unix") }

@@ -2,7 +2,11 @@
 
 package gateway
 
-import "syscall"
+import (
+	"os"
+	"syscall"
+	"unsafe"
+)
 
 // lazyReads says ReadLazy can wait on the socket holding no buffer.
 const lazyReads = true
@@ -23,4 +27,66 @@ func (l *link) readReady(fd uintptr) bool {
 		l.lazyN, l.lazyErr = max(n, 0), err
 		return true
 	}
+}
+
+// writeState is a link's scratch for non-blocking writes, made on the first
+// one: the iovec array and the RawConn callback (made once, not per write).
+type writeState struct {
+	iov []syscall.Iovec
+	n   int64
+	err syscall.Errno
+	fn  func(fd uintptr) bool
+}
+
+// maxIov bounds the iovecs of one writev (Linux's IOV_MAX is 1024).
+const maxIov = 1024
+
+// writeNow makes one non-blocking writev attempt of batch and returns how
+// many bytes went out: all, some, or none when the socket buffer is full.
+// The caller owns l's writer turn.
+func (l *link) writeNow(batch [][]byte) (int64, error) {
+	l.refreshWriteDeadline()
+	w := l.wstate
+	if w == nil {
+		w = &writeState{}
+		w.fn = func(fd uintptr) bool {
+			for {
+				r, _, e := syscall.Syscall(syscall.SYS_WRITEV, fd, uintptr(unsafe.Pointer(&w.iov[0])), uintptr(len(w.iov)))
+				switch e {
+				case syscall.EINTR:
+					continue
+				case 0:
+					w.n = int64(r)
+				case syscall.EAGAIN:
+					w.n = 0
+				default:
+					w.err = e
+				}
+				return true // one attempt: never wait for the socket here
+			}
+		}
+		l.wstate = w
+	}
+	for _, f := range batch {
+		if len(w.iov) == maxIov {
+			break
+		}
+		v := syscall.Iovec{Base: &f[0]}
+		v.SetLen(len(f))
+		w.iov = append(w.iov, v)
+	}
+	err := l.raw.Write(w.fn)
+	n, errno := w.n, w.err
+	clear(w.iov)
+	w.iov, w.n, w.err = w.iov[:0], 0, 0
+	if cap(w.iov) > maxSpare {
+		w.iov = nil
+	}
+	switch {
+	case err != nil:
+		return 0, err
+	case errno != 0:
+		return n, os.NewSyscallError("writev", errno)
+	}
+	return n, nil
 }

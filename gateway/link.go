@@ -71,6 +71,11 @@ type link struct {
 	lazyPut func()
 	lazyN   int
 	lazyErr error
+	wstate  *writeState // non-blocking write scratch, made on first use
+
+	// dirty lists the links whose writer turn this link's reader took
+	// (push) and must still flush (flushDirty). Reader only.
+	dirty []*link
 
 	// mu guards the send queue and the closing state.
 	mu      sync.Mutex
@@ -80,7 +85,8 @@ type link struct {
 	spare   [][]byte  // the writer's previous batch, reused as the next queue
 	writing bool      // a writer goroutine is running
 	closed  bool      // no more frames are accepted
-	retired bool      // torn down; the last of reader and writer to finish untracks it
+	torn    bool      // teardown has run: the reader is done with the link
+	gone    bool      // untracked: counted into the totals, see finishedLocked
 	flush   bool      // closed gracefully: the writer drains the queue first
 	reason  Reason
 	cause   error
@@ -188,9 +194,22 @@ func (l *link) readLoop() {
 		if !l.handle(frame) {
 			break
 		}
+		if !fr.HasFrame() {
+			// The next read would wait on the socket: first write out
+			// what the frames read so far queued to other links.
+			l.flushDirty()
+		}
 	}
 	fr.Release()
+	if l.stopRead.Load() {
+		// Stopped by Shutdown, which tears every link down itself once
+		// all readers have stopped, so that no reader routes a frame to
+		// a virtual connection another reader's teardown just closed.
+		l.flushDirty()
+		return
+	}
 	l.gw.teardown(l)
+	l.flushDirty()
 }
 
 func (l *link) newFrameReader() *proto.FrameReader {
@@ -259,12 +278,29 @@ func (l *link) close(reason Reason, cause error, flush bool) {
 	if l.waiters > 0 {
 		l.space.Broadcast()
 	}
+	done := l.finishedLocked()
 	l.mu.Unlock()
 	if !flush || !writing {
 		l.conn.Close()
 	}
+	if done {
+		l.gw.untrack(l)
+	}
 	// With flush and a writer running, the writer closes the socket when the
 	// queue is empty.
+}
+
+// finishedLocked reports, once, that the link is over for good: closed,
+// torn down by its reader, and with no writer turn running. The caller holds
+// mu and, when it returns true, untracks the link after unlocking, so the
+// link's traffic counters are folded into the totals exactly once, after
+// the last byte was counted.
+func (l *link) finishedLocked() bool {
+	if l.gone || !l.closed || !l.torn || l.writing {
+		return false
+	}
+	l.gone = true
+	return true
 }
 
 // closeReason returns why the link closed.

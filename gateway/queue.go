@@ -13,12 +13,27 @@ const (
 	idleSpare = 8
 )
 
-// push queues frame for writing to l, taking ownership of it: on every path
-// the frame is either written and freed by the writer, or freed here.
-// It starts a writer goroutine if none is running.
-func (l *link) push(frame []byte, mode pushMode) error {
+// push queues frame for writing to l on behalf of link from (whose reader
+// is the calling goroutine; nil in tests), taking ownership of the frame: on
+// every path it is either written and freed, or freed here.
+//
+// When no writer owns l, the pusher takes ownership. If it has a reader
+// (from != nil) and l's socket allows a non-blocking write, l goes on from's
+// dirty list: from's reader flushes it itself once it has routed every frame
+// it has buffered (flushDirty), so frames read together leave together in
+// one writev and no goroutine is started. Otherwise a writer goroutine is
+// started at once.
+func (l *link) push(from *link, frame []byte, mode pushMode) error {
 	l.mu.Lock()
 	for mode == pushWait && !l.closed && len(l.queue) >= l.limit {
+		if from != nil && len(from.dirty) > 0 {
+			// Flush what this reader owns before waiting: l itself may
+			// be on its dirty list, and only this reader would write it.
+			l.mu.Unlock()
+			from.flushDirty()
+			l.mu.Lock()
+			continue
+		}
 		l.waiters++
 		l.space.Wait()
 		l.waiters--
@@ -42,80 +57,169 @@ func (l *link) push(frame []byte, mode pushMode) error {
 	start := !l.writing
 	if start {
 		l.writing = true
-		l.gw.wg.Add(1)
+		l.gw.wg.Add(1) // for the writer's turn, inline or in a goroutine
 	}
 	l.mu.Unlock()
 	if n > 1 {
 		l.gw.counters.noteQueueLen(l.side, n)
 	}
 	if start {
-		go l.writeLoop()
+		if from != nil && l.raw != nil {
+			from.dirty = append(from.dirty, l)
+		} else {
+			go l.writeLoop(nil, 0)
+		}
 	}
 	return nil
 }
 
-// writeLoop writes queued frames until the queue is empty, then exits. Each
-// round takes the whole queue and writes it with one writev (net.Buffers),
-// so a busy link costs one syscall for many frames.
-func (l *link) writeLoop() {
+// flushDirty writes, from the calling reader, the links this reader took
+// ownership of (see push). Each gets a few non-blocking writev rounds; what
+// cannot be written without blocking goes to a writer goroutine.
+func (l *link) flushDirty() {
+	for i, d := range l.dirty {
+		l.dirty[i] = nil
+		d.flushInline()
+	}
+	l.dirty = l.dirty[:0]
+	if cap(l.dirty) > idleSpare {
+		l.dirty = nil
+	}
+}
+
+// inlineRounds bounds how many batches a reader writes for another link
+// before it hands the rest to a writer goroutine.
+const inlineRounds = 4
+
+// flushInline is one writer turn run by a reader: l's writer ownership is
+// held (l.writing) and one wg count is taken for it.
+func (l *link) flushInline() {
+	for range inlineRounds {
+		batch := l.takeBatch(nil)
+		if batch == nil {
+			l.gw.wg.Done() // the turn is over
+			return
+		}
+		n, err := l.writeNow(batch)
+		if err != nil {
+			l.writeFailed(batch, err)
+			l.gw.wg.Done()
+			return
+		}
+		if total := batchBytes(batch); n < total {
+			// The socket is full: a goroutine waits to write the rest.
+			go l.writeLoop(batch, n)
+			return
+		}
+		l.wrote(batch, n)
+		l.gw.freeAll(batch)
+	}
+	go l.writeLoop(nil, 0)
+}
+
+// takeBatch takes every queued frame for the current writer, leaving keep
+// (an emptied slice, or nil) as the new queue. When there is nothing to
+// write, or the link is closing hard, it ends the writer's turn instead
+// (closing the socket if the link is closing) and returns nil.
+func (l *link) takeBatch(keep [][]byte) [][]byte {
+	l.mu.Lock()
+	batch := l.queue
+	if len(batch) == 0 || (l.closed && !l.flush) {
+		l.queue = nil
+		l.writing = false
+		closeNow := l.closed
+		if !closeNow && cap(keep) <= idleSpare {
+			l.spare = keep // small enough to keep while idle
+		}
+		done := l.finishedLocked()
+		l.mu.Unlock()
+		l.gw.freeAll(batch)
+		if closeNow {
+			l.conn.Close()
+		}
+		if done {
+			l.gw.untrack(l)
+		}
+		return nil
+	}
+	l.queue = keep
+	if l.waiters > 0 {
+		l.space.Broadcast()
+	}
+	l.mu.Unlock()
+	return batch
+}
+
+// writeFailed ends the writer's turn after a write error: the link closes
+// and every frame still held or queued is freed.
+func (l *link) writeFailed(batch [][]byte, err error) {
+	l.gw.freeAll(batch)
+	l.close(ReasonWriteError, err, false)
+	l.mu.Lock()
+	l.writing = false
+	rest := l.queue
+	l.queue, l.spare = nil, nil
+	done := l.finishedLocked()
+	l.mu.Unlock()
+	l.gw.freeAll(rest)
+	if done {
+		l.gw.untrack(l)
+	}
+}
+
+// wrote counts a batch written in full.
+func (l *link) wrote(batch [][]byte, n int64) {
+	l.stats.bytesOut.Add(uint64(n))
+	l.stats.framesOut.Add(uint64(len(batch)))
+}
+
+// refreshWriteDeadline pushes the write deadline out to the idle timeout
+// when it has aged by a sixteenth of it: a peer that takes longer than the
+// idle timeout to take a batch is dead. The caller owns the writer turn.
+func (l *link) refreshWriteDeadline() {
+	if l.idle <= 0 {
+		return
+	}
+	if now := l.gw.nanotime(); now-l.lastWrite > int64(l.idle/16) {
+		l.conn.SetWriteDeadline(time.Unix(0, now).Add(l.idle))
+		l.lastWrite = now
+	}
+}
+
+func batchBytes(batch [][]byte) int64 {
+	var n int64
+	for _, f := range batch {
+		n += int64(len(f))
+	}
+	return n
+}
+
+// writeLoop is a writer goroutine: it writes queued frames until the queue is
+// empty, then exits. Each round takes the whole queue and writes it with one
+// writev (net.Buffers), so a busy link costs one syscall for many frames. It
+// may start with a batch of which skip bytes are already written (handed
+// over by flushInline); its wg count was taken by whoever started it.
+func (l *link) writeLoop(batch [][]byte, skip int64) {
 	defer l.gw.wg.Done()
 	var vec [][]byte  // iovec scratch, reused across rounds
 	var keep [][]byte // the last batch's slice, emptied, to become the next queue
 	for {
-		l.mu.Lock()
-		batch := l.queue
-		if len(batch) == 0 || (l.closed && !l.flush) {
-			l.queue = nil
-			l.writing = false
-			closeNow, retired := l.closed, l.retired
-			if !closeNow && cap(keep) <= idleSpare {
-				l.spare = keep // small enough to keep while idle
-			}
-			l.mu.Unlock()
-			l.gw.freeAll(batch)
-			if closeNow {
-				l.conn.Close()
-			}
-			if retired {
-				l.gw.untrack(l)
-			}
-			return
-		}
-		l.queue = keep
-		if l.waiters > 0 {
-			l.space.Broadcast()
-		}
-		l.mu.Unlock()
-
-		if l.idle > 0 {
-			// A peer that takes longer than the idle timeout to take a
-			// batch is dead; the deadline is pushed out only when aged.
-			if now := l.gw.nanotime(); now-l.lastWrite > int64(l.idle/16) {
-				l.conn.SetWriteDeadline(time.Unix(0, now).Add(l.idle))
-				l.lastWrite = now
+		if batch == nil {
+			if batch = l.takeBatch(keep); batch == nil {
+				return
 			}
 		}
+		l.refreshWriteDeadline()
 		var n int64
 		var err error
-		n, vec, err = l.writeBatch(batch, vec)
-		l.stats.bytesOut.Add(uint64(n))
-		if err == nil {
-			l.stats.framesOut.Add(uint64(len(batch)))
-		}
-		l.gw.freeAll(batch)
+		n, vec, err = l.writeBatch(batch, skip, vec)
 		if err != nil {
-			l.close(ReasonWriteError, err, false)
-			l.mu.Lock()
-			l.writing = false
-			rest, retired := l.queue, l.retired
-			l.queue, l.spare = nil, nil
-			l.mu.Unlock()
-			l.gw.freeAll(rest)
-			if retired {
-				l.gw.untrack(l)
-			}
+			l.stats.bytesOut.Add(uint64(n))
+			l.writeFailed(batch, err)
 			return
 		}
+		l.wrote(batch, skip+n)
+		l.gw.freeAll(batch)
 		// Reuse the batch's slice as the next queue unless it is large and
 		// was mostly unused: queues grow with use and shrink back.
 		keep = nil
@@ -125,6 +229,7 @@ func (l *link) writeLoop() {
 		if cap(vec) > maxSpare && len(batch) < cap(vec)/4 {
 			vec = nil
 		}
+		batch, skip = nil, 0
 	}
 }
 
@@ -132,53 +237,75 @@ func (l *link) writeLoop() {
 // Write on connections without writev.
 const coalesceMax = 64 << 10
 
-// writeBatch writes batch to the connection in as few syscalls as it can. A
-// TCP or Unix socket gets one writev (net.Buffers); any other net.Conn (TLS,
-// snet) gets the frames copied into one buffer of up to coalesceMax bytes per
-// Write, so a TLS connection sends one record for many frames. vec is
-// scratch space for the iovec, returned for reuse.
-func (l *link) writeBatch(batch, vec [][]byte) (int64, [][]byte, error) {
+// writeBatch writes batch, but for its first skip bytes, to the connection
+// in as few syscalls as it can, blocking until done. A TCP or Unix socket
+// gets one writev (net.Buffers); any other net.Conn (TLS, snet) gets the
+// frames copied into one buffer of up to coalesceMax bytes per Write, so a
+// TLS connection sends one record for many frames. vec is scratch space for
+// the iovec, returned for reuse. It returns the bytes written past skip.
+func (l *link) writeBatch(batch [][]byte, skip int64, vec [][]byte) (int64, [][]byte, error) {
+	// The writes consume the slice they are given, so they get a copy of
+	// the batch; the batch itself is kept to free the frames.
+	vec = append(vec[:0], batch...)
+	defer clear(vec)
+	bufs := skipBytes(vec, skip)
 	switch l.conn.(type) {
 	case *net.TCPConn, *net.UnixConn:
-		// WriteTo consumes the slice it is given, so it gets a copy of the
-		// batch; the batch itself is kept to free the frames.
-		vec = append(vec[:0], batch...)
-		iov := net.Buffers(vec)
+		iov := net.Buffers(bufs)
 		n, err := iov.WriteTo(l.conn)
-		clear(vec)
-		return n, vec, err
+		return n, vec[:0], err
 	}
+	n, err := l.writeCoalesced(bufs)
+	return n, vec[:0], err
+}
+
+// skipBytes drops the first skip bytes of bufs, reslicing (not copying).
+func skipBytes(bufs [][]byte, skip int64) [][]byte {
+	for skip > 0 && len(bufs) > 0 {
+		if n := int64(len(bufs[0])); n <= skip {
+			bufs, skip = bufs[1:], skip-n
+			continue
+		}
+		bufs[0] = bufs[0][skip:]
+		skip = 0
+	}
+	return bufs
+}
+
+// writeCoalesced writes bufs to a connection without writev, copying runs
+// of small frames into one pooled buffer per Write.
+func (l *link) writeCoalesced(bufs [][]byte) (int64, error) {
 	var total int64
-	for i := 0; i < len(batch); {
+	for i := 0; i < len(bufs); {
 		// Gather frames [i, j) that fit in one copy buffer.
 		j, size := i, 0
-		for j < len(batch) && (j == i || size+len(batch[j]) <= coalesceMax) {
-			size += len(batch[j])
+		for j < len(bufs) && (j == i || size+len(bufs[j]) <= coalesceMax) {
+			size += len(bufs[j])
 			j++
 		}
 		if j == i+1 {
-			n, err := l.conn.Write(batch[i])
+			n, err := l.conn.Write(bufs[i])
 			total += int64(n)
 			if err != nil {
-				return total, vec, err
+				return total, err
 			}
 			i = j
 			continue
 		}
 		buf := l.gw.cfg.MemPool.Alloc(size)
 		off := 0
-		for _, f := range batch[i:j] {
+		for _, f := range bufs[i:j] {
 			off += copy(buf[off:], f)
 		}
 		n, err := l.conn.Write(buf)
 		l.gw.free(buf)
 		total += int64(n)
 		if err != nil {
-			return total, vec, err
+			return total, err
 		}
 		i = j
 	}
-	return total, vec, nil
+	return total, nil
 }
 
 // free returns a frame buffer to the pool.

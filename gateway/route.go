@@ -63,7 +63,7 @@ func (g *Gateway) forward(l *link, id uint32, frame []byte) {
 		l.close(ReasonProtocolError, fmt.Errorf("data on ConnID %d, which is not its own", id), false)
 		return
 	}
-	if dst.push(frame, modeFor(l, dst)) != nil {
+	if dst.push(l, frame, modeFor(l, dst)) != nil {
 		// The other end is closing; its teardown sends l the Close.
 		g.counters.framesDropped.Add(1)
 	}
@@ -80,7 +80,7 @@ func (g *Gateway) command(l *link, frame []byte) {
 	switch cmd.Type {
 	case proto.CmdPing:
 		// Answer with the same buffer: a Ping is a Ping both ways.
-		l.push(frame, modeFor(l, l))
+		l.push(l, frame, modeFor(l, l))
 	case proto.CmdDial:
 		g.dial(l, cmd.RemoteID, frame)
 	case proto.CmdClose:
@@ -99,7 +99,7 @@ func (g *Gateway) dial(l *link, remoteID uint32, dialFrame []byte) {
 	refuse := func(r RefuseReason) {
 		g.counters.dialsRefused[r].Add(1)
 		dialFrame[proto.HeaderSize] = byte(proto.CmdRefuse)
-		l.push(dialFrame, modeFor(l, l))
+		l.push(l, dialFrame, modeFor(l, l))
 	}
 	if remoteID == 0 {
 		refuse(RefuseInvalidID)
@@ -132,8 +132,8 @@ func (g *Gateway) dial(l *link, remoteID uint32, dialFrame []byte) {
 
 	// Accept to the dialer first, so it knows the ConnID before any data.
 	other := vc.other(l)
-	l.push(g.encode(proto.Command{Type: proto.CmdAccept, ConnID: vc.id, RemoteID: remoteID}), modeFor(l, l))
-	other.push(g.encode(proto.Command{Type: proto.CmdConnect, ConnID: vc.id, RemoteID: l.id}), modeFor(l, other))
+	l.push(l, g.encode(proto.Command{Type: proto.CmdAccept, ConnID: vc.id, RemoteID: remoteID}), modeFor(l, l))
+	other.push(l, g.encode(proto.Command{Type: proto.CmdConnect, ConnID: vc.id, RemoteID: l.id}), modeFor(l, other))
 }
 
 // attach assigns vc a ConnID and records it in the route table and on both
@@ -212,7 +212,7 @@ func (g *Gateway) closeVC(l *link, id uint32) {
 
 // sendClose queues Close(id) to link to, on behalf of link from.
 func (g *Gateway) sendClose(from, to *link, id uint32) {
-	to.push(g.encode(proto.Command{Type: proto.CmdClose, ConnID: id}), modeFor(from, to))
+	to.push(from, g.encode(proto.Command{Type: proto.CmdClose, ConnID: id}), modeFor(from, to))
 }
 
 // encode returns cmd's frame in a pooled buffer.
@@ -222,11 +222,16 @@ func (g *Gateway) encode(cmd proto.Command) []byte {
 	return f
 }
 
-// teardown runs once per link, from its reader, after the link closed: it
+// teardown runs once per link, from its reader after the link closed (or,
+// during Shutdown, from Shutdown once every reader has stopped): it
 // closes the link's virtual connections (telling the other ends), removes the
 // link from the registries, and counts and logs the disconnect.
 func (g *Gateway) teardown(l *link) {
 	l.vmu.Lock()
+	if l.dead {
+		l.vmu.Unlock()
+		return // torn down already (by its reader, or by Shutdown)
+	}
 	l.dead = true
 	vcs := l.vconns
 	l.vconns = nil
@@ -248,13 +253,13 @@ func (g *Gateway) teardown(l *link) {
 		g.servers.remove(l)
 		g.counters.serverConns.Add(-1)
 	}
-	// The link leaves the live set now, or when its writer finishes
-	// flushing, whichever is last, so Stats counts every byte it wrote.
+	// The link leaves the live set when it is also closed and its writer
+	// has finished, so Stats counts every byte (finishedLocked).
 	l.mu.Lock()
-	l.retired = true
-	writing := l.writing
+	l.torn = true
+	done := l.finishedLocked()
 	l.mu.Unlock()
-	if !writing {
+	if done {
 		g.untrack(l)
 	}
 

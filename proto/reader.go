@@ -74,6 +74,18 @@ type LazyReader interface {
 	ReadLazy(get func() []byte, put func()) (int, error)
 }
 
+// HasFrame reports whether a whole frame (or a Length that ReadFrame will
+// reject) is already buffered, so that the next ReadFrame returns without
+// reading from the stream.
+func (fr *FrameReader) HasFrame() bool {
+	n := fr.wpos - fr.rpos
+	if n < SizeOfLength {
+		return false
+	}
+	length := binary.LittleEndian.Uint32(fr.buf[fr.rpos:])
+	return uint64(n) >= SizeOfLength+uint64(length)
+}
+
 // fill reads into the buffer until at least n unread bytes are buffered.
 func (fr *FrameReader) fill(n int) error {
 	for fr.wpos-fr.rpos < n {
