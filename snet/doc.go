@@ -1,0 +1,100 @@
+// Package snet is a reconnectable, optionally encrypted byte stream between
+// TCP and the gateway framing (docs/protocol.md §3). A mobile client that
+// loses its TCP connection resumes the same stream on a new one without
+// losing or repeating a byte.
+//
+// A client calls [Dial]; a server wraps its listener with [Listen], whose
+// Accept returns new sessions only. Both hand out a [*Conn], a net.Conn whose
+// Read and Write block (rather than fail) while the stream is being resumed.
+// The client reconnects by itself when its TCP connection breaks, or when
+// [Conn.TryReconn] asks it to; the server keeps a broken session waiting for
+// [Config.ReconnWaitTimeout] and then closes it for good.
+//
+// # Wire format
+//
+// All integers are little-endian u64. The handshake is identical with and
+// without encryption.
+//
+// New connection (§3.2):
+//
+//	client → 00 · clientPublic
+//	server → serverPublic · (connID XOR first 8 bytes of the server's write RC4) · challenge
+//	client → MD5(challenge || key)
+//
+// Reconnect (§3.4):
+//
+//	client → ff · connID · writeCount · readCount · MD5(those 24 bytes || key)
+//	server → writeCount · readCount · challenge        (24 zero bytes: refused)
+//	client → MD5(challenge || key)
+//	both   → replay of the bytes the peer has not read, then the stream resumes
+//
+// # Decisions where §3 is open
+//
+//   - The session key is the DH64 secret as 8 little-endian bytes. It keys
+//     both RC4 ciphers of a side, and it is the "key" in every
+//     MD5(... || key). The challenge is hashed as its 8 wire bytes.
+//   - The connection ID is XORed as its 8 little-endian bytes. This is the
+//     only use of a cipher in the handshake: the server→client keystream
+//     (server write, client read) therefore starts data at offset 8, the
+//     client→server keystream (client write, server read) at offset 0. The
+//     ciphers advance even when EnableCrypt is off, and then go unused.
+//   - A peer public key that is 0 modulo P is refused: the server closes
+//     without replying, the client's Dial fails with [ErrBadHandshake].
+//   - Write and read counts are data bytes since the session began, across
+//     reconnects; handshake bytes are not counted.
+//   - The server assigns connection IDs 1, 2, 3… per listener. A challenge is
+//     8 random bytes, never all zero, so a real reply is never all zero.
+//   - Digests are compared in constant time. The server looks up the ID and
+//     checks the reconnect digest before it touches the session; then it
+//     checks the counts against the live session (its read count must not
+//     exceed the client's write count, the client's read count must not
+//     exceed its write count, and the difference must still be in its
+//     buffer). Only a request that passes all of that takes the session over:
+//     if the session still had a TCP connection (the client noticed the break
+//     first), that connection is closed. A newer reconnect for the same
+//     session supersedes one still in its handshake. After a refusal (24
+//     zero bytes) the server closes the TCP connection.
+//   - If the client's answer to the reconnect challenge is wrong the server
+//     closes the new TCP connection; the session goes on waiting.
+//   - The client checks its own side: the server's write count must not be
+//     below the client's read count, and the client's replay must fit in its
+//     buffer, or it closes with [ErrBadHandshake] / [ErrGapTooLarge]. Only
+//     the client can tell why it refused; to the client, any server refusal
+//     is [ErrRefused].
+//   - Replay: each side installs the new TCP connection as soon as its
+//     handshake is done (client: after sending its digest; server: after
+//     checking it), then sends its missing bytes from a goroutine, before any
+//     new Write, while reads already flow. Neither side waits for the other's
+//     replay, so large buffers cannot deadlock.
+//   - Bytes a side reads from a TCP connection after it started replacing
+//     that connection are dropped uncounted; the peer replays them.
+//   - There is no close message: closing one side looks like a break to the
+//     other. A closed client's session lingers on the server until
+//     ReconnWaitTimeout; a closed server session refuses the client's next
+//     reconnect ([ErrRefused]).
+//   - Both sides must use the same EnableCrypt; nothing negotiates it.
+//
+// # Limits
+//
+// Bytes a side wrote but the peer never read must still be in its
+// RewriterBufferSize buffer, or the reconnect fails with [ErrGapTooLarge]
+// (the session is lost, never corrupted). Those bytes sit in the writer's
+// socket send buffer, the network, anything in between, and the reader's
+// socket receive buffer, which the kernel may grow to megabytes. snet does
+// not touch socket options; where a break must never cost the session, size
+// the buffer above the sum, or bound the sockets in the dial and listen
+// functions (SetWriteBuffer and SetReadBuffer of about an eighth of
+// RewriterBufferSize each; Linux doubles them).
+//
+// The server learns that a TCP connection broke when a Read or Write on it
+// fails, or when the client's reconnect arrives; the gateway always has a
+// Read pending, so that is enough. Each TCP connection's handshake holds one
+// goroutine for at most HandshakeTimeout; their number is not capped here.
+//
+// A reconnect request carries no server nonce, so a captured request can be
+// replayed while the counts in it are still current. It cannot complete the
+// handshake (that needs the key), but it makes the server drop the session's
+// TCP connection, and the real client reconnects. RC4 and a 64-bit
+// Diffie-Hellman exist for compatibility with deployed clients only: neither
+// resists a capable attacker; use TLS for security.
+package snet

@@ -1,0 +1,393 @@
+package snet
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"time"
+)
+
+// Accept backoff on temporary errors, as net/http does.
+const (
+	minAcceptBackoff = 5 * time.Millisecond
+	maxAcceptBackoff = time.Second
+)
+
+// Listener accepts snet sessions. Each TCP connection's handshake runs in its
+// own goroutine within HandshakeTimeout. A new-session handshake ends in
+// Accept; a reconnect resumes the waiting session it names and never reaches
+// Accept.
+type Listener struct {
+	cfg   Config
+	inner net.Listener
+	conns chan *Conn    // new sessions, handed to Accept
+	done  chan struct{} // closed by Close
+	fail  chan struct{} // closed when inner.Accept fails for good
+	once  sync.Once
+	wg    sync.WaitGroup // accept loop and handshakes
+
+	mu        sync.Mutex
+	closed    bool
+	acceptErr error
+	nextID    uint64
+	sessions  map[uint64]*Conn
+	pending   map[net.Conn]struct{} // connections still in their handshake
+}
+
+var _ net.Listener = (*Listener)(nil)
+
+// Listen wraps the listener that listen returns. Accept returns *Conn values
+// for new sessions only.
+func Listen(cfg Config, listen func() (net.Listener, error)) (net.Listener, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	inner, err := listen()
+	if err != nil {
+		return nil, fmt.Errorf("fastway: snet: listen: %w", err)
+	}
+	l := &Listener{
+		cfg:      cfg.withDefaults(),
+		inner:    inner,
+		conns:    make(chan *Conn),
+		done:     make(chan struct{}),
+		fail:     make(chan struct{}),
+		sessions: make(map[uint64]*Conn),
+		pending:  make(map[net.Conn]struct{}),
+	}
+	l.wg.Add(1)
+	go l.acceptLoop()
+	return l, nil
+}
+
+// Accept waits for the next new session.
+func (l *Listener) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.conns:
+		return c, nil
+	case <-l.done:
+		return nil, ErrListenerClosed
+	case <-l.fail:
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		return nil, l.acceptErr
+	}
+}
+
+// Addr is the inner listener's address.
+func (l *Listener) Addr() net.Addr { return l.inner.Addr() }
+
+// Close stops accepting, aborts handshakes in progress and waits for their
+// goroutines, and closes the sessions waiting for a reconnect (their Read
+// returns ErrListenerClosed). Connected sessions carry on, but close instead
+// of waiting if they break.
+func (l *Listener) Close() error {
+	err := ErrListenerClosed
+	l.once.Do(func() {
+		l.mu.Lock()
+		l.closed = true
+		pending, sessions := l.pending, l.sessions
+		l.pending, l.sessions = nil, nil
+		l.mu.Unlock()
+		close(l.done)
+		err = l.inner.Close()
+		for raw := range pending {
+			raw.Close()
+		}
+		l.wg.Wait()
+		for _, c := range sessions {
+			c.detachListener()
+		}
+	})
+	return err
+}
+
+func (l *Listener) acceptLoop() {
+	defer l.wg.Done()
+	var backoff time.Duration
+	for {
+		raw, err := l.inner.Accept()
+		if err != nil {
+			select {
+			case <-l.done:
+				return
+			default:
+			}
+			if !temporary(err) {
+				l.mu.Lock()
+				l.acceptErr = fmt.Errorf("fastway: snet: accept: %w", err)
+				l.mu.Unlock()
+				close(l.fail)
+				return
+			}
+			backoff = min(max(2*backoff, minAcceptBackoff), maxAcceptBackoff)
+			t := time.NewTimer(backoff)
+			select {
+			case <-t.C:
+			case <-l.done:
+				t.Stop()
+				return
+			}
+			continue
+		}
+		backoff = 0
+		l.mu.Lock()
+		if l.closed {
+			l.mu.Unlock()
+			raw.Close()
+			return
+		}
+		l.pending[raw] = struct{}{}
+		l.wg.Add(1)
+		l.mu.Unlock()
+		go l.handshake(raw)
+	}
+}
+
+// temporary reports whether an Accept error is worth retrying.
+func temporary(err error) bool {
+	var t interface{ Temporary() bool }
+	return (errors.As(err, &t) && t.Temporary()) || isTimeout(err)
+}
+
+// handshake runs one TCP connection's handshake. On success the connection
+// belongs to a session; otherwise it is closed.
+func (l *Listener) handshake(raw net.Conn) {
+	defer l.wg.Done()
+	if err := l.serve(raw); err != nil {
+		l.untrack(raw)
+		raw.Close()
+		if h := l.cfg.onHandshakeError; h != nil {
+			h(err)
+		}
+	}
+}
+
+// untrack removes raw from the handshakes in progress; false means the
+// listener closed (and closes raw).
+func (l *Listener) untrack(raw net.Conn) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return false
+	}
+	delete(l.pending, raw)
+	return true
+}
+
+func (l *Listener) serve(raw net.Conn) error {
+	raw.SetDeadline(time.Now().Add(l.cfg.HandshakeTimeout))
+	var kind [sizeOfType]byte
+	if _, err := io.ReadFull(raw, kind[:]); err != nil {
+		return handshakeErr(err)
+	}
+	switch kind[0] {
+	case typeNew:
+		return l.serveNew(raw)
+	case typeReconn:
+		return l.serveReconn(raw)
+	}
+	return fmt.Errorf("%w: first byte %#02x", ErrBadHandshake, kind[0])
+}
+
+// serveNew runs the server side of the new-connection handshake (§3.2).
+func (l *Listener) serveNew(raw net.Conn) error {
+	var hello [newRequestSize - sizeOfType]byte
+	if _, err := io.ReadFull(raw, hello[:]); err != nil {
+		return handshakeErr(err)
+	}
+	clientPub := binary.LittleEndian.Uint64(hello[:])
+	if !validPublic(clientPub) {
+		return fmt.Errorf("%w: zero public key", ErrBadHandshake)
+	}
+	rnd := randReader(l.cfg)
+	priv, err := privateKey(rnd)
+	if err != nil {
+		return err
+	}
+	challenge, err := randomChallenge(rnd)
+	if err != nil {
+		return err
+	}
+	key := sessionKey(DH64Secret(priv, clientPub))
+	read, write := newCipher(key), newCipher(key)
+	id := l.newID()
+	reply := encodeNewReply(DH64PublicKey(priv), id, challenge, write)
+	if _, err := raw.Write(reply[:]); err != nil {
+		return handshakeErr(err)
+	}
+	var d [sizeOfDigest]byte
+	if _, err := io.ReadFull(raw, d[:]); err != nil {
+		return handshakeErr(err)
+	}
+	if !digestEqual(d, challengeDigest(challenge, key)) {
+		return ErrBadDigest
+	}
+	raw.SetDeadline(time.Time{})
+	c := newConn(l.cfg, id, key, read, write, raw)
+	c.l = l
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return ErrListenerClosed
+	}
+	delete(l.pending, raw)
+	l.sessions[id] = c
+	l.mu.Unlock()
+	select {
+	case l.conns <- c:
+	case <-l.done:
+		c.Close()
+	}
+	return nil
+}
+
+// newID returns the next free connection ID (never 0).
+func (l *Listener) newID() uint64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for {
+		l.nextID++
+		if _, used := l.sessions[l.nextID]; l.nextID != 0 && !used {
+			return l.nextID
+		}
+	}
+}
+
+// serveReconn runs the server side of the reconnect handshake (§3.4).
+func (l *Listener) serveReconn(raw net.Conn) error {
+	var b [reconnRequestSize - sizeOfType]byte
+	if _, err := io.ReadFull(raw, b[:]); err != nil {
+		return handshakeErr(err)
+	}
+	req := decodeReconnRequest(b)
+	refuse := func(reason error) error {
+		var zero [reconnReplySize]byte
+		raw.Write(zero[:])
+		return fmt.Errorf("snet conn %d: %w", req.id, reason)
+	}
+	l.mu.Lock()
+	c := l.sessions[req.id]
+	l.mu.Unlock()
+	if c == nil {
+		return refuse(ErrUnknownID)
+	}
+	if !req.verify(c.key) {
+		return refuse(ErrBadDigest)
+	}
+	challenge, err := randomChallenge(randReader(l.cfg))
+	if err != nil {
+		return err
+	}
+	seq, sw, sr, err := c.beginResume(raw, req.writeCount, req.readCount)
+	if err != nil {
+		return refuse(err)
+	}
+	reply := encodeReconnReply(sw, sr, challenge)
+	if _, err := raw.Write(reply[:]); err != nil {
+		c.abandon(seq)
+		return handshakeErr(err)
+	}
+	var d [sizeOfDigest]byte
+	if _, err := io.ReadFull(raw, d[:]); err != nil {
+		c.abandon(seq)
+		return handshakeErr(err)
+	}
+	if !digestEqual(d, challengeDigest(challenge, c.key)) {
+		c.abandon(seq)
+		return fmt.Errorf("snet conn %d: %w", req.id, ErrBadDigest)
+	}
+	if !l.untrack(raw) {
+		c.abandon(seq)
+		return ErrListenerClosed
+	}
+	return c.install(raw, seq, req.readCount)
+}
+
+// forget removes a closed session.
+func (l *Listener) forget(c *Conn) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.sessions[c.id] == c {
+		delete(l.sessions, c.id)
+	}
+}
+
+// beginResume checks a digest-verified reconnect against the live session
+// and, if it can be resumed, takes the session over for raw: the current TCP
+// connection (if any) is dropped and the counts freeze. A request that fails
+// the checks leaves the session untouched.
+func (c *Conn) beginResume(raw net.Conn, peerWrite, peerRead uint64) (seq, writeCount, readCount uint64, err error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.state == stateClosed {
+		return 0, 0, 0, ErrUnknownID
+	}
+	wc, rc := c.writeCount, c.readCount
+	switch {
+	case peerRead > wc || rc > peerWrite:
+		return 0, 0, 0, ErrBadCounts
+	case wc-peerRead > min(wc, uint64(c.ring.size())):
+		return 0, 0, 0, ErrGapTooLarge
+	}
+	if c.state == stateConnected {
+		c.detachLocked()
+		c.startWaitLocked()
+	}
+	if c.hs != nil {
+		c.hs.Close() // an older attempt loses
+	}
+	c.hsSeq++
+	c.hs = raw
+	return c.hsSeq, wc, rc, nil
+}
+
+// startWaitLocked arms the ReconnWaitTimeout timer of a broken session.
+func (c *Conn) startWaitLocked() {
+	if c.waitTimer != nil {
+		return
+	}
+	c.waitSeq++
+	seq := c.waitSeq
+	c.waitTimer = time.AfterFunc(c.cfg.ReconnWaitTimeout, func() { c.expire(seq) })
+}
+
+// stopWaitLocked disarms the wait timer.
+func (c *Conn) stopWaitLocked() {
+	if c.waitTimer != nil {
+		c.waitTimer.Stop()
+		c.waitTimer = nil
+		c.waitSeq++
+	}
+}
+
+// expire closes a session whose client did not come back in time.
+func (c *Conn) expire(seq uint64) {
+	c.mu.Lock()
+	var l *Listener
+	if c.waitSeq == seq && c.state == stateBroken {
+		c.waitTimer = nil
+		l = c.closeLocked(ErrReconnTimeout)
+	}
+	c.mu.Unlock()
+	if l != nil {
+		l.forget(c)
+	}
+}
+
+// detachListener is called when the listener closes: a waiting session
+// closes, a connected one will close if it breaks.
+func (c *Conn) detachListener() {
+	c.mu.Lock()
+	c.l = nil
+	if c.state == stateConnected {
+		c.mu.Unlock()
+		return
+	}
+	c.closeLocked(ErrListenerClosed)
+	c.mu.Unlock()
+	c.wg.Wait()
+}
