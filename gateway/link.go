@@ -130,12 +130,15 @@ func (l *link) Read(p []byte) (int, error) {
 // be read.
 func (l *link) beforeRead() error {
 	if l.idle > 0 {
-		now := l.gw.nanotime()
-		if now-l.lastDeadline > int64(l.idle/16) {
-			if err := l.conn.SetReadDeadline(time.Unix(0, now).Add(l.idle)); err != nil {
+		// The coarse clock decides when to refresh; the deadline itself is
+		// set from the precise time, so a lagging clock never ends an idle
+		// timeout early.
+		if l.gw.nanotime()-l.lastDeadline > int64(l.idle/16) {
+			now := time.Now()
+			if err := l.conn.SetReadDeadline(now.Add(l.idle)); err != nil {
 				return err
 			}
-			l.lastDeadline = now
+			l.lastDeadline = now.UnixNano()
 		}
 	}
 	if l.stopRead.Load() {

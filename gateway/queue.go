@@ -180,9 +180,10 @@ func (l *link) refreshWriteDeadline() {
 	if l.idle <= 0 {
 		return
 	}
-	if now := l.gw.nanotime(); now-l.lastWrite > int64(l.idle/16) {
-		l.conn.SetWriteDeadline(time.Unix(0, now).Add(l.idle))
-		l.lastWrite = now
+	if l.gw.nanotime()-l.lastWrite > int64(l.idle/16) {
+		now := time.Now()
+		l.conn.SetWriteDeadline(now.Add(l.idle))
+		l.lastWrite = now.UnixNano()
 	}
 }
 
