@@ -31,6 +31,8 @@ const (
 	defaultSnetInitTimeout  = 10 * time.Second
 	defaultSnetWaitTimeout  = 60 * time.Second
 	defaultPidFile          = "fastway.pid"
+	defaultLogLevel         = "info"
+	defaultLogFormat        = "text"
 )
 
 // maxSize bounds every size flag: nothing in the gateway needs a buffer,
@@ -70,8 +72,11 @@ type options struct {
 	ServerSnetInitTimeout time.Duration
 	ServerSnetWaitTimeout time.Duration
 
-	PidFile string
-	CmdFile string
+	PidFile   string
+	CmdFile   string
+	AdminAddr string
+	LogLevel  string
+	LogFormat string
 }
 
 // flagSection is one group of flags in the usage text.
@@ -88,7 +93,7 @@ var sections = []flagSection{
 		"ClientSnetEnable", "ClientSnetEncrypt", "ClientSnetBuffer", "ClientSnetInitTimeout", "ClientSnetWaitTimeout"}},
 	{"Server side", []string{"ServerAddr", "ServerAuthPassword", "ServerAuthTimeout", "ServerBufferSize", "ServerIdleTimeout", "ServerSendChanSize",
 		"ServerSnetEnable", "ServerSnetEncrypt", "ServerSnetBuffer", "ServerSnetInitTimeout", "ServerSnetWaitTimeout"}},
-	{"Ops", []string{"PidFile", "CmdFile"}},
+	{"Ops", []string{"PidFile", "CmdFile", "AdminAddr", "LogLevel", "LogFormat"}},
 }
 
 // newFlagSet defines every flag on a new flag set bound to o, with its
@@ -137,6 +142,9 @@ func newFlagSet(o *options) *flag.FlagSet {
 
 	fs.StringVar(&o.PidFile, "PidFile", defaultPidFile, "file the process ID is written to at start and removed from at exit (empty: none)")
 	fs.StringVar(&o.CmdFile, "CmdFile", cmd.DefaultCmdFile, "command file read on each SIGUSR1")
+	fs.StringVar(&o.AdminAddr, "AdminAddr", "", "HTTP admin server, host:port: metrics, probes, pprof (empty: off; keep it on loopback)")
+	fs.StringVar(&o.LogLevel, "LogLevel", defaultLogLevel, "least severe level logged: debug, info, warn or error")
+	fs.StringVar(&o.LogFormat, "LogFormat", defaultLogFormat, "log format on stderr: text (key=value) or json (one object a line)")
 	return fs
 }
 
@@ -267,6 +275,26 @@ func (o *options) validate() error {
 	}
 	if clientPort != 0 && clientPort == serverPort && sameHost(o.ClientAddr, o.ServerAddr) {
 		return fmt.Errorf("-ClientAddr=%s and -ServerAddr=%s overlap: give them different ports", o.ClientAddr, o.ServerAddr)
+	}
+	if o.AdminAddr != "" {
+		adminPort, err := checkAddr("AdminAddr", o.AdminAddr)
+		if err != nil {
+			return err
+		}
+		for _, other := range []struct {
+			name, addr string
+			port       uint16
+		}{{"ClientAddr", o.ClientAddr, clientPort}, {"ServerAddr", o.ServerAddr, serverPort}} {
+			if adminPort != 0 && adminPort == other.port && sameHost(o.AdminAddr, other.addr) {
+				return fmt.Errorf("-AdminAddr=%s and -%s=%s overlap: give them different ports", o.AdminAddr, other.name, other.addr)
+			}
+		}
+	}
+	if _, err := parseLogLevel(o.LogLevel); err != nil {
+		return err
+	}
+	if o.LogFormat != "text" && o.LogFormat != "json" {
+		return fmt.Errorf("-LogFormat=%q: want text or json", o.LogFormat)
 	}
 	if o.ServerAuthPassword == "" && !isLoopback(o.ServerAddr) {
 		return fmt.Errorf("-ServerAuthPassword is empty but -ServerAddr=%s is open to other hosts: set a password (or $%s), or listen on a loopback address such as 127.0.0.1:0", o.ServerAddr, authPasswordEnv)

@@ -50,7 +50,14 @@ func TestBadFlags(t *testing.T) {
 		{"client snet encrypt", []string{"-ClientSnetEncrypt=true"}, "-ClientSnetEncrypt: snet is not available yet"},
 		{"server snet", []string{"-ServerSnetEnable=1"}, "-ServerSnetEnable: snet is not available yet"},
 		{"server snet encrypt", []string{"-ServerSnetEncrypt"}, "-ServerSnetEncrypt: snet is not available yet"},
-		{"unknown flag", []string{"-LogLevel=debug"}, "flag provided but not defined: -LogLevel"},
+		{"unknown flag", []string{"-Verbose"}, "flag provided but not defined: -Verbose"},
+		{"admin address without port", []string{"-AdminAddr=localhost"}, `-AdminAddr="localhost": address localhost: missing port in address`},
+		{"admin port out of range", []string{"-AdminAddr=127.0.0.1:65536"}, `-AdminAddr="127.0.0.1:65536": port must be a number from 0 to 65535`},
+		{"admin port is the client port", []string{"-ClientAddr=127.0.0.1:4000", "-AdminAddr=:4000"}, "-AdminAddr=:4000 and -ClientAddr=127.0.0.1:4000 overlap"},
+		{"admin port is the server port", []string{"-ServerAddr=127.0.0.1:4001", "-AdminAddr=127.0.0.1:4001"}, "-AdminAddr=127.0.0.1:4001 and -ServerAddr=127.0.0.1:4001 overlap"},
+		{"unknown log level", []string{"-LogLevel=verbose"}, `-LogLevel="verbose": want debug, info, warn or error`},
+		{"numeric log level", []string{"-LogLevel=-4"}, `-LogLevel="-4": want debug, info, warn or error`},
+		{"unknown log format", []string{"-LogFormat=logfmt"}, `-LogFormat="logfmt": want text or json`},
 		{"stray argument", []string{"start"}, `unexpected argument "start"`},
 		{"empty command file", []string{"-CmdFile="}, "-CmdFile must not be empty"},
 	} {
@@ -113,6 +120,12 @@ func TestGoodFlags(t *testing.T) {
 		{"idle timeouts off", []string{"-ServerAuthPassword=x", "-ClientIdleTimeout=0", "-ServerIdleTimeout=0"}, ""},
 		{"snet off explicitly", []string{"-ServerAuthPassword=x", "-ClientSnetEnable=false", "-ServerSnetEncrypt=false"}, ""},
 		{"same port on different hosts", []string{"-ClientAddr=127.0.0.1:4000", "-ServerAddr=127.0.0.2:4000"}, ""},
+		{"admin on loopback", []string{"-ServerAuthPassword=x", "-AdminAddr=127.0.0.1:6060"}, ""},
+		{"admin on all interfaces", []string{"-ServerAuthPassword=x", "-AdminAddr=:6060"}, ""},
+		{"admin and client both on port 0", []string{"-ServerAuthPassword=x", "-AdminAddr=:0"}, ""},
+		{"log level in capitals", []string{"-ServerAuthPassword=x", "-LogLevel=DEBUG"}, ""},
+		{"warn in json", []string{"-ServerAuthPassword=x", "-LogLevel=warn", "-LogFormat=json"}, ""},
+		{"error in text", []string{"-ServerAuthPassword=x", "-LogLevel=error", "-LogFormat=text"}, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Setenv(authPasswordEnv, tc.env)
@@ -215,8 +228,8 @@ func TestHelp(t *testing.T) {
 	}
 	out := stdout.String()
 	defaults := flagDefaults()
-	if len(defaults) != 30 {
-		t.Errorf("%d flags, want 30", len(defaults))
+	if len(defaults) != 33 {
+		t.Errorf("%d flags, want 33", len(defaults))
 	}
 	for name, def := range defaults {
 		if !strings.Contains(out, "  -"+name+"="+def+" ") {
@@ -224,7 +237,8 @@ func TestHelp(t *testing.T) {
 		}
 	}
 	for _, want := range []string{"-MaxPacket=512K", "-MemPoolType=atom", "-MemPoolMinChunk=64B", "-ClientSendChanSize=1000",
-		"-ServerSendChanSize=100000", "-ServerAuthTimeout=3s", "-PidFile=fastway.pid", "-CmdFile=fastway.cmd", "-ClientAddr=:0"} {
+		"-ServerSendChanSize=100000", "-ServerAuthTimeout=3s", "-PidFile=fastway.pid", "-CmdFile=fastway.cmd", "-ClientAddr=:0",
+		`-AdminAddr=""`, "-LogLevel=info", "-LogFormat=text"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("-h output lacks %s", want)
 		}

@@ -47,7 +47,7 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return usageError(stderr, err)
 	}
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	log := newLogger(stderr, o.LogLevel, o.LogFormat)
 	slog.SetDefault(log)
 	cfg.Logger = log
 	return run(o, cfg, log)

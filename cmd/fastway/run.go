@@ -24,9 +24,10 @@ import (
 // SIGINT cuts it short.
 const shutdownTimeout = 10 * time.Second
 
-// run listens on both ports, writes the pidfile and serves until SIGTERM
-// or SIGINT (or until a listener fails), then shuts the gateway down and
-// removes the pidfile. It returns the exit code.
+// run listens on both ports (and -AdminAddr), writes the pidfile and
+// serves until SIGTERM or SIGINT (or until a listener fails), then shuts the
+// gateway down, then the admin server, and removes the pidfile. It returns
+// the exit code.
 func run(o *options, cfg gateway.Config, log *slog.Logger) int {
 	// Watch the stop signals before anything else, so one that arrives
 	// during the start is not lost.
@@ -51,9 +52,19 @@ func run(o *options, cfg gateway.Config, log *slog.Logger) int {
 		log.Error("cannot listen", "side", "server", "addr", o.ServerAddr, "err", err)
 		return exitError
 	}
+	adminLn, err := listenAdmin(o)
+	if err != nil {
+		clientLn.Close()
+		serverLn.Close()
+		log.Error("cannot listen", "side", "admin", "addr", o.AdminAddr, "err", err)
+		return exitError
+	}
 	if err := writePidFile(o.PidFile); err != nil {
 		clientLn.Close()
 		serverLn.Close()
+		if adminLn != nil {
+			adminLn.Close()
+		}
 		log.Error("cannot write the pidfile", "err", err)
 		return exitError
 	}
@@ -62,6 +73,10 @@ func run(o *options, cfg gateway.Config, log *slog.Logger) int {
 	g := gateway.New(cfg)
 	log.Info("listening", "side", "client", "addr", clientLn.Addr().String())
 	log.Info("listening", "side", "server", "addr", serverLn.Addr().String())
+	var adm *adminServer
+	if adminLn != nil {
+		adm = serveAdmin(adminLn, g, log)
+	}
 	served := make(chan error, 2)
 	go func() { served <- g.ServeClients(clientLn) }()
 	go func() { served <- g.ServeServers(serverLn) }()
@@ -106,6 +121,9 @@ func run(o *options, cfg gateway.Config, log *slog.Logger) int {
 			log.Warn("listener", "err", err)
 		}
 	}
+	// The admin server goes last, so /readyz answers 503 and /metrics
+	// stays up while the gateway drains.
+	adm.shutdown()
 	// Stopping the interpreter writes the CPU profile if one is running.
 	cmdStop()
 	<-cmdDone

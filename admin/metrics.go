@@ -1,0 +1,122 @@
+package admin
+
+import (
+	"github.com/fastway-go/fastway/gateway"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// namespace prefixes every gateway metric.
+const namespace = "fastway"
+
+// Label values of the side label.
+const (
+	sideClient = "client"
+	sideServer = "server"
+)
+
+// collector exports a gateway's Stats at scrape time. The descriptors are
+// built once; Collect takes one snapshot and turns it into const metrics,
+// so the gateway itself keeps no Prometheus state.
+type collector struct {
+	g *gateway.Gateway
+
+	conns, virtualConns            *prometheus.Desc
+	framesIn, framesOut            *prometheus.Desc
+	bytesIn, bytesOut              *prometheus.Desc
+	accepted                       *prometheus.Desc
+	dialsAccepted, dialsRefused    *prometheus.Desc
+	disconnects                    *prometheus.Desc
+	authFailures                   *prometheus.Desc
+	framesDropped, closesIgnored   *prometheus.Desc
+	queueHighWater                 *prometheus.Desc
+	refuseReasons                  []gateway.RefuseReason
+	reasons                        []gateway.Reason
+	refuseReasonNames, reasonNames []string
+	describe                       []*prometheus.Desc
+}
+
+// NewCollector returns a prometheus.Collector for g's counters (the
+// fastway_* metrics of docs/operations.md). Each scrape calls g.Stats once.
+// Register it on your own registry to export a gateway embedded in another
+// program; New does that for its /metrics.
+func NewCollector(g *gateway.Gateway) prometheus.Collector {
+	desc := func(name, help string, labels ...string) *prometheus.Desc {
+		return prometheus.NewDesc(prometheus.BuildFQName(namespace, "", name), help, labels, nil)
+	}
+	c := &collector{
+		g:              g,
+		conns:          desc("connections", "Physical connections open now, by side (server: authenticated).", "side"),
+		virtualConns:   desc("virtual_connections", "Virtual connections open now."),
+		framesIn:       desc("frames_received_total", "Frames read from peers, by side, commands included.", "side"),
+		framesOut:      desc("frames_sent_total", "Frames written to peers, by side, commands included.", "side"),
+		bytesIn:        desc("bytes_received_total", "Bytes of frames read from peers, by side.", "side"),
+		bytesOut:       desc("bytes_sent_total", "Bytes written to peers, by side.", "side"),
+		accepted:       desc("connections_accepted_total", "Client connections accepted and server connections authenticated, by side.", "side"),
+		dialsAccepted:  desc("dials_accepted_total", "Dials that opened a virtual connection."),
+		dialsRefused:   desc("dials_refused_total", "Dials refused, by reason.", "reason"),
+		disconnects:    desc("disconnects_total", "Physical connections closed, by reason.", "reason"),
+		authFailures:   desc("server_auth_failures_total", "Server handshakes that failed."),
+		framesDropped:  desc("frames_dropped_total", "Data frames dropped: for a dead, foreign or closing virtual connection."),
+		closesIgnored:  desc("closes_ignored_total", "Close commands ignored: for an unknown or foreign virtual connection."),
+		queueHighWater: desc("send_queue_high_water_frames", "Longest send queue seen since start, in frames, by side.", "side"),
+		refuseReasons:  gateway.RefuseReasons(),
+		reasons:        gateway.Reasons(),
+	}
+	for _, r := range c.refuseReasons {
+		c.refuseReasonNames = append(c.refuseReasonNames, r.String())
+	}
+	for _, r := range c.reasons {
+		c.reasonNames = append(c.reasonNames, r.String())
+	}
+	c.describe = []*prometheus.Desc{
+		c.conns, c.virtualConns, c.framesIn, c.framesOut, c.bytesIn, c.bytesOut, c.accepted,
+		c.dialsAccepted, c.dialsRefused, c.disconnects, c.authFailures, c.framesDropped,
+		c.closesIgnored, c.queueHighWater,
+	}
+	return c
+}
+
+// Describe implements prometheus.Collector.
+func (c *collector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range c.describe {
+		ch <- d
+	}
+}
+
+// Collect implements prometheus.Collector: one Stats snapshot per scrape.
+func (c *collector) Collect(ch chan<- prometheus.Metric) {
+	s := c.g.Stats()
+	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
+	}
+	counter := func(d *prometheus.Desc, v uint64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
+	}
+
+	gauge(c.conns, float64(s.ClientConns), sideClient)
+	gauge(c.conns, float64(s.ServerConns), sideServer)
+	gauge(c.virtualConns, float64(s.VirtualConns))
+	for _, side := range []struct {
+		name string
+		t    gateway.Traffic
+	}{{sideClient, s.Client}, {sideServer, s.Server}} {
+		counter(c.framesIn, side.t.FramesIn, side.name)
+		counter(c.framesOut, side.t.FramesOut, side.name)
+		counter(c.bytesIn, side.t.BytesIn, side.name)
+		counter(c.bytesOut, side.t.BytesOut, side.name)
+	}
+	counter(c.accepted, s.ClientAccepts, sideClient)
+	counter(c.accepted, s.ServerAccepts, sideServer)
+	counter(c.dialsAccepted, s.DialsAccepted)
+	for i, r := range c.refuseReasons {
+		counter(c.dialsRefused, s.Refused(r), c.refuseReasonNames[i])
+	}
+	for i, r := range c.reasons {
+		counter(c.disconnects, s.Disconnected(r), c.reasonNames[i])
+	}
+	counter(c.authFailures, s.AuthFailures)
+	counter(c.framesDropped, s.FramesDropped)
+	counter(c.closesIgnored, s.ClosesIgnored)
+	gauge(c.queueHighWater, float64(s.QueueHighWater[0]), sideClient)
+	gauge(c.queueHighWater, float64(s.QueueHighWater[1]), sideServer)
+}
