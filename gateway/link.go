@@ -78,18 +78,23 @@ type link struct {
 	dirty []*link
 
 	// mu guards the send queue and the closing state.
-	mu      sync.Mutex
-	space   sync.Cond // signalled when the writer takes frames or the link closes
-	waiters int       // pushers blocked on space
-	queue   [][]byte  // frames waiting for the writer
-	spare   [][]byte  // the writer's previous batch, reused as the next queue
-	writing bool      // a writer goroutine is running
-	closed  bool      // no more frames are accepted
-	torn    bool      // teardown has run: the reader is done with the link
-	gone    bool      // untracked: counted into the totals, see finishedLocked
-	flush   bool      // closed gracefully: the writer drains the queue first
-	reason  Reason
-	cause   error
+	mu       sync.Mutex
+	space    sync.Cond // signalled when the writer takes frames or the link closes
+	waiters  int       // pushers blocked on space
+	queue    [][]byte  // frames waiting for the writer
+	pushers  int       // changes of pushing reader since contended() last asked
+	lastFrom *link     // the reader that pushed last
+	// contention scores how many readers feed this link (writer turn
+	// owner only; see contended).
+	contention int
+	spare      [][]byte // the writer's previous batch, reused as the next queue
+	writing    bool     // a writer goroutine is running
+	closed     bool     // no more frames are accepted
+	torn       bool     // teardown has run: the reader is done with the link
+	gone       bool     // untracked: counted into the totals, see finishedLocked
+	flush      bool     // closed gracefully: the writer drains the queue first
+	reason     Reason
+	cause      error
 
 	// vmu guards the virtual connections of this link.
 	vmu    sync.Mutex

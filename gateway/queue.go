@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"net"
+	"runtime"
 	"time"
 )
 
@@ -53,6 +54,10 @@ func (l *link) push(from *link, frame []byte, mode pushMode) error {
 		l.queue, l.spare = l.spare, nil
 	}
 	l.queue = append(l.queue, frame)
+	if from != l.lastFrom {
+		l.lastFrom = from
+		l.pushers++
+	}
 	n := len(l.queue)
 	start := !l.writing
 	if start {
@@ -94,6 +99,13 @@ const inlineRounds = 4
 // flushInline is one writer turn run by a reader: l's writer ownership is
 // held (l.writing) and one wg count is taken for it.
 func (l *link) flushInline() {
+	if l.side == sideServer && l.contended() {
+		// Several readers feed this server: a writer goroutine that lets
+		// them run first (writeLoop yields) gathers all their frames into
+		// one writev, instead of one small write per reader.
+		go l.writeLoop(nil, 0)
+		return
+	}
 	for range inlineRounds {
 		batch := l.takeBatch(nil)
 		if batch == nil {
@@ -115,6 +127,24 @@ func (l *link) flushInline() {
 		l.gw.freeAll(batch)
 	}
 	go l.writeLoop(nil, 0)
+}
+
+// contended reports whether several readers have been feeding l lately:
+// frames from more than one reader were queued to it between recent
+// flushes. The caller owns l's writer turn.
+func (l *link) contended() bool {
+	l.mu.Lock()
+	n := l.pushers
+	l.pushers = 0
+	l.lastFrom = nil
+	l.mu.Unlock()
+	// A decaying score: one flush with a single pusher does not end a
+	// busy period, and a quiet link returns to inline writes after a few.
+	l.contention -= l.contention / 4
+	if n > 1 {
+		l.contention += 16
+	}
+	return l.contention >= 8
 }
 
 // takeBatch takes every queued frame for the current writer, leaving keep
@@ -206,6 +236,12 @@ func (l *link) writeLoop(batch [][]byte, skip int64) {
 	var keep [][]byte // the last batch's slice, emptied, to become the next queue
 	for {
 		if batch == nil {
+			if l.side == sideServer {
+				// Let the readers that feed this server queue what they
+				// have read before the batch is taken: under load one
+				// writev then carries many clients' frames.
+				runtime.Gosched()
+			}
 			if batch = l.takeBatch(keep); batch == nil {
 				return
 			}
