@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/fastway-go/fastway/proto"
@@ -176,4 +177,27 @@ func closeClients(cs []*client) {
 			c.conn.Close()
 		}
 	}
+}
+
+// measureWindow runs the warm-up and the measured window of a load whose
+// client goroutines (counted in wg) read phase: it measures the target's
+// CPU and RSS over the window, then stops the load, closes the clients and
+// waits for their goroutines.
+func measureWindow(ctx context.Context, cfg *config, phase *atomic.Int32, clients []*client, wg *sync.WaitGroup) (window, error) {
+	w := window{pid: cfg.gwpid}
+	err := sleepCtx(ctx, cfg.warmup)
+	if err == nil {
+		err = w.begin()
+		phase.Store(phaseMeasure)
+	}
+	if err == nil {
+		err = sleepCtx(ctx, cfg.dur)
+	}
+	phase.Store(phaseStop)
+	if err == nil {
+		err = w.finish()
+	}
+	closeClients(clients)
+	wg.Wait()
+	return w, err
 }

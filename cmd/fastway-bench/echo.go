@@ -51,21 +51,7 @@ func runEcho(ctx context.Context, cfg *config, src srcAddrs, r *report) error {
 	}
 	close(start)
 
-	w := window{pid: cfg.gwpid}
-	err = sleepCtx(ctx, cfg.warmup)
-	if err == nil {
-		err = w.begin()
-		phase.Store(phaseMeasure)
-	}
-	if err == nil {
-		err = sleepCtx(ctx, cfg.dur)
-	}
-	phase.Store(phaseStop)
-	if err == nil {
-		err = w.finish()
-	}
-	closeClients(clients)
-	wg.Wait()
+	w, err := measureWindow(ctx, cfg, &phase, clients, &wg)
 	if err != nil {
 		return err
 	}
