@@ -45,7 +45,6 @@ const maxIov = 1024
 // many bytes went out: all, some, or none when the socket buffer is full.
 // The caller owns l's writer turn.
 func (l *link) writeNow(batch [][]byte) (int64, error) {
-	l.refreshWriteDeadline()
 	w := l.wstate
 	if w == nil {
 		w = &writeState{}

@@ -84,6 +84,9 @@ func (l *link) push(from *link, frame []byte, mode pushMode) error {
 func (l *link) flushDirty() {
 	for i, d := range l.dirty {
 		l.dirty[i] = nil
+		// Here, near the top of the reader's stack: setting a deadline
+		// runs deep in the runtime (see readLoop).
+		d.refreshWriteDeadline()
 		d.flushInline()
 	}
 	l.dirty = l.dirty[:0]
