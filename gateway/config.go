@@ -22,6 +22,7 @@ const (
 	DefaultServerIdleTimeout      = 30 * time.Second
 	DefaultServerSendChanSize     = 100000
 	DefaultServerMaxHandshakes    = 1024
+	DefaultLargeFrameBudget       = 64 << 20
 	DefaultServerAuthFailBurst    = 5
 	DefaultServerAuthFailInterval = time.Second
 )
@@ -31,6 +32,13 @@ const (
 type Config struct {
 	// MaxPacket bounds a frame's Length field, in bytes (0: 512 KiB).
 	MaxPacket int
+	// LargeFrameBudget bounds, in bytes and across all connections, what
+	// frames larger than their connection's read buffer may hold while
+	// their body is still arriving. A peer that announces a MaxPacket-sized
+	// frame and trickles its body cannot hold more than this together with
+	// every other such peer; a frame that would pass it closes its sender
+	// (reason "connection limit"). (0: 64 MiB; negative: unlimited.)
+	LargeFrameBudget int64
 	// MemPool supplies frame and read buffers (nil: a sync pool with the
 	// slab defaults, 64 B to 64 KiB; it measured fastest on this project's
 	// benchmarks, see docs/benchmarks.md).
@@ -97,6 +105,9 @@ func (c Config) withDefaults() Config {
 		}
 	}
 	setInt(&c.MaxPacket, DefaultMaxPacket)
+	if c.LargeFrameBudget == 0 {
+		c.LargeFrameBudget = DefaultLargeFrameBudget
+	}
 	setInt(&c.ClientMaxConn, DefaultClientMaxConn)
 	setInt(&c.ClientBufferSize, DefaultClientBufferSize)
 	setDur(&c.ClientIdleTimeout, DefaultClientIdleTimeout)

@@ -31,6 +31,7 @@ type Gateway struct {
 
 	authLimit *authLimiter
 	logLimit  logLimiter
+	budget    *proto.Budget // LargeFrameBudget, shared by every link's reader (nil: unlimited)
 
 	clock        atomic.Int64 // coarse Unix nanoseconds, see clock.go
 	clockRunning bool         // guarded by mu
@@ -52,7 +53,12 @@ func New(cfg Config) *Gateway {
 		panic(err)
 	}
 	cfg = cfg.withDefaults()
+	var budget *proto.Budget
+	if cfg.LargeFrameBudget > 0 {
+		budget = proto.NewBudget(cfg.LargeFrameBudget)
+	}
 	return &Gateway{
+		budget:    budget,
 		cfg:       cfg,
 		log:       cfg.Logger,
 		authLimit: newAuthLimiter(cfg.ServerAuthFailBurst, cfg.ServerAuthFailInterval),

@@ -127,3 +127,35 @@ func TestLogLimiter(t *testing.T) {
 		t.Fatalf("after refill: %v, suppressed %d; want true, 5", ok, suppressed)
 	}
 }
+
+// TestLargeFrameBudget: peers that announce large frames and trickle their
+// bodies hold at most LargeFrameBudget bytes together; the one that would
+// pass it is closed (reason "connection limit"), the others are untouched,
+// and a completed frame gives its bytes back.
+func TestLargeFrameBudget(t *testing.T) {
+	const frameLen = 256 << 10 // Length of each large frame
+	g := startGW(t, Config{MaxPacket: 512 << 10, LargeFrameBudget: 2*(frameLen+4) + 100})
+	s := g.dialServer(t, 1)
+	var holders []*peer
+	var ids []uint32
+	for range 2 {
+		c := g.dialClient(t)
+		id, _ := open(t, c, s, 1)
+		frame := proto.EncodeData(nil, id, make([]byte, frameLen-proto.SizeOfConnID))
+		c.write(frame[:100]) // header and a little body: the frame is reserved
+		holders, ids = append(holders, c), append(ids, id)
+	}
+	eventually(t, "budget used", func() bool { return g.budget.Used() == 2*(frameLen+4) })
+	third := g.dialClient(t)
+	third.write(proto.EncodeData(nil, 99, make([]byte, frameLen-proto.SizeOfConnID))[:100])
+	third.expectEOF()
+	eventually(t, "limit counted", func() bool { return g.Stats().Disconnected(ReasonLimit) == 1 })
+	// The holders finish their frames; they arrive whole and the budget
+	// is free again.
+	for i, c := range holders {
+		frame := proto.EncodeData(nil, ids[i], make([]byte, frameLen-proto.SizeOfConnID))
+		c.write(frame[100:])
+		s.expect(frame)
+	}
+	eventually(t, "budget released", func() bool { return g.budget.Used() == 0 })
+}

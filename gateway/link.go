@@ -226,7 +226,9 @@ func (l *link) newFrameReader() *proto.FrameReader {
 	if l.side == sideServer {
 		bufSize = cfg.ServerBufferSize
 	}
-	return proto.NewFrameReader(l, cfg.MemPool, bufSize, cfg.MaxPacket)
+	fr := proto.NewFrameReader(l, cfg.MemPool, bufSize, cfg.MaxPacket)
+	fr.SetBudget(l.gw.budget)
+	return fr
 }
 
 // readFailed closes the link after a read error, unless the reader was
@@ -257,6 +259,8 @@ func classify(err error) Reason {
 	switch {
 	case errors.Is(err, proto.ErrShortFrame), errors.Is(err, proto.ErrFrameTooLarge):
 		return ReasonProtocolError
+	case errors.Is(err, proto.ErrBudgetExceeded):
+		return ReasonLimit
 	case errors.Is(err, os.ErrDeadlineExceeded), errors.As(err, &ne) && ne.Timeout():
 		return ReasonIdleTimeout
 	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, net.ErrClosed):

@@ -13,6 +13,9 @@ var (
 	ErrBadLength = errors.New("fastway: frame Length does not match its size")
 	// ErrBadCommand: a command frame whose size does not match its type.
 	ErrBadCommand = errors.New("fastway: malformed command")
+	// ErrBudgetExceeded: a large frame would take the bytes held by frames
+	// still arriving past their Budget.
+	ErrBudgetExceeded = errors.New("fastway: too many bytes held by frames still arriving")
 	// ErrUnknownCmd: a command frame with an unknown type byte.
 	ErrUnknownCmd = errors.New("fastway: unknown command type")
 )

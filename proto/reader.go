@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"io"
+	"sync/atomic"
 
 	"github.com/fastway-go/fastway/slab"
 )
@@ -29,6 +30,8 @@ type FrameReader struct {
 	rpos      int    // next unread byte in buf
 	wpos      int    // end of valid bytes in buf
 	empty     int    // reads in a row that returned no bytes and no error
+
+	budget *Budget // shared bound on large frames still arriving, or nil
 
 	lazy LazyReader // r, if it implements LazyReader
 	get  func() []byte
@@ -162,18 +165,20 @@ func (fr *FrameReader) ReadFrame() ([]byte, error) {
 		return nil, err
 	}
 	size := SizeOfLength + int(length)
-	frame := fr.pool.Alloc(size)
+	var frame []byte
 	if size <= len(fr.buf) {
 		// Small frame: gather it in the read buffer, with any that follow.
 		if err := fr.fill(size); err != nil {
-			fr.pool.Free(frame)
 			return nil, err
 		}
+		frame = fr.pool.Alloc(size)
 		copy(frame, fr.buf[fr.rpos:fr.rpos+size])
 		fr.rpos += size
-	} else if err := fr.readLarge(frame); err != nil {
-		fr.pool.Free(frame)
-		return nil, err
+	} else {
+		var err error
+		if frame, err = fr.readLarge(size); err != nil {
+			return nil, err
+		}
 	}
 	if fr.rpos == fr.wpos {
 		fr.rpos, fr.wpos = 0, 0
@@ -186,21 +191,64 @@ func (fr *FrameReader) ReadFrame() ([]byte, error) {
 	return frame, nil
 }
 
-// readLarge fills a frame larger than the read buffer: what is buffered,
-// then the rest read straight into the frame. It is kept out of ReadFrame so
-// that ReadFrame's stack frame stays small: a reader blocked in it for an
-// idle connection then fits in the smallest goroutine stack.
-func (fr *FrameReader) readLarge(frame []byte) error {
+// readLarge reads a frame larger than the read buffer: what is buffered,
+// then the rest straight into the frame. While its body is arriving the
+// frame counts against the reader's Budget, if it has one. It is kept out of
+// ReadFrame so that ReadFrame's stack frame stays small: a reader blocked in
+// it for an idle connection then fits in the smallest goroutine stack.
+func (fr *FrameReader) readLarge(size int) ([]byte, error) {
+	if fr.budget != nil {
+		if !fr.budget.reserve(int64(size)) {
+			return nil, fmt.Errorf("%w: %d-byte frame", ErrBudgetExceeded, size)
+		}
+		defer fr.budget.release(int64(size))
+	}
+	frame := fr.pool.Alloc(size)
 	n := copy(frame, fr.buf[fr.rpos:fr.wpos])
 	fr.rpos, fr.wpos = 0, 0
 	if _, err := io.ReadFull(fr.r, frame[n:]); err != nil {
+		fr.pool.Free(frame)
 		if err == io.EOF {
 			err = io.ErrUnexpectedEOF
 		}
-		return fmt.Errorf("fastway: reading %d-byte frame: %w", len(frame), err)
+		return nil, fmt.Errorf("fastway: reading %d-byte frame: %w", size, err)
 	}
-	return nil
+	return frame, nil
 }
+
+// Budget bounds the bytes that frames larger than their reader's buffer hold
+// while their body is still arriving, across every FrameReader that shares
+// it. Without one, a peer that announces a MaxPacket-sized frame and then
+// sends its body slowly holds MaxPacket bytes for as long as it keeps the
+// connection alive; with one, all such peers together hold at most its
+// limit, and a frame that would pass it fails with ErrBudgetExceeded.
+type Budget struct {
+	limit int64
+	used  atomic.Int64
+}
+
+// NewBudget returns a Budget of limit bytes.
+func NewBudget(limit int64) *Budget { return &Budget{limit: limit} }
+
+// Used returns the bytes reserved now.
+func (b *Budget) Used() int64 { return b.used.Load() }
+
+func (b *Budget) reserve(n int64) bool {
+	for {
+		u := b.used.Load()
+		if u+n > b.limit {
+			return false
+		}
+		if b.used.CompareAndSwap(u, u+n) {
+			return true
+		}
+	}
+}
+
+func (b *Budget) release(n int64) { b.used.Add(-n) }
+
+// SetBudget makes the reader count its large frames against b (nil: none).
+func (fr *FrameReader) SetBudget(b *Budget) { fr.budget = b }
 
 // Release returns the read buffer to the pool. Bytes buffered but not read
 // are discarded; the reader may still be used (it allocates a new buffer).
