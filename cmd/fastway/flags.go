@@ -1,6 +1,7 @@
 package main
 
 import (
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -33,7 +34,14 @@ const (
 	defaultPidFile          = "fastway.pid"
 	defaultLogLevel         = "info"
 	defaultLogFormat        = "text"
+	defaultShutdownTimeout  = 10 * time.Second
 )
+
+// minSnetBuffer bounds -ClientSnetBuffer and -ServerSnetBuffer from below:
+// an snet port's sockets get buffers of an eighth of it (transport.go), and
+// the kernel does not go below about 4 KiB, so a smaller rewrite buffer
+// could not hold what they do.
+const minSnetBuffer = 16 << 10
 
 // maxSize bounds every size flag: nothing in the gateway needs a buffer,
 // frame or page larger than this.
@@ -50,6 +58,7 @@ type options struct {
 	MemPoolPageSize size
 
 	ClientAddr            string
+	ClientMaxConns        int
 	ClientMaxConn         int
 	ClientBufferSize      size
 	ClientIdleTimeout     time.Duration
@@ -59,24 +68,37 @@ type options struct {
 	ClientSnetBuffer      size
 	ClientSnetInitTimeout time.Duration
 	ClientSnetWaitTimeout time.Duration
+	ClientTLSCert         string
+	ClientTLSKey          string
 
-	ServerAddr            string
-	ServerAuthPassword    string
-	ServerAuthTimeout     time.Duration
-	ServerBufferSize      size
-	ServerIdleTimeout     time.Duration
-	ServerSendChanSize    int
-	ServerSnetEnable      bool
-	ServerSnetEncrypt     bool
-	ServerSnetBuffer      size
-	ServerSnetInitTimeout time.Duration
-	ServerSnetWaitTimeout time.Duration
+	ServerAddr             string
+	ServerAuthPassword     string
+	ServerAuthTimeout      time.Duration
+	ServerMaxHandshakes    int
+	ServerAuthFailBurst    int
+	ServerAuthFailInterval time.Duration
+	ServerBufferSize       size
+	ServerIdleTimeout      time.Duration
+	ServerSendChanSize     int
+	ServerSnetEnable       bool
+	ServerSnetEncrypt      bool
+	ServerSnetBuffer       size
+	ServerSnetInitTimeout  time.Duration
+	ServerSnetWaitTimeout  time.Duration
+	ServerTLSCert          string
+	ServerTLSKey           string
+	ServerTLSClientCA      string
 
-	PidFile   string
-	CmdFile   string
-	AdminAddr string
-	LogLevel  string
-	LogFormat string
+	ShutdownTimeout time.Duration
+	PidFile         string
+	CmdFile         string
+	AdminAddr       string
+	LogLevel        string
+	LogFormat       string
+
+	// clientTLS and serverTLS are the ports' TLS configurations, loaded
+	// from the -*TLS* files by validate; nil: plain TCP.
+	clientTLS, serverTLS *tls.Config
 }
 
 // flagSection is one group of flags in the usage text.
@@ -89,11 +111,14 @@ type flagSection struct {
 // (TestUsageListsEveryFlag).
 var sections = []flagSection{
 	{"Gateway", []string{"ReusePort", "MaxPacket", "MemPoolType", "MemPoolFactor", "MemPoolMaxChunk", "MemPoolMinChunk", "MemPoolPageSize"}},
-	{"Client side", []string{"ClientAddr", "ClientMaxConn", "ClientBufferSize", "ClientIdleTimeout", "ClientSendChanSize",
+	{"Client side", []string{"ClientAddr", "ClientMaxConns", "ClientMaxConn", "ClientBufferSize", "ClientIdleTimeout", "ClientSendChanSize",
+		"ClientTLSCert", "ClientTLSKey",
 		"ClientSnetEnable", "ClientSnetEncrypt", "ClientSnetBuffer", "ClientSnetInitTimeout", "ClientSnetWaitTimeout"}},
-	{"Server side", []string{"ServerAddr", "ServerAuthPassword", "ServerAuthTimeout", "ServerBufferSize", "ServerIdleTimeout", "ServerSendChanSize",
+	{"Server side", []string{"ServerAddr", "ServerAuthPassword", "ServerAuthTimeout", "ServerMaxHandshakes", "ServerAuthFailBurst", "ServerAuthFailInterval",
+		"ServerBufferSize", "ServerIdleTimeout", "ServerSendChanSize",
+		"ServerTLSCert", "ServerTLSKey", "ServerTLSClientCA",
 		"ServerSnetEnable", "ServerSnetEncrypt", "ServerSnetBuffer", "ServerSnetInitTimeout", "ServerSnetWaitTimeout"}},
-	{"Ops", []string{"PidFile", "CmdFile", "AdminAddr", "LogLevel", "LogFormat"}},
+	{"Ops", []string{"ShutdownTimeout", "PidFile", "CmdFile", "AdminAddr", "LogLevel", "LogFormat"}},
 }
 
 // newFlagSet defines every flag on a new flag set bound to o, with its
@@ -118,28 +143,38 @@ func newFlagSet(o *options) *flag.FlagSet {
 	sizeVar(&o.MemPoolPageSize, "MemPoolPageSize", slab.DefaultPageSize, "slab page the atom and chan pools cut into chunks (at least MemPoolMaxChunk)")
 
 	fs.StringVar(&o.ClientAddr, "ClientAddr", ":0", "client listen address, host:port (port 0: any free port, logged at start)")
+	fs.IntVar(&o.ClientMaxConns, "ClientMaxConns", 0, "client connections open at once; past it new ones are closed at once (0: unlimited)")
 	fs.IntVar(&o.ClientMaxConn, "ClientMaxConn", gateway.DefaultClientMaxConn, "virtual connections one client may have dialed at once")
 	sizeVar(&o.ClientBufferSize, "ClientBufferSize", gateway.DefaultClientBufferSize, "read buffer per client connection")
 	fs.DurationVar(&o.ClientIdleTimeout, "ClientIdleTimeout", gateway.DefaultClientIdleTimeout, "close a client that sends nothing for this long (0: never)")
 	fs.IntVar(&o.ClientSendChanSize, "ClientSendChanSize", gateway.DefaultClientSendChanSize, "frames queued to one client before it is dropped as a slow consumer")
-	fs.BoolVar(&o.ClientSnetEnable, "ClientSnetEnable", false, "snet on the client port (not available yet: true is refused)")
-	fs.BoolVar(&o.ClientSnetEncrypt, "ClientSnetEncrypt", false, "snet encryption on the client port (not available yet: true is refused)")
-	sizeVar(&o.ClientSnetBuffer, "ClientSnetBuffer", defaultClientSnetBuffer, "snet resend buffer per client connection")
+	fs.StringVar(&o.ClientTLSCert, "ClientTLSCert", "", "PEM certificate chain: the client port speaks TLS 1.2+ (with -ClientTLSKey; empty: plain TCP)")
+	fs.StringVar(&o.ClientTLSKey, "ClientTLSKey", "", "PEM private key of -ClientTLSCert")
+	fs.BoolVar(&o.ClientSnetEnable, "ClientSnetEnable", false, "snet on the client port: clients resume their stream after a broken TCP connection")
+	fs.BoolVar(&o.ClientSnetEncrypt, "ClientSnetEncrypt", false, "snet's RC4 encryption on the client port: obfuscation for clients that expect it, not security (needs ClientSnetEnable)")
+	sizeVar(&o.ClientSnetBuffer, "ClientSnetBuffer", defaultClientSnetBuffer, "snet rewrite buffer per client connection; its sockets get buffers of an eighth of it")
 	fs.DurationVar(&o.ClientSnetInitTimeout, "ClientSnetInitTimeout", defaultSnetInitTimeout, "snet handshake timeout on the client port")
 	fs.DurationVar(&o.ClientSnetWaitTimeout, "ClientSnetWaitTimeout", defaultSnetWaitTimeout, "how long a broken snet client connection waits for a reconnect")
 
 	fs.StringVar(&o.ServerAddr, "ServerAddr", ":0", "server listen address, host:port (port 0: any free port, logged at start)")
 	fs.StringVar(&o.ServerAuthPassword, "ServerAuthPassword", "", "key servers authenticate with; required unless ServerAddr is a loopback address (default: $"+authPasswordEnv+")")
 	fs.DurationVar(&o.ServerAuthTimeout, "ServerAuthTimeout", gateway.DefaultServerAuthTimeout, "time a server has to finish its handshake")
+	fs.IntVar(&o.ServerMaxHandshakes, "ServerMaxHandshakes", gateway.DefaultServerMaxHandshakes, "server-port connections in their handshake at once; past it new ones are closed at once (0: unlimited)")
+	fs.IntVar(&o.ServerAuthFailBurst, "ServerAuthFailBurst", gateway.DefaultServerAuthFailBurst, "failed server handshakes in a row one source IP may have before it is throttled (0: no throttle)")
+	fs.DurationVar(&o.ServerAuthFailInterval, "ServerAuthFailInterval", gateway.DefaultServerAuthFailInterval, "a throttled source IP may try one handshake per this interval")
 	sizeVar(&o.ServerBufferSize, "ServerBufferSize", gateway.DefaultServerBufferSize, "read buffer per server connection")
 	fs.DurationVar(&o.ServerIdleTimeout, "ServerIdleTimeout", gateway.DefaultServerIdleTimeout, "close a server that sends nothing for this long (0: never)")
 	fs.IntVar(&o.ServerSendChanSize, "ServerSendChanSize", gateway.DefaultServerSendChanSize, "frames queued to one server before its clients are paused")
-	fs.BoolVar(&o.ServerSnetEnable, "ServerSnetEnable", false, "snet on the server port (not available yet: true is refused)")
-	fs.BoolVar(&o.ServerSnetEncrypt, "ServerSnetEncrypt", false, "snet encryption on the server port (not available yet: true is refused)")
-	sizeVar(&o.ServerSnetBuffer, "ServerSnetBuffer", defaultServerSnetBuffer, "snet resend buffer per server connection")
+	fs.StringVar(&o.ServerTLSCert, "ServerTLSCert", "", "PEM certificate chain: the server port speaks TLS 1.2+ (with -ServerTLSKey; empty: plain TCP)")
+	fs.StringVar(&o.ServerTLSKey, "ServerTLSKey", "", "PEM private key of -ServerTLSCert")
+	fs.StringVar(&o.ServerTLSClientCA, "ServerTLSClientCA", "", "PEM CA certificates: servers must present a certificate signed by one (mutual TLS; needs ServerTLSCert)")
+	fs.BoolVar(&o.ServerSnetEnable, "ServerSnetEnable", false, "snet on the server port: servers resume their stream after a broken TCP connection")
+	fs.BoolVar(&o.ServerSnetEncrypt, "ServerSnetEncrypt", false, "snet's RC4 encryption on the server port: obfuscation, not security (needs ServerSnetEnable)")
+	sizeVar(&o.ServerSnetBuffer, "ServerSnetBuffer", defaultServerSnetBuffer, "snet rewrite buffer per server connection; its sockets get buffers of an eighth of it")
 	fs.DurationVar(&o.ServerSnetInitTimeout, "ServerSnetInitTimeout", defaultSnetInitTimeout, "snet handshake timeout on the server port")
 	fs.DurationVar(&o.ServerSnetWaitTimeout, "ServerSnetWaitTimeout", defaultSnetWaitTimeout, "how long a broken snet server connection waits for a reconnect")
 
+	fs.DurationVar(&o.ShutdownTimeout, "ShutdownTimeout", defaultShutdownTimeout, "on SIGTERM/SIGINT, how long queued frames may drain before connections are closed hard (0: close at once)")
 	fs.StringVar(&o.PidFile, "PidFile", defaultPidFile, "file the process ID is written to at start and removed from at exit (empty: none)")
 	fs.StringVar(&o.CmdFile, "CmdFile", cmd.DefaultCmdFile, "command file read on each SIGUSR1")
 	fs.StringVar(&o.AdminAddr, "AdminAddr", "", "HTTP admin server, host:port: metrics, probes, pprof (empty: off; keep it on loopback)")
@@ -184,7 +219,8 @@ func printUsage(w io.Writer) {
 			fmt.Fprintf(w, "  -%s=%s%*s  %s\n", f.Name, showDefault(f), pad, "", f.Usage)
 		}
 	}
-	fmt.Fprintf(w, "\nSignals: SIGTERM or SIGINT stop the gateway cleanly; SIGUSR1 runs the command in -CmdFile\n")
+	fmt.Fprintf(w, "\nSignals: SIGTERM or SIGINT stop the gateway, draining for up to -ShutdownTimeout; SIGUSR1 runs the\n")
+	fmt.Fprintf(w, "command in -CmdFile ")
 	fmt.Fprintf(w, "(echo \"help\" > fastway.cmd && kill -USR1 $(cat fastway.pid)). See docs/operations.md.\n")
 }
 
@@ -200,16 +236,11 @@ func showDefault(f *flag.Flag) string {
 // that names the flag.
 func (o *options) validate() error {
 	for _, f := range []struct {
-		name string
-		on   bool
-	}{
-		{"ClientSnetEnable", o.ClientSnetEnable},
-		{"ClientSnetEncrypt", o.ClientSnetEncrypt},
-		{"ServerSnetEnable", o.ServerSnetEnable},
-		{"ServerSnetEncrypt", o.ServerSnetEncrypt},
-	} {
-		if f.on {
-			return fmt.Errorf("-%s: snet is not available yet (it lands in a later release); remove the flag", f.name)
+		side            string
+		enable, encrypt bool
+	}{{"Client", o.ClientSnetEnable, o.ClientSnetEncrypt}, {"Server", o.ServerSnetEnable, o.ServerSnetEncrypt}} {
+		if f.encrypt && !f.enable {
+			return fmt.Errorf("-%sSnetEncrypt needs -%sSnetEnable: the encryption is part of snet", f.side, f.side)
 		}
 	}
 	for _, f := range []struct {
@@ -232,6 +263,14 @@ func (o *options) validate() error {
 	if o.MaxPacket < proto.MinLength {
 		return fmt.Errorf("-MaxPacket=%s: want at least %s", o.MaxPacket.String(), formatSize(proto.MinLength))
 	}
+	for _, f := range []struct {
+		name string
+		v    size
+	}{{"ClientSnetBuffer", o.ClientSnetBuffer}, {"ServerSnetBuffer", o.ServerSnetBuffer}} {
+		if f.v < minSnetBuffer {
+			return fmt.Errorf("-%s=%s: want at least %s (the port's socket buffers are an eighth of it)", f.name, f.v.String(), formatSize(minSnetBuffer))
+		}
+	}
 	if o.MemPoolMinChunk > o.MemPoolMaxChunk {
 		return fmt.Errorf("-MemPoolMinChunk=%s is above -MemPoolMaxChunk=%s", o.MemPoolMinChunk.String(), o.MemPoolMaxChunk.String())
 	}
@@ -249,21 +288,43 @@ func (o *options) validate() error {
 	}
 	for _, f := range []struct {
 		name string
+		v    int
+		zero string
+	}{
+		{"ClientMaxConns", o.ClientMaxConns, "unlimited"},
+		{"ServerMaxHandshakes", o.ServerMaxHandshakes, "unlimited"},
+		{"ServerAuthFailBurst", o.ServerAuthFailBurst, "no throttle"},
+	} {
+		if f.v < 0 {
+			return fmt.Errorf("-%s=%d: must not be negative (0: %s)", f.name, f.v, f.zero)
+		}
+	}
+	for _, f := range []struct {
+		name string
 		v    time.Duration
 	}{
 		{"ClientIdleTimeout", o.ClientIdleTimeout},
-		{"ClientSnetInitTimeout", o.ClientSnetInitTimeout},
-		{"ClientSnetWaitTimeout", o.ClientSnetWaitTimeout},
 		{"ServerIdleTimeout", o.ServerIdleTimeout},
-		{"ServerSnetInitTimeout", o.ServerSnetInitTimeout},
-		{"ServerSnetWaitTimeout", o.ServerSnetWaitTimeout},
+		{"ShutdownTimeout", o.ShutdownTimeout},
 	} {
 		if f.v < 0 {
 			return fmt.Errorf("-%s=%v: must not be negative", f.name, f.v)
 		}
 	}
-	if o.ServerAuthTimeout <= 0 {
-		return fmt.Errorf("-ServerAuthTimeout=%v: must be positive", o.ServerAuthTimeout)
+	for _, f := range []struct {
+		name string
+		v    time.Duration
+	}{
+		{"ServerAuthTimeout", o.ServerAuthTimeout},
+		{"ServerAuthFailInterval", o.ServerAuthFailInterval},
+		{"ClientSnetInitTimeout", o.ClientSnetInitTimeout},
+		{"ClientSnetWaitTimeout", o.ClientSnetWaitTimeout},
+		{"ServerSnetInitTimeout", o.ServerSnetInitTimeout},
+		{"ServerSnetWaitTimeout", o.ServerSnetWaitTimeout},
+	} {
+		if f.v <= 0 {
+			return fmt.Errorf("-%s=%v: must be positive", f.name, f.v)
+		}
 	}
 	clientPort, err := checkAddr("ClientAddr", o.ClientAddr)
 	if err != nil {
@@ -301,6 +362,13 @@ func (o *options) validate() error {
 	}
 	if o.CmdFile == "" {
 		return errors.New("-CmdFile must not be empty")
+	}
+	// Last, as it reads files: the TLS configurations.
+	if o.clientTLS, err = loadTLS("Client", o.ClientTLSCert, o.ClientTLSKey, ""); err != nil {
+		return err
+	}
+	if o.serverTLS, err = loadTLS("Server", o.ServerTLSCert, o.ServerTLSKey, o.ServerTLSClientCA); err != nil {
+		return err
 	}
 	return nil
 }
@@ -423,22 +491,35 @@ func (o *options) gatewayConfig() (gateway.Config, error) {
 		return gateway.Config{}, fmt.Errorf("-MemPool flags: %s", strings.TrimPrefix(err.Error(), "fastway: "))
 	}
 	cfg := gateway.Config{
-		MaxPacket:          int(o.MaxPacket),
-		MemPool:            pool,
-		ClientMaxConn:      o.ClientMaxConn,
-		ClientBufferSize:   int(o.ClientBufferSize),
-		ClientIdleTimeout:  never(o.ClientIdleTimeout),
-		ClientSendChanSize: o.ClientSendChanSize,
-		ServerAuthPassword: o.ServerAuthPassword,
-		ServerAuthTimeout:  o.ServerAuthTimeout,
-		ServerBufferSize:   int(o.ServerBufferSize),
-		ServerIdleTimeout:  never(o.ServerIdleTimeout),
-		ServerSendChanSize: o.ServerSendChanSize,
+		MaxPacket:              int(o.MaxPacket),
+		MemPool:                pool,
+		ClientMaxConns:         o.ClientMaxConns,
+		ClientMaxConn:          o.ClientMaxConn,
+		ClientBufferSize:       int(o.ClientBufferSize),
+		ClientIdleTimeout:      never(o.ClientIdleTimeout),
+		ClientSendChanSize:     o.ClientSendChanSize,
+		ServerAuthPassword:     o.ServerAuthPassword,
+		ServerAuthTimeout:      o.ServerAuthTimeout,
+		ServerMaxHandshakes:    unlimited(o.ServerMaxHandshakes),
+		ServerAuthFailBurst:    unlimited(o.ServerAuthFailBurst),
+		ServerAuthFailInterval: o.ServerAuthFailInterval,
+		ServerBufferSize:       int(o.ServerBufferSize),
+		ServerIdleTimeout:      never(o.ServerIdleTimeout),
+		ServerSendChanSize:     o.ServerSendChanSize,
 	}
 	if err := cfg.Validate(); err != nil {
 		return gateway.Config{}, errors.New(strings.ReplaceAll(err.Error(), "\n", "; "))
 	}
 	return cfg, nil
+}
+
+// unlimited maps the flags' "0: no limit" to the gateway's negative value
+// (its 0 means the default).
+func unlimited(n int) int {
+	if n == 0 {
+		return -1
+	}
+	return n
 }
 
 // never maps the flags' "0: never" to the gateway's negative timeout.

@@ -5,6 +5,7 @@ import (
 	"flag"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
@@ -18,6 +19,12 @@ import (
 func TestBadFlags(t *testing.T) {
 	t.Parallel()
 	base := []string{"-ClientAddr=127.0.0.1:0", "-ServerAddr=127.0.0.1:0"}
+	pki := newPKI(t)
+	garbage := filepath.Join(t.TempDir(), "garbage.pem")
+	if err := os.WriteFile(garbage, []byte("not a certificate\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	missing := filepath.Join(t.TempDir(), "missing.pem")
 	for _, tc := range []struct {
 		name string
 		args []string
@@ -46,10 +53,36 @@ func TestBadFlags(t *testing.T) {
 		{"empty password on default ServerAddr", []string{"-ServerAddr=:0"}, "-ServerAuthPassword is empty"},
 		{"empty password on a LAN IP", []string{"-ServerAddr=10.1.2.3:0"}, "-ServerAuthPassword is empty"},
 		{"empty password on a host name", []string{"-ServerAddr=gw.example.com:0"}, "-ServerAuthPassword is empty"},
-		{"client snet", []string{"-ClientSnetEnable"}, "-ClientSnetEnable: snet is not available yet"},
-		{"client snet encrypt", []string{"-ClientSnetEncrypt=true"}, "-ClientSnetEncrypt: snet is not available yet"},
-		{"server snet", []string{"-ServerSnetEnable=1"}, "-ServerSnetEnable: snet is not available yet"},
-		{"server snet encrypt", []string{"-ServerSnetEncrypt"}, "-ServerSnetEncrypt: snet is not available yet"},
+		{"client snet encrypt without snet", []string{"-ClientSnetEncrypt=true"}, "-ClientSnetEncrypt needs -ClientSnetEnable"},
+		{"server snet encrypt without snet", []string{"-ServerSnetEncrypt", "-ClientSnetEnable"}, "-ServerSnetEncrypt needs -ServerSnetEnable"},
+		{"client snet buffer too small", []string{"-ClientSnetEnable", "-ClientSnetBuffer=8K"}, "-ClientSnetBuffer=8K: want at least 16K"},
+		{"server snet buffer too small", []string{"-ServerSnetBuffer=1000"}, "-ServerSnetBuffer=1000B: want at least 16K"},
+		{"snet buffer too large", []string{"-ServerSnetBuffer=2G"}, "-ServerSnetBuffer=2G: want a size from 1B to 1G"},
+		{"zero snet init timeout", []string{"-ClientSnetInitTimeout=0"}, "-ClientSnetInitTimeout=0s: must be positive"},
+		{"negative snet init timeout", []string{"-ServerSnetInitTimeout=-1s"}, "-ServerSnetInitTimeout=-1s: must be positive"},
+		{"zero snet wait timeout", []string{"-ServerSnetEnable", "-ServerSnetWaitTimeout=0s"}, "-ServerSnetWaitTimeout=0s: must be positive"},
+		{"negative snet wait timeout", []string{"-ClientSnetWaitTimeout=-2m"}, "-ClientSnetWaitTimeout=-2m0s: must be positive"},
+		{"bad snet timeout", []string{"-ClientSnetWaitTimeout=forever"}, `invalid value "forever" for flag -ClientSnetWaitTimeout`},
+		{"negative ClientMaxConns", []string{"-ClientMaxConns=-1"}, "-ClientMaxConns=-1: must not be negative (0: unlimited)"},
+		{"non-numeric ClientMaxConns", []string{"-ClientMaxConns=many"}, `invalid value "many" for flag -ClientMaxConns`},
+		{"negative ServerMaxHandshakes", []string{"-ServerMaxHandshakes=-1"}, "-ServerMaxHandshakes=-1: must not be negative (0: unlimited)"},
+		{"negative ServerAuthFailBurst", []string{"-ServerAuthFailBurst=-3"}, "-ServerAuthFailBurst=-3: must not be negative (0: no throttle)"},
+		{"zero ServerAuthFailInterval", []string{"-ServerAuthFailInterval=0"}, "-ServerAuthFailInterval=0s: must be positive"},
+		{"negative ShutdownTimeout", []string{"-ShutdownTimeout=-1s"}, "-ShutdownTimeout=-1s: must not be negative"},
+		{"bad ShutdownTimeout", []string{"-ShutdownTimeout=10"}, `invalid value "10" for flag -ShutdownTimeout`},
+		{"client cert without key", []string{"-ClientTLSCert=" + pki.certFile}, "-ClientTLSCert is set without -ClientTLSKey: give both"},
+		{"client key without cert", []string{"-ClientTLSKey=" + pki.keyFile}, "-ClientTLSKey is set without -ClientTLSCert: give both"},
+		{"server cert without key", []string{"-ServerTLSCert=" + pki.certFile}, "-ServerTLSCert is set without -ServerTLSKey: give both"},
+		{"server key without cert", []string{"-ServerTLSKey=" + pki.keyFile}, "-ServerTLSKey is set without -ServerTLSCert: give both"},
+		{"client CA without server cert", []string{"-ServerTLSClientCA=" + pki.caFile}, "-ServerTLSClientCA needs -ServerTLSCert and -ServerTLSKey"},
+		{"client CA with only the client port on TLS", []string{"-ClientTLSCert=" + pki.certFile, "-ClientTLSKey=" + pki.keyFile, "-ServerTLSClientCA=" + pki.caFile}, "-ServerTLSClientCA needs -ServerTLSCert"},
+		{"missing cert file", []string{"-ClientTLSCert=" + missing, "-ClientTLSKey=" + pki.keyFile}, "-ClientTLSCert=" + missing + " -ClientTLSKey=" + pki.keyFile + ": open " + missing + ": no such file or directory"},
+		{"missing key file", []string{"-ServerTLSCert=" + pki.certFile, "-ServerTLSKey=" + missing}, "open " + missing + ": no such file or directory"},
+		{"cert file not PEM", []string{"-ClientTLSCert=" + garbage, "-ClientTLSKey=" + pki.keyFile}, "-ClientTLSCert=" + garbage + " -ClientTLSKey=" + pki.keyFile + ": tls: failed to find any PEM data in certificate input"},
+		{"key file not PEM", []string{"-ServerTLSCert=" + pki.certFile, "-ServerTLSKey=" + garbage}, "tls: failed to find any PEM data in key input"},
+		{"key of another certificate", []string{"-ServerTLSCert=" + pki.certFile, "-ServerTLSKey=" + pki.clientKeyFile}, "tls: private key does not match public key"},
+		{"missing client CA file", []string{"-ServerTLSCert=" + pki.certFile, "-ServerTLSKey=" + pki.keyFile, "-ServerTLSClientCA=" + missing}, "-ServerTLSClientCA: open " + missing + ": no such file or directory"},
+		{"client CA file not PEM", []string{"-ServerTLSCert=" + pki.certFile, "-ServerTLSKey=" + pki.keyFile, "-ServerTLSClientCA=" + garbage}, "-ServerTLSClientCA=" + garbage + ": no PEM certificate in the file"},
 		{"unknown flag", []string{"-Verbose"}, "flag provided but not defined: -Verbose"},
 		{"admin address without port", []string{"-AdminAddr=localhost"}, `-AdminAddr="localhost": address localhost: missing port in address`},
 		{"admin port out of range", []string{"-AdminAddr=127.0.0.1:65536"}, `-AdminAddr="127.0.0.1:65536": port must be a number from 0 to 65535`},
@@ -119,6 +152,13 @@ func TestGoodFlags(t *testing.T) {
 		{"no pool", []string{"-ServerAuthPassword=x", "-MemPoolType=none"}, ""},
 		{"idle timeouts off", []string{"-ServerAuthPassword=x", "-ClientIdleTimeout=0", "-ServerIdleTimeout=0"}, ""},
 		{"snet off explicitly", []string{"-ServerAuthPassword=x", "-ClientSnetEnable=false", "-ServerSnetEncrypt=false"}, ""},
+		{"snet on both ports", []string{"-ServerAuthPassword=x", "-ClientSnetEnable", "-ClientSnetEncrypt", "-ServerSnetEnable=true"}, ""},
+		{"snet tuned", []string{"-ServerAuthPassword=x", "-ClientSnetEnable", "-ClientSnetBuffer=16K", "-ClientSnetInitTimeout=1s",
+			"-ClientSnetWaitTimeout=5m", "-ServerSnetEnable", "-ServerSnetBuffer=1G", "-ServerSnetWaitTimeout=1ms"}, ""},
+		{"caps off", []string{"-ServerAuthPassword=x", "-ClientMaxConns=0", "-ServerMaxHandshakes=0", "-ServerAuthFailBurst=0"}, ""},
+		{"caps set", []string{"-ServerAuthPassword=x", "-ClientMaxConns=100000", "-ServerMaxHandshakes=1", "-ServerAuthFailBurst=1", "-ServerAuthFailInterval=1m"}, ""},
+		{"no drain", []string{"-ServerAuthPassword=x", "-ShutdownTimeout=0"}, ""},
+		{"long drain", []string{"-ServerAuthPassword=x", "-ShutdownTimeout=5m"}, ""},
 		{"same port on different hosts", []string{"-ClientAddr=127.0.0.1:4000", "-ServerAddr=127.0.0.2:4000"}, ""},
 		{"admin on loopback", []string{"-ServerAuthPassword=x", "-AdminAddr=127.0.0.1:6060"}, ""},
 		{"admin on all interfaces", []string{"-ServerAuthPassword=x", "-AdminAddr=:6060"}, ""},
@@ -228,8 +268,8 @@ func TestHelp(t *testing.T) {
 	}
 	out := stdout.String()
 	defaults := flagDefaults()
-	if len(defaults) != 33 {
-		t.Errorf("%d flags, want 33", len(defaults))
+	if len(defaults) != 43 {
+		t.Errorf("%d flags, want 43", len(defaults))
 	}
 	for name, def := range defaults {
 		if !strings.Contains(out, "  -"+name+"="+def+" ") {
@@ -238,7 +278,9 @@ func TestHelp(t *testing.T) {
 	}
 	for _, want := range []string{"-MaxPacket=512K", "-MemPoolType=atom", "-MemPoolMinChunk=64B", "-ClientSendChanSize=1000",
 		"-ServerSendChanSize=100000", "-ServerAuthTimeout=3s", "-PidFile=fastway.pid", "-CmdFile=fastway.cmd", "-ClientAddr=:0",
-		`-AdminAddr=""`, "-LogLevel=info", "-LogFormat=text"} {
+		`-AdminAddr=""`, "-LogLevel=info", "-LogFormat=text", "-ClientMaxConns=0", "-ServerMaxHandshakes=1024", "-ServerAuthFailBurst=5",
+		"-ServerAuthFailInterval=1s", "-ShutdownTimeout=10s", "-ClientSnetBuffer=32K", "-ServerSnetBuffer=1M", "-ClientSnetInitTimeout=10s",
+		"-ServerSnetWaitTimeout=1m0s", `-ClientTLSCert=""`, `-ServerTLSClientCA=""`} {
 		if !strings.Contains(out, want) {
 			t.Errorf("-h output lacks %s", want)
 		}

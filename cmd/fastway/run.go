@@ -16,13 +16,7 @@ import (
 
 	"github.com/fastway-go/fastway/cmd"
 	"github.com/fastway-go/fastway/gateway"
-	"github.com/libp2p/go-reuseport"
 )
-
-// shutdownTimeout bounds the graceful part of a shutdown: past it, the
-// connections still open are closed without flushing. A second SIGTERM or
-// SIGINT cuts it short.
-const shutdownTimeout = 10 * time.Second
 
 // run listens on both ports (and -AdminAddr), writes the pidfile and
 // serves until SIGTERM or SIGINT (or until a listener fails), then shuts the
@@ -41,12 +35,13 @@ func run(o *options, cfg gateway.Config, log *slog.Logger) int {
 		signal.Notify(make(chan os.Signal, 1), commandSignals...)
 	}
 
-	clientLn, err := listen(o.ClientAddr, o.ReusePort)
+	clientPort, serverPort := o.ports()
+	clientLn, err := clientPort.listen()
 	if err != nil {
 		log.Error("cannot listen", "side", "client", "addr", o.ClientAddr, "err", err)
 		return exitError
 	}
-	serverLn, err := listen(o.ServerAddr, o.ReusePort)
+	serverLn, err := serverPort.listen()
 	if err != nil {
 		clientLn.Close()
 		log.Error("cannot listen", "side", "server", "addr", o.ServerAddr, "err", err)
@@ -71,8 +66,17 @@ func run(o *options, cfg gateway.Config, log *slog.Logger) int {
 	defer removePidFile(o.PidFile, log)
 
 	g := gateway.New(cfg)
-	log.Info("listening", "side", "client", "addr", clientLn.Addr().String())
-	log.Info("listening", "side", "server", "addr", serverLn.Addr().String())
+	for _, p := range []struct {
+		port
+		ln net.Listener
+	}{{clientPort, clientLn}, {serverPort, serverLn}} {
+		log.Info("listening", "side", p.side, "addr", p.ln.Addr().String(), "tls", p.tlsMode(), "snet", p.snetMode())
+		if p.tls != nil {
+			if leaf := p.tls.Certificates[0].Leaf; leaf != nil && time.Now().After(leaf.NotAfter) {
+				log.Warn("the TLS certificate has expired: peers will refuse the handshake", "side", p.side, "not_after", leaf.NotAfter)
+			}
+		}
+	}
 	var adm *adminServer
 	if adminLn != nil {
 		adm = serveAdmin(adminLn, g, log)
@@ -97,13 +101,13 @@ func run(o *options, cfg gateway.Config, log *slog.Logger) int {
 	code, serving := exitOK, 2
 	select {
 	case sig := <-stop:
-		log.Info("shutting down", "signal", sig.String(), "timeout", shutdownTimeout)
+		log.Info("shutting down", "signal", sig.String(), "timeout", o.ShutdownTimeout)
 	case err := <-served:
 		serving--
 		log.Error("listener failed; shutting down", "err", err)
 		code = exitError
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), o.ShutdownTimeout)
 	defer cancel()
 	go func() {
 		select {
@@ -113,8 +117,8 @@ func run(o *options, cfg gateway.Config, log *slog.Logger) int {
 		case <-ctx.Done():
 		}
 	}()
-	if err := g.Shutdown(ctx); err != nil {
-		log.Warn("shutdown cut short; the remaining connections were closed without flushing", "err", err)
+	if err := g.Shutdown(ctx); err != nil && o.ShutdownTimeout > 0 {
+		log.Warn("shutdown cut short; the remaining connections were closed hard, without flushing", "err", err)
 	}
 	for ; serving > 0; serving-- {
 		if err := <-served; err != nil && !errors.Is(err, gateway.ErrGatewayClosed) {
@@ -129,15 +133,6 @@ func run(o *options, cfg gateway.Config, log *slog.Logger) int {
 	<-cmdDone
 	log.Info("stopped", "stats", formatStats(g.Stats()))
 	return code
-}
-
-// listen opens a TCP listener on addr, with SO_REUSEPORT if reusePort.
-func listen(addr string, reusePort bool) (net.Listener, error) {
-	var lc net.ListenConfig
-	if reusePort {
-		lc.Control = reuseport.Control
-	}
-	return lc.Listen(context.Background(), "tcp", addr)
 }
 
 // writePidFile writes the process ID to path (nothing if path is empty),
