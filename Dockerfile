@@ -32,8 +32,9 @@ USER fastway
 WORKDIR /var/lib/fastway
 EXPOSE 4000 4001
 # fastway is PID 1: it handles SIGTERM (docker stop) and SIGUSR1 itself.
-# docker stop's default 10 s grace equals fastway's shutdown deadline; use
-# docker stop -t 15 to let a full graceful shutdown finish.
+# docker stop's default 10 s grace equals fastway's -ShutdownTimeout
+# default; use docker stop -t 15 (or a shorter -ShutdownTimeout) to let a
+# full graceful shutdown finish.
 STOPSIGNAL SIGTERM
 ENTRYPOINT ["/usr/local/bin/fastway"]
 CMD ["-ClientAddr=:4000", "-ServerAddr=:4001"]

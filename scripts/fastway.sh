@@ -20,7 +20,7 @@
 #   FASTWAY_CMDFILE        passed as -CmdFile (default: fastway.cmd)
 #   FASTWAY_START_TIMEOUT  seconds start waits for the "started" log line (default: 10)
 #   FASTWAY_STOP_TIMEOUT   seconds stop waits for the exit (default: 15; fastway's own
-#                          graceful shutdown is bounded by 10 s)
+#                          graceful shutdown is bounded by -ShutdownTimeout, 10 s)
 #   FASTWAY_CMD_TIMEOUT    seconds cmd waits for the command's result (default: 10)
 set -euo pipefail
 

@@ -84,7 +84,11 @@
 // not touch socket options; where a break must never cost the session, size
 // the buffer above the sum, or bound the sockets in the dial and listen
 // functions (SetWriteBuffer and SetReadBuffer of about an eighth of
-// RewriterBufferSize each; Linux doubles them).
+// RewriterBufferSize each; Linux doubles them). On the listening side set
+// them on the listening socket, before any connection is accepted (accepted
+// sockets inherit them): shrinking a receive buffer after the connection is
+// established can leave it below the path's segment size, and the peer then
+// stalls on TCP's retransmit timer.
 //
 // The server learns that a TCP connection broke when a Read or Write on it
 // fails, or when the client's reconnect arrives; the gateway always has a
