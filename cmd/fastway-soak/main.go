@@ -17,7 +17,6 @@ package main
 import (
 	"bufio"
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -35,6 +34,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/fastway-go/fastway/internal/logfmt"
 	"github.com/fastway-go/fastway/proto"
 )
 
@@ -244,7 +244,7 @@ func startGateway(o options) (*gateway, error) {
 		for sc.Scan() {
 			line := sc.Text()
 			fmt.Fprintln(logf, line)
-			g.dispatch(parseLogLine(line))
+			g.dispatch(logfmt.Parse(line))
 		}
 		io.Copy(io.Discard, stderr)
 		cmd.Wait()
@@ -328,54 +328,6 @@ func (g *gateway) stop() {
 		<-g.exited
 	}
 	g.log.Close()
-}
-
-// parseLogLine turns a slog line, text (key=value) or JSON, into a map.
-func parseLogLine(s string) map[string]string {
-	if strings.HasPrefix(s, "{") {
-		var m map[string]any
-		kv := map[string]string{}
-		if json.Unmarshal([]byte(s), &m) == nil {
-			for k, v := range m {
-				kv[k] = fmt.Sprint(v)
-			}
-		}
-		return kv
-	}
-	kv := map[string]string{}
-	for s != "" {
-		s = strings.TrimLeft(s, " ")
-		eq := strings.IndexByte(s, '=')
-		if eq < 0 {
-			break
-		}
-		key := s[:eq]
-		s = s[eq+1:]
-		var val string
-		if strings.HasPrefix(s, `"`) {
-			end := 1
-			for end < len(s) && s[end] != '"' {
-				if s[end] == '\\' {
-					end++
-				}
-				end++
-			}
-			end = min(end+1, len(s))
-			v, err := strconv.Unquote(s[:end])
-			if err != nil {
-				v = s[:end]
-			}
-			val, s = v, s[end:]
-		} else {
-			sp := strings.IndexByte(s, ' ')
-			if sp < 0 {
-				sp = len(s)
-			}
-			val, s = s[:sp], s[sp:]
-		}
-		kv[key] = val
-	}
-	return kv
 }
 
 // parseKV splits "a=1 b=2" into a map.

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
+
+	"github.com/fastway-go/fastway/internal/logfmt"
 )
 
 func TestNewLogger(t *testing.T) {
@@ -43,7 +45,7 @@ func TestNewLogger(t *testing.T) {
 						t.Errorf("record %q lacks msg=m k=v", line)
 					}
 				} else {
-					kv := parseLogfmt(line)
+					kv := logfmt.Parse(line)
 					level = kv["level"]
 					if kv["msg"] != "m" || kv["k"] != "v" {
 						t.Errorf("record %q lacks msg=m k=v", line)

@@ -14,8 +14,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/fastway-go/fastway/proto"
 	"go.uber.org/goleak"
+
+	"github.com/fastway-go/fastway/internal/logfmt"
+	"github.com/fastway-go/fastway/proto"
 )
 
 // timeout bounds every wait in these tests.
@@ -89,7 +91,7 @@ func startProc(t *testing.T, dir string, args ...string) *proc {
 		sc := bufio.NewScanner(stderr)
 		for sc.Scan() {
 			p.mu.Lock()
-			p.lines = append(p.lines, logLine{raw: sc.Text(), kv: parseLogfmt(sc.Text())})
+			p.lines = append(p.lines, logLine{raw: sc.Text(), kv: logfmt.Parse(sc.Text())})
 			close(p.changed)
 			p.changed = make(chan struct{})
 			p.mu.Unlock()
@@ -237,45 +239,6 @@ func (p *proc) run(line string, wantErr bool) logLine {
 		msg = "fastway: cmd: command failed"
 	}
 	return p.waitFrom(since, msg, "cmd", line)
-}
-
-// parseLogfmt splits a slog text record into its key=value pairs; quoted
-// values are unquoted.
-func parseLogfmt(s string) map[string]string {
-	kv := map[string]string{}
-	for s != "" {
-		s = strings.TrimLeft(s, " ")
-		eq := strings.IndexByte(s, '=')
-		if eq < 0 {
-			break
-		}
-		key := s[:eq]
-		s = s[eq+1:]
-		var val string
-		if strings.HasPrefix(s, `"`) {
-			end := 1
-			for end < len(s) && s[end] != '"' {
-				if s[end] == '\\' {
-					end++
-				}
-				end++
-			}
-			end = min(end+1, len(s))
-			v, err := strconv.Unquote(s[:end])
-			if err != nil {
-				v = s[:end]
-			}
-			val, s = v, s[end:]
-		} else {
-			sp := strings.IndexByte(s, ' ')
-			if sp < 0 {
-				sp = len(s)
-			}
-			val, s = s[:sp], s[sp:]
-		}
-		kv[key] = val
-	}
-	return kv
 }
 
 // loopback turns a logged listening address (maybe "[::]:port") into one
