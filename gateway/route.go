@@ -182,9 +182,6 @@ func (l *link) detach(vc *vconn) {
 		if vc.byClient && vc.client == l {
 			l.dialed--
 		}
-		if len(l.vconns) == 0 {
-			l.vconns = nil // give the map back while idle
-		}
 	}
 	l.vmu.Unlock()
 }
