@@ -59,7 +59,7 @@
 // Interpreter), and runs Serve until shutdown:
 //
 //	it := cmd.New(cmd.Config{Logger: logger})
-//	it.Register("stats", "log the gateway's counters", func(args []string) (string, error) {
+//	it.RegisterHelp("stats", "log the gateway's counters", func(args []string) (string, error) {
 //		if len(args) != 0 {
 //			return "", fmt.Errorf("%w: stats takes no arguments", cmd.ErrBadArgs)
 //		}

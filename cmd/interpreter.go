@@ -47,13 +47,17 @@ func New(cfg Config) *Interpreter {
 	return i
 }
 
-// Register adds the command name, described by help (one line, shown by the
-// help command), to this Interpreter only. name must be a single word without
-// white space and h must not be nil, or Register panics. Registering a name
-// again replaces the earlier command; a command registered here takes
-// precedence over one of the same name registered with the package-level
-// Register and over a built-in.
-func (i *Interpreter) Register(name, help string, h Handler) {
+// Register adds the command name, run by h, to this Interpreter only. name
+// must be a single word without white space and h must not be nil, or
+// Register panics. Registering a name again replaces the earlier command; a
+// command registered here takes precedence over one of the same name
+// registered with the package-level Register and over a built-in.
+func (i *Interpreter) Register(name string, h Handler) {
+	i.cmds.register(name, "", h)
+}
+
+// RegisterHelp is Register with a one-line description, shown by help.
+func (i *Interpreter) RegisterHelp(name, help string, h Handler) {
 	i.cmds.register(name, help, h)
 }
 

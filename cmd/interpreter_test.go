@@ -206,7 +206,7 @@ func TestExecErrors(t *testing.T) {
 func TestHandlerArgs(t *testing.T) {
 	i, _, _ := newTest(t, Config{})
 	var got []string
-	i.Register("echo", "echo the arguments", func(args []string) (string, error) {
+	i.RegisterHelp("echo", "echo the arguments", func(args []string) (string, error) {
 		got = args
 		return strings.Join(args, ","), nil
 	})
@@ -218,7 +218,7 @@ func TestHandlerArgs(t *testing.T) {
 		t.Fatalf("Exec without args = %q, %v (args %q)", res, err, got)
 	}
 	boom := errors.New("boom")
-	i.Register("fail", "always fails", func([]string) (string, error) { return "", boom })
+	i.RegisterHelp("fail", "always fails", func([]string) (string, error) { return "", boom })
 	if _, err := i.Exec("fail"); err != boom {
 		t.Fatalf("err = %v, want the handler's error as is", err)
 	}
@@ -226,8 +226,8 @@ func TestHandlerArgs(t *testing.T) {
 
 func TestHelp(t *testing.T) {
 	i, _, _ := newTest(t, Config{})
-	i.Register("stats", "log the gateway numbers", func([]string) (string, error) { return "conns=0", nil })
-	Register("zzpkg", "registered at package level", func([]string) (string, error) { return "", nil })
+	i.RegisterHelp("stats", "log the gateway numbers", func([]string) (string, error) { return "conns=0", nil })
+	RegisterHelp("zzpkg", "registered at package level", func([]string) (string, error) { return "", nil })
 	t.Cleanup(func() { unregister("zzpkg") })
 
 	res, err := i.Exec("help")
@@ -272,15 +272,15 @@ func TestRegisterPrecedence(t *testing.T) {
 			t.Errorf("Exec(%q) = %q, %v; want %q", line, res, err, want)
 		}
 	}
-	i.Register("x", "first", reply("first"))
-	i.Register("x", "second", reply("second"))
+	i.RegisterHelp("x", "first", reply("first"))
+	i.RegisterHelp("x", "second", reply("second"))
 	check("x", "second")
 	check("help x", "x  second")
 
-	Register("lookup", "package lookup", reply("package"))
+	RegisterHelp("lookup", "package lookup", reply("package"))
 	t.Cleanup(func() { unregister("lookup") })
 	check("lookup heap", "package")
-	i.Register("lookup", "own lookup", reply("own"))
+	i.RegisterHelp("lookup", "own lookup", reply("own"))
 	check("lookup heap", "own")
 	check("help lookup", "lookup  own lookup")
 }
@@ -303,14 +303,14 @@ func TestRegisterInvalid(t *testing.T) {
 					t.Errorf("Register(%q, nil=%v) did not panic", tc.name, tc.h == nil)
 				}
 			}()
-			New(Config{}).Register(tc.name, "", tc.h)
+			New(Config{}).RegisterHelp(tc.name, "", tc.h)
 		}()
 	}
 }
 
 func TestHandlerPanic(t *testing.T) {
 	i, rec, results := newTest(t, Config{})
-	i.Register("crash", "panics", func([]string) (string, error) { panic("kaboom") })
+	i.RegisterHelp("crash", "panics", func([]string) (string, error) { panic("kaboom") })
 	res, err := i.Exec("crash")
 	if !errors.Is(err, ErrHandlerPanic) || res != "" {
 		t.Fatalf("Exec = %q, %v; want ErrHandlerPanic", res, err)
@@ -342,7 +342,7 @@ func TestHandlerPanic(t *testing.T) {
 
 func TestRunFile(t *testing.T) {
 	i, rec, results := newTest(t, Config{})
-	i.Register("stats", "numbers", func(args []string) (string, error) {
+	i.RegisterHelp("stats", "numbers", func(args []string) (string, error) {
 		return fmt.Sprintf("args=%d", len(args)), nil
 	})
 	for _, tc := range []struct {
@@ -442,7 +442,7 @@ func TestConcurrentUse(t *testing.T) {
 		wg.Go(func() {
 			for k := range 20 {
 				name := fmt.Sprintf("c%d_%d", g, k)
-				i.Register(name, "x", func([]string) (string, error) { return name, nil })
+				i.RegisterHelp(name, "x", func([]string) (string, error) { return name, nil })
 				if res, err := i.Exec(name); err != nil || res != name {
 					t.Errorf("Exec(%q) = %q, %v", name, res, err)
 				}
@@ -475,5 +475,23 @@ func TestFmtBytes(t *testing.T) {
 		if got := fmtBytes(tc.n); got != tc.want {
 			t.Errorf("fmtBytes(%d) = %q, want %q", tc.n, got, tc.want)
 		}
+	}
+}
+
+// TestRegisterNameHandler: the two-argument form, as embedding programs call
+// it (cmd.Register(name, handler)), on an Interpreter and package-wide.
+func TestRegisterNameHandler(t *testing.T) {
+	i := New(Config{Dir: t.TempDir()})
+	i.Register("ping", func([]string) (string, error) { return "pong", nil })
+	Register("zzpkg2", func(args []string) (string, error) { return strings.Join(args, "+"), nil })
+	if res, err := i.Exec("ping"); err != nil || res != "pong" {
+		t.Fatalf("ping = %q, %v", res, err)
+	}
+	if res, err := i.Exec("zzpkg2 a b"); err != nil || res != "a+b" {
+		t.Fatalf("zzpkg2 = %q, %v", res, err)
+	}
+	help, err := i.Exec("help")
+	if err != nil || !strings.Contains(help, "ping") || !strings.Contains(help, "zzpkg2") {
+		t.Fatalf("help = %q, %v", help, err)
 	}
 }

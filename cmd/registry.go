@@ -94,15 +94,20 @@ func (r *registry) names(dst []string) []string {
 // Register; every Interpreter sees them.
 var defaultRegistry registry
 
-// Register adds the command name, described by help (one line, shown by the
-// help command), to every Interpreter, including ones already created. name
-// must be a single word without white space and h must not be nil, or
-// Register panics.
+// Register adds the command name, run by h, to every Interpreter, including
+// ones already created. name must be a single word without white space and h
+// must not be nil, or Register panics. RegisterHelp does the same with a
+// one-line description for the help command.
 //
 // Registering a name again replaces the earlier command. A command
 // registered with Interpreter.Register takes precedence over one registered
 // here, which takes precedence over a built-in of the same name: a program
 // may replace a built-in.
-func Register(name, help string, h Handler) {
+func Register(name string, h Handler) {
+	defaultRegistry.register(name, "", h)
+}
+
+// RegisterHelp is Register with a one-line description, shown by help.
+func RegisterHelp(name, help string, h Handler) {
 	defaultRegistry.register(name, help, h)
 }

@@ -26,7 +26,7 @@ func signalCmd(t *testing.T, i *Interpreter, results <-chan result, text string)
 
 func TestServe(t *testing.T) {
 	i, _, results := newTest(t, Config{})
-	i.Register("stats", "gateway numbers", func([]string) (string, error) { return "conns=3", nil })
+	i.RegisterHelp("stats", "gateway numbers", func([]string) (string, error) { return "conns=3", nil })
 	stop := serve(t, i)
 
 	if r := signalCmd(t, i, results, "stats\n"); r.err != nil || r.cmd != "stats" || r.res != "conns=3" {

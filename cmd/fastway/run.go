@@ -86,7 +86,7 @@ func run(o *options, cfg gateway.Config, log *slog.Logger) int {
 	go func() { served <- g.ServeServers(serverLn) }()
 
 	it := cmd.New(cmd.Config{CmdFile: o.CmdFile, Logger: log})
-	it.Register("stats", "log the gateway's counters on one line", statsCommand(g))
+	it.RegisterHelp("stats", "log the gateway's counters on one line", statsCommand(g))
 	cmdCtx, cmdStop := context.WithCancel(context.Background())
 	defer cmdStop()
 	cmdDone := make(chan struct{})
