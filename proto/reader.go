@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"io"
+	"math/bits"
 	"sync/atomic"
 
 	"github.com/fastway-go/fastway/slab"
@@ -25,6 +26,7 @@ type FrameReader struct {
 	r         io.Reader
 	pool      slab.Pool
 	bufSize   int
+	size      int // the read buffer's size now: bufSize, or more (lazy readers adapt it)
 	maxPacket int
 	buf       []byte // read buffer from pool; nil until the first read
 	rpos      int    // next unread byte in buf
@@ -54,7 +56,7 @@ func NewFrameReader(r io.Reader, pool slab.Pool, bufSize, maxPacket int) *FrameR
 	if maxPacket <= 0 {
 		maxPacket = DefaultMaxPacket
 	}
-	fr := &FrameReader{r: r, pool: pool, bufSize: bufSize, maxPacket: maxPacket}
+	fr := &FrameReader{r: r, pool: pool, bufSize: bufSize, size: bufSize, maxPacket: maxPacket}
 	if lr, ok := r.(LazyReader); ok {
 		// The callbacks are made once here, not per read.
 		fr.lazy, fr.get, fr.put = lr, fr.getBuf, fr.putBuf
@@ -97,15 +99,27 @@ func (fr *FrameReader) fill(n int) error {
 		if fr.lazy != nil && fr.rpos == fr.wpos {
 			fr.rpos, fr.wpos = 0, 0
 			m, err = fr.lazy.ReadLazy(fr.get, fr.put)
+			if fr.buf != nil {
+				fr.adapt(m, len(fr.buf))
+			}
 		} else {
 			if fr.buf == nil {
 				fr.alloc()
 			}
-			if len(fr.buf)-fr.rpos < n {
+			if len(fr.buf) < fr.size || (len(fr.buf) > fr.size && fr.wpos-fr.rpos <= fr.size/2) {
+				// A lazy reader resized: grow for a busy stream, or
+				// shrink back while it trickles (a slow partial frame
+				// does not keep a 64 KiB buffer).
+				fr.regrow()
+			} else if len(fr.buf)-fr.rpos < n {
 				fr.wpos = copy(fr.buf, fr.buf[fr.rpos:fr.wpos])
 				fr.rpos = 0
 			}
+			space := len(fr.buf) - fr.wpos
 			m, err = fr.r.Read(fr.buf[fr.wpos:])
+			if fr.lazy != nil {
+				fr.adapt(m, space)
+			}
 		}
 		fr.wpos += m
 		if err != nil {
@@ -133,8 +147,36 @@ func (fr *FrameReader) fill(n int) error {
 // tolerates before it gives up with io.ErrNoProgress, as bufio does.
 const maxEmptyReads = 100
 
+// maxAdaptiveBuffer bounds how far a lazy reader grows its read buffer.
+const maxAdaptiveBuffer = 64 << 10
+
+// adapt sizes a lazy reader's next read buffer from the read that just
+// filled an empty one. A lazy reader holds its buffer only while bytes are
+// buffered, so a bigger buffer costs nothing while idle: when a read fills
+// the whole buffer (more is likely waiting) the next one is twice as large,
+// up to 64 KiB; when a read uses less than a quarter, it halves, down to the
+// configured size. A busy connection thus reads many frames per syscall,
+// and a quiet one holds at most its configured buffer for a partial frame.
+func (fr *FrameReader) adapt(m, space int) {
+	switch {
+	case m >= space && fr.size < maxAdaptiveBuffer:
+		fr.size = min(2*fr.size, maxAdaptiveBuffer)
+	case m < fr.size/4 && fr.size > fr.bufSize:
+		fr.size = max(fr.size/2, fr.bufSize)
+	}
+}
+
+// regrow moves the buffered bytes into a new buffer of fr.size.
+func (fr *FrameReader) regrow() {
+	old := fr.buf
+	fr.alloc()
+	fr.wpos = copy(fr.buf, old[fr.rpos:fr.wpos])
+	fr.rpos = 0
+	fr.pool.Free(old)
+}
+
 func (fr *FrameReader) alloc() {
-	fr.buf = fr.pool.Alloc(fr.bufSize)
+	fr.buf = fr.pool.Alloc(fr.size)
 	fr.buf = fr.buf[:cap(fr.buf)]
 }
 
@@ -197,6 +239,11 @@ func (fr *FrameReader) ReadFrame() ([]byte, error) {
 // ReadFrame so that ReadFrame's stack frame stays small: a reader blocked in
 // it for an idle connection then fits in the smallest goroutine stack.
 func (fr *FrameReader) readLarge(size int) ([]byte, error) {
+	if fr.lazy != nil && fr.size < maxAdaptiveBuffer {
+		// Frames this large are coming: read the next ones (up to 64 KiB)
+		// through the buffer, several per syscall.
+		fr.size = min(maxAdaptiveBuffer, max(fr.size, 1<<bits.Len(uint(size))))
+	}
 	if fr.budget != nil {
 		if !fr.budget.reserve(int64(size)) {
 			return nil, fmt.Errorf("%w: %d-byte frame", ErrBudgetExceeded, size)

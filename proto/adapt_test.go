@@ -1,0 +1,106 @@
+package proto
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"testing"
+)
+
+// lazySource is a LazyReader over a byte stream, delivering at most chunk
+// bytes per read into the buffer it is given.
+type lazySource struct {
+	data  []byte
+	chunk int
+	reads int
+	lastP int // size of the buffer the last read was given (its free space)
+}
+
+func (s *lazySource) Read(p []byte) (int, error) { return s.read(p) }
+
+func (s *lazySource) ReadLazy(get func() []byte, put func()) (int, error) {
+	return s.read(get())
+}
+
+func (s *lazySource) read(p []byte) (int, error) {
+	if len(s.data) == 0 {
+		return 0, io.EOF
+	}
+	s.reads++
+	s.lastP = len(p)
+	n := copy(p, s.data[:min(len(s.data), s.chunk)])
+	s.data = s.data[n:]
+	return n, nil
+}
+
+// TestLazyReaderBufferAdapts: a lazy reader's buffer grows while reads fill
+// it or frames outgrow it, so a stream of 4 KiB frames is read several
+// frames per read, and shrinks back to its configured size once reads are
+// small.
+func TestLazyReaderBufferAdapts(t *testing.T) {
+	var stream []byte
+	const n = 64
+	for i := range n {
+		stream = EncodeData(stream, uint32(i+1), bytes.Repeat([]byte{byte(i)}, 4096))
+	}
+	src := &lazySource{data: stream, chunk: 32 << 10}
+	fr := NewFrameReader(src, nil, 2<<10, 0)
+	for i := range n {
+		f, err := fr.ReadFrame()
+		if err != nil || Header(f).ConnID() != uint32(i+1) || len(f) != HeaderSize+4096 {
+			t.Fatalf("frame %d: %d bytes, %v", i, len(f), err)
+		}
+	}
+	// 256 KiB in 32 KiB chunks: a reader stuck at 2 KiB would need two
+	// reads per frame (128); an adapted one about one per 32 KiB.
+	if src.reads > 20 {
+		t.Fatalf("%d reads for %d frames of 4 KiB", src.reads, n)
+	}
+	if fr.size <= 2<<10 {
+		t.Fatalf("buffer did not grow: %d", fr.size)
+	}
+	// Small reads shrink it back.
+	var small []byte
+	for range 20 {
+		small = append(small, Command{Type: CmdPing}.Encode(nil)...)
+	}
+	src.data, src.chunk = small, PingSize
+	for range 20 {
+		if _, err := fr.ReadFrame(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if fr.size != 2<<10 {
+		t.Fatalf("buffer did not shrink back: %d", fr.size)
+	}
+}
+
+// TestLazyReaderBufferShrinksForTrickle: after a burst grew the buffer, a
+// partial frame that trickles in a byte at a time does not keep the large
+// buffer.
+func TestLazyReaderBufferShrinksForTrickle(t *testing.T) {
+	var stream []byte
+	for i := range 16 {
+		stream = EncodeData(stream, uint32(i+1), make([]byte, 4096))
+	}
+	tail := EncodeData(nil, 99, make([]byte, 1000))
+	src := &lazySource{data: stream, chunk: 64 << 10}
+	fr := NewFrameReader(src, nil, 2<<10, 0)
+	for range 16 {
+		if _, err := fr.ReadFrame(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	src.data, src.chunk = tail[:len(tail)-1], 1
+	if _, err := fr.ReadFrame(); !errors.Is(err, io.ErrUnexpectedEOF) {
+		t.Fatal(err)
+	}
+	// Near the end of the trickle the reader holds a buffer of at most the
+	// configured 2 KiB, not the 64 KiB the burst grew it to.
+	if len(fr.buf) > 2<<10 || src.lastP > 2<<10 {
+		t.Fatalf("a trickled frame kept a %d-byte buffer (last read into %d bytes)", len(fr.buf), src.lastP)
+	}
+	if fr.size != 2<<10 {
+		t.Fatalf("size %d, want back to 2 KiB", fr.size)
+	}
+}
