@@ -196,7 +196,7 @@ LAT=(-mode echo -conns 1 -vconns 1 -k 1 -size 64)
 MANY=(-mode echo -conns "$MANY_CONNS" -vconns 1 -k 8 -size 64)
 CHURN=(-mode churn -conns 10 -dials 8)
 E10=(-mode echo -conns 10 -vconns 1 -k 8 -size 64)
-IDLE=(-mode idle -conns "$IDLE_CONNS" -vconns 1 -interval 10s)
+IDLE=(-mode idle -conns "$IDLE_CONNS" -vconns 1 -interval 10s -srcips 16)
 
 for kind in gw echo; do run echo64 "$kind" "${E64[@]}"; done
 for kind in gw echo; do run echo4k "$kind" "${E4K[@]}"; done
