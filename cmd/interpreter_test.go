@@ -484,6 +484,7 @@ func TestRegisterNameHandler(t *testing.T) {
 	i := New(Config{Dir: t.TempDir()})
 	i.Register("ping", func([]string) (string, error) { return "pong", nil })
 	Register("zzpkg2", func(args []string) (string, error) { return strings.Join(args, "+"), nil })
+	t.Cleanup(func() { unregister("zzpkg2") })
 	if res, err := i.Exec("ping"); err != nil || res != "pong" {
 		t.Fatalf("ping = %q, %v", res, err)
 	}
