@@ -110,53 +110,35 @@ func (c *churnConn) run(dials int, start <-chan struct{}, phase *atomic.Int32) e
 	for range dials {
 		out = c.dial(out, now)
 	}
-	for {
-		if len(out) > 0 {
-			if _, err := c.conn.Write(out); err != nil {
-				return c.fail(phase, err)
-			}
-			out = out[:0]
+	return c.pump(out, phase, func(f, out []byte) ([]byte, bool, error) {
+		if proto.Header(f).ConnID() != 0 {
+			return out, false, nil // no data is sent in churn mode
 		}
-		if err := c.fr.fill(); err != nil {
-			return c.fail(phase, err)
+		cmd, err := proto.DecodeCommand(f)
+		if err != nil {
+			return out, false, err
 		}
-		for {
-			f, err := c.fr.next()
-			if err != nil {
-				return c.fail(phase, err)
-			}
-			if f == nil {
-				break
-			}
-			if proto.Header(f).ConnID() != 0 {
-				continue // no data is sent in churn mode
-			}
-			cmd, err := proto.DecodeCommand(f)
-			if err != nil {
-				return c.fail(phase, err)
-			}
-			if cmd.Type != proto.CmdAccept && cmd.Type != proto.CmdRefuse {
-				continue // Close acknowledgements, Ping answers
-			}
-			sent, ok := c.reply()
-			if !ok {
-				return c.fail(phase, fmt.Errorf("%s with no Dial outstanding", cmd.Type))
-			}
-			t := nowNS()
-			p := phase.Load()
-			if p == phaseStop {
-				return nil
-			}
-			if cmd.Type == proto.CmdAccept {
-				if p == phaseMeasure {
-					c.hist.record(uint64(t - sent))
-					c.accepts++
-				}
-				out = appendCmd(out, proto.Command{Type: proto.CmdClose, ConnID: cmd.ConnID})
-			} else if p == phaseMeasure {
-				c.refused++
-			}
-			out = c.dial(out, t)
+		if cmd.Type != proto.CmdAccept && cmd.Type != proto.CmdRefuse {
+			return out, false, nil // Close acknowledgements, Ping answers
 		}
-	}
+		sent, ok := c.reply()
+		if !ok {
+			return out, false, fmt.Errorf("%s with no Dial outstanding", cmd.Type)
+		}
+		t := nowNS()
+		p := phase.Load()
+		if p == phaseStop {
+			return out, true, nil
+		}
+		if cmd.Type == proto.CmdAccept {
+			if p == phaseMeasure {
+				c.hist.record(uint64(t - sent))
+				c.accepts++
+			}
+			out = appendCmd(out, proto.Command{Type: proto.CmdClose, ConnID: cmd.ConnID})
+		} else if p == phaseMeasure {
+			c.refused++
+		}
+		return c.dial(out, t), false, nil
+	})
 }

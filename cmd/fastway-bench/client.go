@@ -201,3 +201,39 @@ func measureWindow(ctx context.Context, cfg *config, phase *atomic.Int32, client
 	wg.Wait()
 	return w, err
 }
+
+// frameHandler handles one frame a client read, appending any reply to out.
+// done ends the run without an error.
+type frameHandler func(f, out []byte) (next []byte, done bool, err error)
+
+// pump is a client's read/write loop: it writes out, reads what the target
+// sent, and hands every whole frame to handle, whose replies go out in one
+// write at the next round.
+func (c *client) pump(out []byte, phase *atomic.Int32, handle frameHandler) error {
+	for {
+		if len(out) > 0 {
+			if _, err := c.conn.Write(out); err != nil {
+				return c.fail(phase, err)
+			}
+			out = out[:0]
+		}
+		if err := c.fr.fill(); err != nil {
+			return c.fail(phase, err)
+		}
+		for {
+			f, err := c.fr.next()
+			if err != nil {
+				return c.fail(phase, err)
+			}
+			if f == nil {
+				break
+			}
+			var done bool
+			if out, done, err = handle(f, out); err != nil {
+				return c.fail(phase, err)
+			} else if done {
+				return nil
+			}
+		}
+	}
+}

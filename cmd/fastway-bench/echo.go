@@ -106,52 +106,32 @@ func (c *echoConn) run(cfg *config, frameSize int, start <-chan struct{}, phase 
 			binary.LittleEndian.PutUint64(out[n+proto.HeaderSize:], uint64(now))
 		}
 	}
-	for {
-		if len(out) > 0 {
-			if _, err := c.conn.Write(out); err != nil {
-				return c.fail(phase, err)
-			}
-			out = out[:0]
+	return c.pump(out, phase, func(f, out []byte) ([]byte, bool, error) {
+		if proto.Header(f).ConnID() == 0 {
+			return out, false, c.command(f)
 		}
-		if err := c.fr.fill(); err != nil {
-			return c.fail(phase, err)
+		if len(f) != frameSize {
+			c.bad++
+			return out, false, nil
 		}
-		for {
-			f, err := c.fr.next()
-			if err != nil {
-				return c.fail(phase, err)
-			}
-			if f == nil {
-				break
-			}
-			if proto.Header(f).ConnID() == 0 {
-				if err := c.command(f); err != nil {
-					return c.fail(phase, err)
-				}
-				continue
-			}
-			if len(f) != frameSize {
-				c.bad++
-				continue
-			}
-			t := nowNS()
-			sent := int64(binary.LittleEndian.Uint64(f[proto.HeaderSize:]))
-			if sent > t {
-				c.bad++
-				continue
-			}
-			switch phase.Load() {
-			case phaseStop:
-				return nil
-			case phaseMeasure:
-				c.hist.record(uint64(t - sent))
-				c.rtts++
-			}
-			n := len(out)
-			out = append(out, f...)
-			binary.LittleEndian.PutUint64(out[n+proto.HeaderSize:], uint64(t))
+		t := nowNS()
+		sent := int64(binary.LittleEndian.Uint64(f[proto.HeaderSize:]))
+		if sent > t {
+			c.bad++
+			return out, false, nil
 		}
-	}
+		switch phase.Load() {
+		case phaseStop:
+			return out, true, nil
+		case phaseMeasure:
+			c.hist.record(uint64(t - sent))
+			c.rtts++
+		}
+		n := len(out)
+		out = append(out, f...)
+		binary.LittleEndian.PutUint64(out[n+proto.HeaderSize:], uint64(t))
+		return out, false, nil
+	})
 }
 
 // command handles a command frame on an echo client: the target closing a
