@@ -13,29 +13,6 @@ import (
 	"github.com/fastway-go/fastway/proto"
 )
 
-// startGWManual is startGW without the cleanup's Shutdown: the test shuts
-// the gateway down itself. It returns the channel the two Serve calls
-// report to.
-func startGWManual(t testing.TB, cfg Config) (*testGW, <-chan error) {
-	t.Helper()
-	cfg.ServerAuthPassword = testKey
-	cfg.Logger = discard()
-	g := New(cfg)
-	cl, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	sl, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	errc := make(chan error, 2)
-	go func() { errc <- g.ServeClients(cl) }()
-	go func() { errc <- g.ServeServers(sl) }()
-	t.Cleanup(g.Stop) // in case the test fails before its own Shutdown
-	return &testGW{Gateway: g, clientAddr: cl.Addr().String(), serverAddr: sl.Addr().String()}, errc
-}
-
 // drainPeer counts what one raw peer received: data frames per ConnID (each
 // checked to carry the next number of its sequence) and commands.
 type drainPeer struct {

@@ -25,15 +25,37 @@ type testGW struct {
 	clientAddr, serverAddr string
 }
 
-// startGW starts a gateway with cfg on 127.0.0.1:0 for both ports and stops
-// it when the test ends.
+// startGW starts a gateway with cfg on 127.0.0.1:0 for both ports and shuts
+// it down when the test ends, checking that both Serve calls return
+// ErrGatewayClosed.
 func startGW(t testing.TB, cfg Config) *testGW {
+	t.Helper()
+	g, errc := startGWManual(t, cfg)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+		defer cancel()
+		if err := g.Shutdown(ctx); err != nil {
+			t.Errorf("Shutdown: %v", err)
+		}
+		for range 2 {
+			if err := <-errc; !errors.Is(err, ErrGatewayClosed) {
+				t.Errorf("Serve returned %v, want ErrGatewayClosed", err)
+			}
+		}
+	})
+	return g
+}
+
+// startGWManual is startGW for tests that shut the gateway down themselves:
+// it returns the channel the two Serve calls report to, and only stops the
+// gateway at the end in case the test failed before its own Shutdown.
+func startGWManual(t testing.TB, cfg Config) (*testGW, <-chan error) {
 	t.Helper()
 	if cfg.ServerAuthPassword == "" {
 		cfg.ServerAuthPassword = testKey
 	}
 	if cfg.Logger == nil {
-		cfg.Logger = slog.New(slog.DiscardHandler)
+		cfg.Logger = discard()
 	}
 	g := New(cfg)
 	cl, err := net.Listen("tcp", "127.0.0.1:0")
@@ -47,19 +69,8 @@ func startGW(t testing.TB, cfg Config) *testGW {
 	errc := make(chan error, 2)
 	go func() { errc <- g.ServeClients(cl) }()
 	go func() { errc <- g.ServeServers(sl) }()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), waitFor)
-		defer cancel()
-		if err := g.Shutdown(ctx); err != nil {
-			t.Errorf("Shutdown: %v", err)
-		}
-		for range 2 {
-			if err := <-errc; !errors.Is(err, ErrGatewayClosed) {
-				t.Errorf("Serve returned %v, want ErrGatewayClosed", err)
-			}
-		}
-	})
-	return &testGW{Gateway: g, clientAddr: cl.Addr().String(), serverAddr: sl.Addr().String()}
+	t.Cleanup(g.Stop)
+	return &testGW{Gateway: g, clientAddr: cl.Addr().String(), serverAddr: sl.Addr().String()}, errc
 }
 
 // peer is a raw protocol peer: it writes and reads frames byte by byte, so

@@ -13,13 +13,8 @@ import (
 // TestShutdownFlushesQueuedFrames: frames the gateway has accepted (read and
 // queued) are written before the connections close.
 func TestShutdownFlushesQueuedFrames(t *testing.T) {
-	g := New(Config{ServerAuthPassword: testKey, Logger: discard(), ClientSendChanSize: 100000})
-	cl, _ := net.Listen("tcp", "127.0.0.1:0")
-	sl, _ := net.Listen("tcp", "127.0.0.1:0")
-	errc := make(chan error, 2)
-	go func() { errc <- g.ServeClients(cl) }()
-	go func() { errc <- g.ServeServers(sl) }()
-	tg := &testGW{Gateway: g, clientAddr: cl.Addr().String(), serverAddr: sl.Addr().String()}
+	tg, errc := startGWManual(t, Config{ClientSendChanSize: 100000})
+	g := tg.Gateway
 	s := tg.dialServer(t, 1)
 	c := tg.dialClient(t)
 	id, _ := open(t, c, s, 1)
@@ -79,12 +74,8 @@ func TestShutdownFlushesQueuedFrames(t *testing.T) {
 // TestShutdownDeadlineClosesHard: a client that never reads cannot hold up
 // Shutdown past its context.
 func TestShutdownDeadlineClosesHard(t *testing.T) {
-	g := New(Config{ServerAuthPassword: testKey, Logger: discard(), ClientSendChanSize: 100000})
-	cl, _ := net.Listen("tcp", "127.0.0.1:0")
-	sl, _ := net.Listen("tcp", "127.0.0.1:0")
-	go g.ServeClients(cl)
-	go g.ServeServers(sl)
-	tg := &testGW{Gateway: g, clientAddr: cl.Addr().String(), serverAddr: sl.Addr().String()}
+	tg, _ := startGWManual(t, Config{ClientSendChanSize: 100000})
+	g := tg.Gateway
 	s := tg.dialServer(t, 1)
 	c := tg.dialClient(t)
 	c.conn.(*net.TCPConn).SetReadBuffer(4 << 10)
