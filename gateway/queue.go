@@ -62,7 +62,6 @@ func (l *link) push(from *link, frame []byte, mode pushMode) error {
 	start := !l.writing
 	if start {
 		l.writing = true
-		l.gw.wg.Add(1) // for the writer's turn, inline or in a goroutine
 	}
 	l.mu.Unlock()
 	if n > 1 {
@@ -72,7 +71,7 @@ func (l *link) push(from *link, frame []byte, mode pushMode) error {
 		if from != nil && l.raw != nil {
 			from.dirty = append(from.dirty, l)
 		} else {
-			go l.writeLoop(nil, 0)
+			l.startWriter(nil, 0)
 		}
 	}
 	return nil
@@ -99,37 +98,43 @@ func (l *link) flushDirty() {
 // before it hands the rest to a writer goroutine.
 const inlineRounds = 4
 
-// flushInline is one writer turn run by a reader: l's writer ownership is
-// held (l.writing) and one wg count is taken for it.
+// flushInline is one writer turn run by a reader, which holds l's writer
+// ownership (l.writing).
 func (l *link) flushInline() {
 	if l.side == sideServer && l.contended() {
 		// Several readers feed this server: a writer goroutine that lets
 		// them run first (writeLoop yields) gathers all their frames into
 		// one writev, instead of one small write per reader.
-		go l.writeLoop(nil, 0)
+		l.startWriter(nil, 0)
 		return
 	}
 	for range inlineRounds {
 		batch := l.takeBatch(nil)
 		if batch == nil {
-			l.gw.wg.Done() // the turn is over
-			return
+			return // the turn is over
 		}
 		n, err := l.writeNow(batch)
 		if err != nil {
 			l.writeFailed(batch, err)
-			l.gw.wg.Done()
 			return
 		}
 		if total := batchBytes(batch); n < total {
 			// The socket is full: a goroutine waits to write the rest.
-			go l.writeLoop(batch, n)
+			l.startWriter(batch, n)
 			return
 		}
 		l.wrote(batch, n)
 		l.gw.freeAll(batch)
 	}
-	go l.writeLoop(nil, 0)
+	l.startWriter(nil, 0)
+}
+
+// startWriter hands l's writer turn to a writer goroutine. Inline turns run
+// on a reader, which the gateway's wait group already counts; only writer
+// goroutines are added to it, here.
+func (l *link) startWriter(batch [][]byte, skip int64) {
+	l.gw.wg.Add(1)
+	go l.writeLoop(batch, skip)
 }
 
 // contended reports whether several readers have been feeding l lately:
@@ -232,7 +237,7 @@ func batchBytes(batch [][]byte) int64 {
 // empty, then exits. Each round takes the whole queue and writes it with one
 // writev (net.Buffers), so a busy link costs one syscall for many frames. It
 // may start with a batch of which skip bytes are already written (handed
-// over by flushInline); its wg count was taken by whoever started it.
+// over by flushInline); startWriter counted it in the wait group.
 func (l *link) writeLoop(batch [][]byte, skip int64) {
 	defer l.gw.wg.Done()
 	var vec [][]byte  // iovec scratch, reused across rounds
