@@ -324,15 +324,16 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 	for _, l := range links {
 		l.stopReading()
 	}
-	hard := !waitCtx(ctx, &g.readers)
+	readersDone, ok := waitCtx(ctx, &g.readers)
+	hard := !ok
 	if hard {
 		// Readers stuck waiting for room in a server queue wake up when
 		// their links close.
 		for _, l := range links {
 			l.close(ReasonShutdown, nil, false)
 		}
-		g.readers.Wait()
 	}
+	<-readersDone
 	// Every reader has stopped: close the virtual connections (telling
 	// the other ends, whose links are all still open for flushing).
 	for _, l := range links {
@@ -342,23 +343,26 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 	for _, l := range links {
 		l.close(ReasonShutdown, nil, !hard)
 	}
-	if hard || waitCtx(ctx, &g.wg) {
-		g.wg.Wait()
-	} else {
-		hard = true
-		for _, l := range links {
-			l.conn.Close()
+	if !hard {
+		var allDone <-chan struct{}
+		if allDone, ok = waitCtx(ctx, &g.wg); !ok {
+			hard = true
+			for _, l := range links {
+				l.conn.Close()
+			}
 		}
-		g.wg.Wait()
+		<-allDone
 	}
+	g.wg.Wait()
 	if hard {
 		return ctx.Err()
 	}
 	return nil
 }
 
-// waitCtx waits for wg, or for ctx to end; it reports whether wg finished.
-func waitCtx(ctx context.Context, wg *sync.WaitGroup) bool {
+// waitCtx waits for wg, or for ctx to end; it reports whether wg finished
+// first, and returns a channel closed once wg is done.
+func waitCtx(ctx context.Context, wg *sync.WaitGroup) (<-chan struct{}, bool) {
 	done := make(chan struct{})
 	go func() {
 		wg.Wait()
@@ -366,11 +370,11 @@ func waitCtx(ctx context.Context, wg *sync.WaitGroup) bool {
 	}()
 	select {
 	case <-done:
-		return true
+		return done, true
 	case <-ctx.Done():
-		// The waiter goroutine ends when wg does; the caller closes
-		// everything hard and waits for wg itself.
-		return false
+		// The caller closes everything hard, then receives from done, so
+		// the waiter goroutine has ended before Shutdown returns.
+		return done, false
 	}
 }
 
