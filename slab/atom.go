@@ -1,6 +1,8 @@
 package slab
 
 import (
+	"math/bits"
+	"runtime"
 	"sync"
 	"sync/atomic"
 )
@@ -10,18 +12,26 @@ import (
 // the free stack: its index + 1, or 0 at the bottom.
 const slotUsed = ^uint32(0)
 
-// AtomPool is a Pool whose size classes keep their free chunks on a
-// lock-free stack (a Treiber stack of chunk indices, with an ABA tag packed
-// into the same 64-bit word as the top).
+// AtomPool is a Pool whose size classes keep their free chunks on
+// lock-free stacks (Treiber stacks of chunk indices, each with an ABA tag
+// packed into the same 64-bit word as its top).
 //
 // Each class owns pages of pageSize bytes (rounded down to a whole number
-// of chunks) cut into chunks of the class size. A class allocates its first page on its first Alloc and another
-// whenever it runs out, so an idle pool costs a few hundred bytes. Pages are
-// kept until the pool is garbage collected: the pool never shrinks below its
-// peak use. Alloc and Free take no lock; only growing a class takes a mutex,
-// at most once per pageSize bytes, so that a burst of Allocs on an empty
-// class adds one page rather than one per goroutine. A class whose chunk
-// indices would pass 1<<31 stops growing and Alloc falls back to make.
+// of chunks) cut into chunks of the class size. A class allocates its first
+// page on its first Alloc and another whenever it runs out, so an idle pool
+// costs a few hundred bytes. Pages are kept until the pool is garbage
+// collected: the pool never shrinks below its peak use. Alloc and Free take
+// no lock; only growing a class takes a mutex, at most once per pageSize
+// bytes, so that a burst of Allocs on an empty class adds one page rather
+// than one per goroutine. A class whose chunk indices would pass 1<<31 stops
+// growing and Alloc falls back to make.
+//
+// A class has one free stack per processor (GOMAXPROCS when the pool was
+// made, rounded up to a power of two): Free pushes on the stack of the
+// processor it runs on and Alloc pops from it, taking from the others only
+// when it is empty. A goroutine that frees and allocates on one core thus
+// keeps the stack's top in that core's cache, instead of every Alloc and
+// Free on every core fighting over one cache line.
 //
 // Free ignores slices that are not chunks of this pool and a second Free of
 // a chunk that is still free (see the package doc).
@@ -32,15 +42,23 @@ type AtomPool struct {
 
 // atomClass is one size class of an AtomPool.
 type atomClass struct {
-	// head is the free stack: tag<<32 | (top index + 1), 0 when empty.
-	// The tag changes on every push and pop, so a pop that read a stale
-	// top cannot succeed after that chunk was popped and pushed again.
-	head atomic.Uint64
+	stacks []atomStack // one per processor; len is a power of two
 	geometry
 	table atomic.Pointer[pageTable]
 	grow  sync.Mutex // held while adding a page
-	_     [64]byte   // keep neighbouring heads on separate cache lines
 }
+
+// atomStack is one free stack of a class.
+type atomStack struct {
+	// head is tag<<32 | (top index + 1), 0 when empty. The tag changes on
+	// every push and pop, so a pop that read a stale top cannot succeed
+	// after that chunk was popped and pushed again.
+	head atomic.Uint64
+	_    [56]byte // one cache line per stack
+}
+
+// maxStacks bounds the free stacks per class.
+const maxStacks = 64
 
 // NewAtomPool returns an AtomPool with classes from minChunk to maxChunk
 // bytes, each factor times the previous, cut from pages of pageSize bytes.
@@ -49,8 +67,10 @@ func NewAtomPool(minChunk, maxChunk, factor, pageSize int) *AtomPool {
 	mustValidate(minChunk, maxChunk, factor, pageSize, true)
 	p := &AtomPool{cls: newClasses(minChunk, maxChunk, factor)}
 	p.classes = make([]atomClass, len(p.cls))
+	n := min(maxStacks, 1<<bits.Len(uint(runtime.GOMAXPROCS(0)-1)))
 	for i, size := range p.cls {
 		c := &p.classes[i]
+		c.stacks = make([]atomStack, n)
 		c.geometry = newGeometry(size, pageSize)
 		c.table.Store(&pageTable{})
 	}
@@ -69,10 +89,14 @@ func (p *AtomPool) Alloc(size int) []byte {
 		return make([]byte, size)
 	}
 	c := &p.classes[ci]
-	if pg, i, ok := c.pop(); ok {
+	home := c.home()
+	if pg, i, ok := c.pop(home); ok {
 		return pg.chunk(i, c.chunk, size)
 	}
-	if pg, i, ok := c.addPage(); ok {
+	if pg, i, ok := c.steal(home); ok {
+		return pg.chunk(i, c.chunk, size)
+	}
+	if pg, i, ok := c.addPage(home); ok {
 		return pg.chunk(i, c.chunk, size)
 	}
 	return make([]byte, size)
@@ -92,22 +116,44 @@ func (p *AtomPool) Free(b []byte) {
 	}
 	// Claim the chunk and link it to the current top in one step; a
 	// chunk that is not marked used is already free (a double Free).
+	st := c.home()
 	s := &pg.slots[i]
-	old := c.head.Load()
+	old := st.head.Load()
 	if !s.CompareAndSwap(slotUsed, uint32(old)) {
 		return
 	}
 	top := uint64(c.index(pg, i) + 1)
-	for !c.head.CompareAndSwap(old, (old>>32+1)<<32|top) {
-		old = c.head.Load()
+	for !st.head.CompareAndSwap(old, (old>>32+1)<<32|top) {
+		old = st.head.Load()
 		s.Store(uint32(old))
 	}
 }
 
-// pop takes the top chunk off the free stack.
-func (c *atomClass) pop() (pg *page, i uint32, ok bool) {
+// home returns the free stack of the processor the caller runs on. The
+// goroutine may move to another processor right after; that costs a cache
+// miss, never correctness, since every stack is safe for concurrent use.
+func (c *atomClass) home() *atomStack {
+	id := procPin()
+	procUnpin()
+	return &c.stacks[id&(len(c.stacks)-1)]
+}
+
+// steal pops a chunk from any stack other than home.
+func (c *atomClass) steal(home *atomStack) (pg *page, i uint32, ok bool) {
+	for j := range c.stacks {
+		if st := &c.stacks[j]; st != home {
+			if pg, i, ok = c.pop(st); ok {
+				return pg, i, ok
+			}
+		}
+	}
+	return nil, 0, false
+}
+
+// pop takes the top chunk off the free stack st.
+func (c *atomClass) pop(st *atomStack) (pg *page, i uint32, ok bool) {
 	for {
-		old := c.head.Load()
+		old := st.head.Load()
 		top := uint32(old)
 		if top == 0 {
 			return nil, 0, false
@@ -121,7 +167,7 @@ func (c *atomClass) pop() (pg *page, i uint32, ok bool) {
 		// next may be stale (another pop took idx meanwhile); then the
 		// head's tag has changed and the swap fails.
 		next := s.Load()
-		if c.head.CompareAndSwap(old, (old>>32+1)<<32|uint64(next)) {
+		if st.head.CompareAndSwap(old, (old>>32+1)<<32|uint64(next)) {
 			s.Store(slotUsed)
 			return pg, i, true
 		}
@@ -129,26 +175,29 @@ func (c *atomClass) pop() (pg *page, i uint32, ok bool) {
 }
 
 // push puts a chain of free chunks, already linked to each other, on the
-// stack: first is the index of the chain's top chunk and lastSlot the slot
-// of its bottom chunk, which is linked to the old top.
-func (c *atomClass) push(first uint32, lastSlot *atomic.Uint32) {
+// stack st: first is the index of the chain's top chunk and lastSlot the
+// slot of its bottom chunk, which is linked to the old top.
+func (c *atomClass) push(st *atomStack, first uint32, lastSlot *atomic.Uint32) {
 	for {
-		old := c.head.Load()
+		old := st.head.Load()
 		lastSlot.Store(uint32(old))
-		if c.head.CompareAndSwap(old, (old>>32+1)<<32|uint64(first+1)) {
+		if st.head.CompareAndSwap(old, (old>>32+1)<<32|uint64(first+1)) {
 			return
 		}
 	}
 }
 
 // addPage adds a page to the class, keeps its first chunk for the caller
-// and pushes the rest. If another goroutine added a page while this one
-// waited for the lock, it pops from that page instead. ok is false when the
-// class cannot grow.
-func (c *atomClass) addPage() (pg *page, i uint32, ok bool) {
+// and pushes the rest on home. If another goroutine added a page while this
+// one waited for the lock, it takes a chunk of that page instead. ok is
+// false when the class cannot grow.
+func (c *atomClass) addPage(home *atomStack) (pg *page, i uint32, ok bool) {
 	c.grow.Lock()
 	defer c.grow.Unlock()
-	if pg, i, ok = c.pop(); ok {
+	if pg, i, ok = c.pop(home); ok {
+		return pg, i, ok
+	}
+	if pg, i, ok = c.steal(home); ok {
 		return pg, i, ok
 	}
 	t := c.table.Load()
@@ -164,7 +213,7 @@ func (c *atomClass) addPage() (pg *page, i uint32, ok bool) {
 	}
 	c.table.Store(t.with(pg)) // publish the page before its chunks
 	if n > 1 {
-		c.push(c.index(pg, 1), &pg.slots[n-1])
+		c.push(home, c.index(pg, 1), &pg.slots[n-1])
 	}
 	return pg, 0, true
 }

@@ -3,6 +3,7 @@ package slab
 import (
 	"errors"
 	"math"
+	"runtime"
 	"slices"
 	"testing"
 	"unsafe"
@@ -436,5 +437,45 @@ func TestFreeMisaligned(t *testing.T) {
 				t.Fatalf("%s: a misaligned Free handed out live memory", kind)
 			}
 		}
+	}
+}
+
+// TestAtomStacksShareChunks checks that the per-processor free stacks of an
+// AtomPool act as one pool: chunks freed onto any stack are handed out
+// again before the class grows, and none twice.
+func TestAtomStacksShareChunks(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(4))
+	p := NewAtomPool(small.min, small.max, small.factor, small.page)
+	c := &p.classes[0]
+	if len(c.stacks) != 4 {
+		t.Fatalf("%d stacks with GOMAXPROCS=4, want 4", len(c.stacks))
+	}
+	perPage := small.page / small.min
+	held := make([][]byte, perPage)
+	for i := range held {
+		held[i] = p.Alloc(small.min)
+	}
+	if n := len(c.table.Load().byNo); n != 1 {
+		t.Fatalf("%d pages after one page of Allocs, want 1", n)
+	}
+	// Spread the chunks over every stack, as Frees on four cores would.
+	for i, b := range held {
+		pg, j, ok := c.table.Load().find(b, c.chunk)
+		if !ok {
+			t.Fatal("an allocated chunk is not found in its class")
+		}
+		pg.slots[j].Store(0)
+		c.push(&c.stacks[i%len(c.stacks)], c.index(pg, j), &pg.slots[j])
+	}
+	seen := make(map[uintptr]bool)
+	for range perPage {
+		lo, _ := span(p.Alloc(small.min))
+		if seen[lo] {
+			t.Fatal("a chunk was handed out twice")
+		}
+		seen[lo] = true
+	}
+	if n := len(c.table.Load().byNo); n != 1 {
+		t.Fatalf("the class grew to %d pages while other stacks held free chunks", n)
 	}
 }
