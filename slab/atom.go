@@ -138,16 +138,59 @@ func (c *atomClass) home() *atomStack {
 	return &c.stacks[id&(len(c.stacks)-1)]
 }
 
-// steal pops a chunk from any stack other than home.
+// steal takes the whole free stack of another processor, hands its top
+// chunk to the caller and moves the rest onto home, so that the Allocs
+// that follow pop locally: when chunks are allocated on one core and freed
+// on another, one steal per stack rather than one per chunk keeps the
+// stacks' heads in their own cores' caches.
 func (c *atomClass) steal(home *atomStack) (pg *page, i uint32, ok bool) {
 	for j := range c.stacks {
-		if st := &c.stacks[j]; st != home {
-			if pg, i, ok = c.pop(st); ok {
-				return pg, i, ok
+		st := &c.stacks[j]
+		if st == home {
+			continue
+		}
+		old := st.head.Load()
+		for uint32(old) != 0 && !st.head.CompareAndSwap(old, (old>>32+1)<<32) {
+			old = st.head.Load()
+		}
+		if top := uint32(old); top != 0 {
+			// The chain from top down is now ours alone.
+			idx := top - 1
+			pg = c.table.Load().byNo[idx>>c.shift]
+			i = idx & c.mask
+			s := &pg.slots[i]
+			if next := s.Load(); next != 0 {
+				c.adopt(home, next)
 			}
+			s.Store(slotUsed)
+			return pg, i, true
 		}
 	}
 	return nil, 0, false
+}
+
+// adopt puts a chain of free chunks that nobody else can reach, from the
+// chunk with index top-1 down to a chunk linked to 0, on stack st.
+func (c *atomClass) adopt(st *atomStack, top uint32) {
+	old := st.head.Load()
+	if uint32(old) == 0 && st.head.CompareAndSwap(old, (old>>32+1)<<32|uint64(top)) {
+		return // the usual case: st was empty, as it is when stealing
+	}
+	// st has chunks: link the chain's bottom to them. Finding the bottom
+	// walks the chain, which is rare enough (another goroutine freed on
+	// this processor during the steal) not to matter.
+	t := c.table.Load()
+	at := top
+	for {
+		idx := at - 1
+		s := &t.byNo[idx>>c.shift].slots[idx&c.mask]
+		next := s.Load()
+		if next == 0 {
+			c.push(st, top-1, s)
+			return
+		}
+		at = next
+	}
 }
 
 // pop takes the top chunk off the free stack st.

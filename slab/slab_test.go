@@ -479,3 +479,55 @@ func TestAtomStacksShareChunks(t *testing.T) {
 		t.Fatalf("the class grew to %d pages while other stacks held free chunks", n)
 	}
 }
+
+// TestAtomStealOntoBusyStack checks a steal whose own stack is not empty:
+// the stolen chain is linked below that stack's chunks, and every chunk
+// stays reachable exactly once.
+func TestAtomStealOntoBusyStack(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(2))
+	p := NewAtomPool(small.min, small.max, small.factor, small.page)
+	c := &p.classes[0]
+	held := make([][]byte, 10)
+	for i := range held {
+		held[i] = p.Alloc(small.min)
+	}
+	free := func(st *atomStack, b []byte) {
+		pg, j, ok := c.table.Load().find(b, c.chunk)
+		if !ok || !pg.slots[j].CompareAndSwap(slotUsed, 0) {
+			t.Fatal("an allocated chunk is not found, or not marked used")
+		}
+		c.push(st, c.index(pg, j), &pg.slots[j])
+	}
+	home, other := &c.stacks[0], &c.stacks[1]
+	// Empty both stacks of the page's other chunks first.
+	for {
+		if _, _, ok := c.pop(home); !ok {
+			break
+		}
+	}
+	for {
+		if _, _, ok := c.pop(other); !ok {
+			break
+		}
+	}
+	free(home, held[0])
+	for _, b := range held[1:] {
+		free(other, b)
+	}
+	if _, _, ok := c.steal(home); !ok {
+		t.Fatal("steal found nothing")
+	}
+	if other.head.Load()&0xffffffff != 0 {
+		t.Fatal("the victim's stack is not empty after a steal")
+	}
+	n := 0
+	for {
+		if _, _, ok := c.pop(home); !ok {
+			break
+		}
+		n++
+	}
+	if n != len(held)-1 {
+		t.Fatalf("%d chunks on the stack after the steal, want %d", n, len(held)-1)
+	}
+}
