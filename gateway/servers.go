@@ -2,49 +2,75 @@ package gateway
 
 import (
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
 // servers maps a server ID to its authenticated links, oldest first. The
 // newest link of an ID takes new Dials; older ones keep the virtual
 // connections they have (a rolling restart hands over without cutting
-// players). Dials only read it, under a read lock.
+// players).
+//
+// Dials only read it, and servers come and go rarely, so the map is copied
+// on every change and published whole: a Dial looks it up with one atomic
+// load and no lock (a read lock's shared counter would bounce between the
+// cores of every dialing reader).
 type servers struct {
-	mu sync.RWMutex
-	m  map[uint32][]*link
+	mu  sync.Mutex                         // serializes changes
+	cur atomic.Pointer[map[uint32][]*link] // never modified once published
+}
+
+// change publishes a copy of the map with id's links replaced by f's result
+// (none: the ID is removed). The caller holds mu.
+func (s *servers) change(id uint32, f func(ls []*link) []*link) {
+	var old map[uint32][]*link
+	if p := s.cur.Load(); p != nil {
+		old = *p
+	}
+	m := make(map[uint32][]*link, len(old)+1)
+	for k, v := range old {
+		m[k] = v
+	}
+	if ls := f(old[id]); len(ls) > 0 {
+		m[id] = ls
+	} else {
+		delete(m, id)
+	}
+	s.cur.Store(&m)
+}
+
+// snapshot returns the current map (nil when no server ever registered).
+func (s *servers) snapshot() map[uint32][]*link {
+	if p := s.cur.Load(); p != nil {
+		return *p
+	}
+	return nil
 }
 
 func (s *servers) add(l *link) {
 	s.mu.Lock()
-	if s.m == nil {
-		s.m = make(map[uint32][]*link)
-	}
-	s.m[l.id] = append(s.m[l.id], l)
-	s.mu.Unlock()
+	defer s.mu.Unlock()
+	s.change(l.id, func(ls []*link) []*link {
+		return append(ls[:len(ls):len(ls)], l) // a new array: ls is published
+	})
 }
 
 func (s *servers) remove(l *link) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	ls := s.m[l.id]
-	for i, x := range ls {
-		if x == l {
-			ls = append(ls[:i:i], ls[i+1:]...)
-			break
+	s.change(l.id, func(ls []*link) []*link {
+		for i, x := range ls {
+			if x == l {
+				return append(ls[:i:i], ls[i+1:]...)
+			}
 		}
-	}
-	if len(ls) == 0 {
-		delete(s.m, l.id)
-	} else {
-		s.m[l.id] = ls
-	}
+		return ls
+	})
 }
 
 // newest returns the most recently authenticated link for id, or nil.
 func (s *servers) newest(id uint32) *link {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	ls := s.m[id]
+	ls := s.snapshot()[id]
 	if len(ls) == 0 {
 		return nil
 	}
@@ -62,10 +88,8 @@ type ServerInfo struct {
 
 // list returns every registered server link.
 func (s *servers) list() []ServerInfo {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
 	var out []ServerInfo
-	for id, ls := range s.m {
+	for id, ls := range s.snapshot() {
 		for i, l := range ls {
 			l.vmu.Lock()
 			n := len(l.vconns)
