@@ -76,6 +76,11 @@ type link struct {
 	// dirty lists the links whose writer turn this link's reader took
 	// (push) and must still flush (flushDirty). Reader only.
 	dirty []*link
+	// routes caches the virtual connections this link's reader looked up
+	// last, by ConnID modulo its length (a power of two), so that data on
+	// a live virtual connection takes no lock on the shared route table.
+	// Reader only; see route.
+	routes []*vconn
 
 	// mu guards the send queue and the closing state.
 	mu       sync.Mutex
@@ -111,6 +116,7 @@ func newLink(g *Gateway, conn net.Conn, s side, id uint32) *link {
 		l.idle, l.limit = g.cfg.ServerIdleTimeout, g.cfg.ServerSendChanSize
 	}
 	l.space.L = &l.mu
+	l.routes = make([]*vconn, routeCacheSize[s])
 	if sc, ok := conn.(syscall.Conn); ok && lazyReads {
 		if raw, err := sc.SyscallConn(); err == nil {
 			l.raw = raw
@@ -189,6 +195,9 @@ func (l *link) readLoop() {
 	defer l.gw.wg.Done()
 	defer l.gw.readers.Done()
 	fr := l.newFrameReader()
+	// Frames and bytes read are counted here and added to the link's
+	// counters once per batch of frames, not per frame.
+	var frames, bytes uint64
 	for {
 		if err := l.beforeRead(); err != nil {
 			l.readFailed(err)
@@ -199,15 +208,20 @@ func (l *link) readLoop() {
 			l.readFailed(err)
 			break
 		}
+		frames++
+		bytes += uint64(len(frame))
 		if !l.handle(frame) {
 			break
 		}
 		if !fr.HasFrame() {
 			// The next read would wait on the socket: first write out
 			// what the frames read so far queued to other links.
+			l.countIn(frames, bytes)
+			frames, bytes = 0, 0
 			l.flushDirty()
 		}
 	}
+	l.countIn(frames, bytes)
 	fr.Release()
 	if l.stopRead.Load() {
 		// Stopped by Shutdown, which tears every link down itself once
@@ -241,10 +255,16 @@ func (l *link) readFailed(err error) {
 	l.close(classify(err), err, false)
 }
 
+// countIn adds frames and bytes read to the link's counters.
+func (l *link) countIn(frames, bytes uint64) {
+	if frames > 0 {
+		l.stats.framesIn.Add(frames)
+		l.stats.bytesIn.Add(bytes)
+	}
+}
+
 // handle routes one frame read from l and reports whether to read on.
 func (l *link) handle(frame []byte) bool {
-	l.stats.framesIn.Add(1)
-	l.stats.bytesIn.Add(uint64(len(frame)))
 	if id := proto.Header(frame).ConnID(); id != 0 {
 		l.gw.forward(l, id, frame)
 	} else {

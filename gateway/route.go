@@ -4,17 +4,45 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"sync/atomic"
 
 	"github.com/fastway-go/fastway/proto"
 )
 
 // vconn is one virtual connection: a ConnID and the two links it joins.
-// The fields never change after the vconn is published in the route table.
+// The fields but closed never change after the vconn is published in the
+// route table.
 type vconn struct {
 	id       uint32
 	client   *link
 	server   *link
-	byClient bool // the client dialed it (counts toward ClientMaxConn)
+	byClient bool        // the client dialed it (counts toward ClientMaxConn)
+	closed   atomic.Bool // set when it leaves the route table
+}
+
+// routeCacheSize is the length of a link's route cache, by side: a client
+// usually has a few virtual connections, a server many.
+var routeCacheSize = [2]int{sideClient: 4, sideServer: 256}
+
+// route returns the live virtual connection id, looking in the reader's
+// cache first. A cached vconn is good while it is not closed: ConnIDs are
+// never reused while live, and a closed one is marked before anyone is told
+// it closed, so a frame routed by the cache races a Close exactly as one
+// routed by the table does. The caller is l's reader.
+//
+// A cache entry keeps its vconn (and so the links it joins) reachable until
+// it is replaced or l is gone; that is a few pointers per link, not their
+// buffers, which are freed when the links close.
+func (g *Gateway) route(l *link, id uint32) (*vconn, bool) {
+	slot := &l.routes[id&uint32(len(l.routes)-1)]
+	if vc := *slot; vc != nil && vc.id == id && !vc.closed.Load() {
+		return vc, true
+	}
+	vc, ok := g.routes.get(id)
+	if ok {
+		*slot = vc
+	}
+	return vc, ok
 }
 
 // other returns the end of vc that is not l.
@@ -43,7 +71,7 @@ func modeFor(from, to *link) pushMode {
 // forward routes a data frame read from l. This is the fast path: the frame
 // is queued to the other end as the very buffer it was read into.
 func (g *Gateway) forward(l *link, id uint32, frame []byte) {
-	vc, ok := g.routes.get(id)
+	vc, ok := g.route(l, id)
 	if !ok {
 		// Not live: drop it and tell the sender the ConnID is gone.
 		g.counters.framesDropped.Add(1)
@@ -190,15 +218,14 @@ func (l *link) detach(vc *vconn) {
 // it is removed and both ends get Close. Anything else is ignored silently,
 // as the protocol requires (nobody can close someone else's connection).
 func (g *Gateway) closeVC(l *link, id uint32) {
-	vc, ok := g.routes.get(id)
-	if !ok || (vc.client != l && vc.server != l) {
+	// One locked lookup finds and removes it; if another Close won, or id
+	// is not live or not l's, there is nothing to do.
+	vc, ok := g.routes.remove(id, func(v *vconn) bool { return v.client == l || v.server == l })
+	if !ok {
 		g.counters.closesIgnored.Add(1)
 		return
 	}
-	if !g.routes.remove(id, func(v *vconn) bool { return v == vc }) {
-		g.counters.closesIgnored.Add(1)
-		return // someone else closed it first and sends the Closes
-	}
+	vc.closed.Store(true)
 	vc.client.detach(vc)
 	vc.server.detach(vc)
 	g.counters.vconns.Add(-1)
@@ -234,9 +261,10 @@ func (g *Gateway) teardown(l *link) {
 	l.vconns = nil
 	l.vmu.Unlock()
 	for id, vc := range vcs {
-		if !g.routes.remove(id, func(v *vconn) bool { return v == vc }) {
+		if _, ok := g.routes.remove(id, func(v *vconn) bool { return v == vc }); !ok {
 			continue // closed concurrently by the other end
 		}
+		vc.closed.Store(true)
 		other := vc.other(l)
 		other.detach(vc)
 		g.counters.vconns.Add(-1)

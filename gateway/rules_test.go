@@ -347,6 +347,33 @@ func TestDataOnDeadConnIDAnsweredWithClose(t *testing.T) {
 	c.ping()
 }
 
+// TestDataAfterCloseDropped sends data on a virtual connection (so both
+// readers have it in their route caches), closes it, and sends again from
+// both ends: the late frames reach nobody and each sender gets a Close.
+func TestDataAfterCloseDropped(t *testing.T) {
+	g := startGW(t, Config{})
+	s := g.dialServer(t, 1)
+	c := g.dialClient(t)
+	id, _ := open(t, c, s, 1)
+	c.sendData(id, "up")
+	s.expectData(id, "up")
+	s.sendData(id, "down")
+	c.expectData(id, "down")
+	c.send(proto.Command{Type: proto.CmdClose, ConnID: id})
+	c.expectCmd(proto.Command{Type: proto.CmdClose, ConnID: id})
+	s.expectCmd(proto.Command{Type: proto.CmdClose, ConnID: id})
+	c.sendData(id, "late up")
+	c.expectCmd(proto.Command{Type: proto.CmdClose, ConnID: id})
+	s.sendData(id, "late down")
+	s.expectCmd(proto.Command{Type: proto.CmdClose, ConnID: id})
+	// Nothing else came: the next frames are the Pongs.
+	c.ping()
+	s.ping()
+	if n := g.Stats().FramesDropped; n != 2 {
+		t.Fatalf("FramesDropped = %d, want 2", n)
+	}
+}
+
 func TestServerAuth(t *testing.T) {
 	g := startGW(t, Config{ServerAuthTimeout: 200 * time.Millisecond})
 	t.Run("wrong key", func(t *testing.T) {

@@ -44,18 +44,20 @@ func (t *table[T]) insert(id uint32, v T) bool {
 	return true
 }
 
-// remove deletes id if its value satisfies match, and reports whether it did.
-// Exactly one of several concurrent removers of the same entry wins.
-func (t *table[T]) remove(id uint32, match func(T) bool) bool {
+// remove deletes id if its value satisfies match, and returns the value and
+// whether it did. Exactly one of several concurrent removers of the same
+// entry wins.
+func (t *table[T]) remove(id uint32, match func(T) bool) (T, bool) {
 	s := t.shard(id)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	v, ok := s.m[id]
 	if !ok || (match != nil && !match(v)) {
-		return false
+		var zero T
+		return zero, false
 	}
 	delete(s.m, id)
-	return true
+	return v, true
 }
 
 // len counts the entries (for stats and tests; it locks every shard in turn).
