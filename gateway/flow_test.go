@@ -207,3 +207,44 @@ func TestWriterCoalesces(t *testing.T) {
 	l.close(ReasonShutdown, nil, false)
 	eventually(t, "writer exit", func() bool { l.mu.Lock(); defer l.mu.Unlock(); return !l.writing })
 }
+
+// TestDialCloseBuffers: Accept goes out in the Dial's buffer and a Close is
+// acknowledged with the Close's own buffer. With a pool, a Dial → Close
+// cycle therefore takes four frame buffers (Dial, Connect, Close, the
+// other end's Close), all returned; without a pool (NoPool: no spare
+// capacity) the gateway falls back to fresh buffers, and the bytes are the
+// same either way.
+func TestDialCloseBuffers(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		pool slab.Pool
+		want int64 // small buffers per cycle; 0: not checked
+	}{
+		{"sync", slab.NewSyncPool(64, 64<<10, 2), 4},
+		{"none", slab.NoPool{}, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			pool := &countingPool{Pool: tc.pool}
+			g := startGW(t, Config{MemPool: pool})
+			s := g.dialServer(t, 1)
+			c := g.dialClient(t)
+			s.ping()
+			c.ping()
+			const n = 50
+			before := pool.small.Load()
+			for range n {
+				id, _ := open(t, c, s, 1)
+				c.send(proto.Command{Type: proto.CmdClose, ConnID: id})
+				c.expectCmd(proto.Command{Type: proto.CmdClose, ConnID: id})
+				s.expectCmd(proto.Command{Type: proto.CmdClose, ConnID: id})
+			}
+			if got := (pool.small.Load() - before) / n; tc.want != 0 && got != tc.want {
+				t.Fatalf("%d small buffers per Dial → Close cycle, want %d", got, tc.want)
+			}
+			c.conn.Close()
+			s.conn.Close()
+			eventually(t, "links gone", func() bool { st := g.Stats(); return st.ClientConns == 0 && st.ServerConns == 0 })
+			eventually(t, "buffers back", func() bool { return pool.allocs.Load() == pool.frees.Load() })
+		})
+	}
+}

@@ -112,8 +112,7 @@ func (g *Gateway) command(l *link, frame []byte) {
 	case proto.CmdDial:
 		g.dial(l, cmd.RemoteID, frame)
 	case proto.CmdClose:
-		g.free(frame)
-		g.closeVC(l, cmd.ConnID)
+		g.closeVC(l, cmd.ConnID, frame)
 	default:
 		g.free(frame)
 		l.close(ReasonProtocolError, fmt.Errorf("%s sent to the gateway", cmd.Type), false)
@@ -154,13 +153,13 @@ func (g *Gateway) dial(l *link, remoteID uint32, dialFrame []byte) {
 		refuse(r)
 		return
 	}
-	g.free(dialFrame)
 	g.counters.vconns.Add(1)
 	g.counters.dialsAccepted.Add(1)
 
 	// Accept to the dialer first, so it knows the ConnID before any data.
+	// It goes out in the Dial's buffer.
 	other := vc.other(l)
-	l.push(l, g.encode(proto.Command{Type: proto.CmdAccept, ConnID: vc.id, RemoteID: remoteID}), modeFor(l, l))
+	l.push(l, g.rewrite(dialFrame, proto.Command{Type: proto.CmdAccept, ConnID: vc.id, RemoteID: remoteID}), modeFor(l, l))
 	other.push(l, g.encode(proto.Command{Type: proto.CmdConnect, ConnID: vc.id, RemoteID: l.id}), modeFor(l, other))
 }
 
@@ -214,14 +213,17 @@ func (l *link) detach(vc *vconn) {
 	l.vmu.Unlock()
 }
 
-// closeVC handles Close(id) from l: if id is live and l is one of its ends,
-// it is removed and both ends get Close. Anything else is ignored silently,
-// as the protocol requires (nobody can close someone else's connection).
-func (g *Gateway) closeVC(l *link, id uint32) {
+// closeVC handles Close(id) from l, given as frame: if id is live and l is
+// one of its ends, it is removed and both ends get Close (l gets its own
+// frame back, which is byte for byte the Close it is owed). Anything else
+// is ignored silently, as the protocol requires (nobody can close someone
+// else's connection).
+func (g *Gateway) closeVC(l *link, id uint32, frame []byte) {
 	// One locked lookup finds and removes it; if another Close won, or id
 	// is not live or not l's, there is nothing to do.
 	vc, ok := g.routes.remove(id, func(v *vconn) bool { return v.client == l || v.server == l })
 	if !ok {
+		g.free(frame)
 		g.counters.closesIgnored.Add(1)
 		return
 	}
@@ -230,13 +232,27 @@ func (g *Gateway) closeVC(l *link, id uint32) {
 	vc.server.detach(vc)
 	g.counters.vconns.Add(-1)
 	other := vc.other(l)
-	g.sendClose(l, l, id)
+	l.push(l, frame, modeFor(l, l))
 	g.sendClose(l, other, id)
 }
 
 // sendClose queues Close(id) to link to, on behalf of link from.
 func (g *Gateway) sendClose(from, to *link, id uint32) {
 	to.push(from, g.encode(proto.Command{Type: proto.CmdClose, ConnID: id}), modeFor(from, to))
+}
+
+// rewrite turns frame, a command frame the gateway owns, into cmd's frame,
+// in place when its buffer is large enough (a pooled chunk usually is),
+// and otherwise in a new pooled buffer.
+func (g *Gateway) rewrite(frame []byte, cmd proto.Command) []byte {
+	size := proto.CmdSize(cmd.Type)
+	if cap(frame) < size {
+		g.free(frame)
+		return g.encode(cmd)
+	}
+	frame = frame[:size]
+	cmd.Put(frame)
+	return frame
 }
 
 // encode returns cmd's frame in a pooled buffer.
