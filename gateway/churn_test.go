@@ -289,15 +289,18 @@ func TestHardeningConnIDWrap(t *testing.T) {
 	s := g.dialServer(t, 1)
 	c := g.dialClient(t)
 	var ids []uint32
-	openN := func(n int) {
+	openN := func(c *peer, n int) {
 		for range n {
 			id, _ := open(t, c, s, 1)
 			ids = append(ids, id)
 		}
 	}
-	openN(3) // ConnIDs 1, 2, 3 stay live across the wrap
+	openN(c, 3) // ConnIDs 1, 2, 3 stay live across the wrap
 	g.nextConnID.Store(math.MaxUint32 - 5)
-	openN(10) // 2^32-4 .. 2^32-1, then (0, 1, 2, 3 skipped) 4 .. 9
+	// A new client's reader takes the next block of ConnIDs, which wraps:
+	// 2^32-4 .. 2^32-1, then (0, 1, 2, 3 skipped) 4 .. 8.
+	c2 := g.dialClient(t)
+	openN(c2, 10)
 	want := []uint32{1, 2, 3, math.MaxUint32 - 4, math.MaxUint32 - 3, math.MaxUint32 - 2, math.MaxUint32 - 1, math.MaxUint32, 4, 5, 6, 7, 8}
 	if !slices.Equal(ids, want) {
 		t.Fatalf("ConnIDs %v, want %v", ids, want)
@@ -310,21 +313,26 @@ func TestHardeningConnIDWrap(t *testing.T) {
 		seen[id] = true
 	}
 	// Every one of them carries its own traffic, both ways.
-	for _, id := range ids {
-		c.sendData(id, fmt.Sprint(id))
+	for i, id := range ids {
+		cl := c
+		if i >= 3 {
+			cl = c2
+		}
+		cl.sendData(id, fmt.Sprint(id))
 		s.expectData(id, fmt.Sprint(id))
 		s.sendData(id, fmt.Sprint(id))
-		c.expectData(id, fmt.Sprint(id))
+		cl.expectData(id, fmt.Sprint(id))
 	}
 
-	// Client IDs: the test's client is ID 1; the counter wraps past it.
+	// Client IDs: the test's clients are IDs 1 and 2; the counter wraps
+	// past them.
 	g.nextClientID.Store(math.MaxUint32 - 2)
 	var clientIDs []uint32
 	for range 4 {
 		_, cid := open(t, g.dialClient(t), s, 1)
 		clientIDs = append(clientIDs, cid)
 	}
-	if want := []uint32{math.MaxUint32 - 1, math.MaxUint32, 2, 3}; !slices.Equal(clientIDs, want) {
+	if want := []uint32{math.MaxUint32 - 1, math.MaxUint32, 3, 4}; !slices.Equal(clientIDs, want) {
 		t.Fatalf("client IDs %v, want %v", clientIDs, want)
 	}
 	t.Logf("ConnIDs across the wrap: %v; client IDs across the wrap: %v", ids, clientIDs)

@@ -73,6 +73,10 @@ type link struct {
 	lazyErr error
 	wstate  *writeState // non-blocking write scratch, made on first use
 
+	// idNext..idEnd-1 are the ConnIDs this link's reader has taken for the
+	// Dials it reads (see newConnID). Reader only.
+	idNext, idEnd uint32
+
 	// dirty lists the links whose writer turn this link's reader took
 	// (push) and must still flush (flushDirty). Reader only.
 	dirty []*link

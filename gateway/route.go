@@ -149,12 +149,14 @@ func (g *Gateway) dial(l *link, remoteID uint32, dialFrame []byte) {
 		}
 		vc.client = c
 	}
-	if r, ok := g.attach(vc); !ok {
+	if r, ok := g.attach(l, vc); !ok {
 		refuse(r)
 		return
 	}
-	g.counters.vconns.Add(1)
-	g.counters.dialsAccepted.Add(1)
+	// Counted on the dialer's link (its reader is the caller), not on a
+	// gateway-wide counter every core's dials would fight over; Stats
+	// sums the links. Open virtual connections are the route table's size.
+	l.stats.dials.Add(1)
 
 	// Accept to the dialer first, so it knows the ConnID before any data.
 	// It goes out in the Dial's buffer.
@@ -166,8 +168,9 @@ func (g *Gateway) dial(l *link, remoteID uint32, dialFrame []byte) {
 // attach assigns vc a ConnID and records it in the route table and on both
 // links, unless either link is closing or the client is at ClientMaxConn.
 // Both links' vmu are held (client first, then server) so a concurrent
-// teardown either sees vc or makes attach fail.
-func (g *Gateway) attach(vc *vconn) (RefuseReason, bool) {
+// teardown either sees vc or makes attach fail. l is the dialer, whose
+// reader is the caller.
+func (g *Gateway) attach(l *link, vc *vconn) (RefuseReason, bool) {
 	c, s := vc.client, vc.server
 	c.vmu.Lock()
 	defer c.vmu.Unlock()
@@ -182,7 +185,7 @@ func (g *Gateway) attach(vc *vconn) (RefuseReason, bool) {
 	for {
 		// ConnIDs are never 0 and never collide with a live one, also
 		// after the 32-bit counter wraps.
-		vc.id = g.nextConnID.Add(1)
+		vc.id = g.newConnID(l)
 		if vc.id != 0 && g.routes.insert(vc.id, vc) {
 			break
 		}
@@ -199,6 +202,25 @@ func (g *Gateway) attach(vc *vconn) (RefuseReason, bool) {
 		c.dialed++
 	}
 	return 0, true
+}
+
+// connIDBlock is how many ConnIDs a reader takes from the gateway's counter
+// at a time.
+const connIDBlock = 64
+
+// newConnID returns the next ConnID candidate for a Dial read by l's reader
+// (the caller). Each reader takes ConnIDs from the shared counter in blocks,
+// so that dials on different cores do not all bump one counter; the
+// candidates still run through every 32-bit value before any repeats, and
+// attach skips 0 and IDs still live.
+func (g *Gateway) newConnID(l *link) uint32 {
+	if l.idNext == l.idEnd {
+		end := g.nextConnID.Add(connIDBlock)
+		l.idNext, l.idEnd = end-connIDBlock+1, end+1
+	}
+	id := l.idNext
+	l.idNext++
+	return id
 }
 
 // detach forgets vc on link l.
@@ -230,7 +252,6 @@ func (g *Gateway) closeVC(l *link, id uint32, frame []byte) {
 	vc.closed.Store(true)
 	vc.client.detach(vc)
 	vc.server.detach(vc)
-	g.counters.vconns.Add(-1)
 	other := vc.other(l)
 	l.push(l, frame, modeFor(l, l))
 	g.sendClose(l, other, id)
@@ -283,7 +304,6 @@ func (g *Gateway) teardown(l *link) {
 		vc.closed.Store(true)
 		other := vc.other(l)
 		other.detach(vc)
-		g.counters.vconns.Add(-1)
 		g.sendClose(l, other, id)
 	}
 

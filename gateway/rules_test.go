@@ -115,12 +115,12 @@ func TestDialClosingPeerRefused(t *testing.T) {
 	client := newLink(g, nil, sideClient, 1)
 	server := newLink(g, near, sideServer, 1)
 	server.close(ReasonShutdown, nil, false) // a closing link, not yet torn down
-	if r, ok := g.attach(&vconn{client: client, server: server, byClient: true}); ok || r != RefusePeerClosing {
+	if r, ok := g.attach(client, &vconn{client: client, server: server, byClient: true}); ok || r != RefusePeerClosing {
 		t.Fatalf("attach to closing server = %v, %v; want RefusePeerClosing", r, ok)
 	}
 	server = newLink(g, nil, sideServer, 1)
 	client.dead = true
-	if r, ok := g.attach(&vconn{client: client, server: server}); ok || r != RefusePeerClosing {
+	if r, ok := g.attach(client, &vconn{client: client, server: server}); ok || r != RefusePeerClosing {
 		t.Fatalf("attach to dead client = %v, %v; want RefusePeerClosing", r, ok)
 	}
 	if n := g.routes.len(); n != 0 {

@@ -28,12 +28,14 @@ type Traffic struct {
 	BytesIn, BytesOut   uint64 // bytes read from / written to that side
 }
 
-// linkCounters are one link's traffic counters. The reader alone adds to the
-// In fields and the writer alone to the Out fields, so the atomics are never
-// contended; Stats sums them over live links at snapshot time.
+// linkCounters are one link's traffic counters, and the Dials it got
+// accepted. The reader alone adds to the In fields and dials, and the
+// writer alone to the Out fields, so the atomics are never contended; Stats
+// sums them over live links at snapshot time.
 type linkCounters struct {
 	framesIn, bytesIn   atomic.Uint64
 	framesOut, bytesOut atomic.Uint64
+	dials               atomic.Uint64
 }
 
 func (c *linkCounters) addTo(t *Traffic) {
@@ -46,15 +48,14 @@ func (c *linkCounters) addTo(t *Traffic) {
 // counters are the gateway-wide counters of rare events, and the traffic of
 // links that have closed.
 type counters struct {
-	clientConns, serverConns, vconns atomic.Int64
-	dialsAccepted                    atomic.Uint64
-	dialsRefused                     [numRefuseReasons]atomic.Uint64
-	disconnects                      [numReasons]atomic.Uint64
-	authFailures                     atomic.Uint64
-	framesDropped, closesIgnored     atomic.Uint64
-	clientAccepts, serverAccepts     atomic.Uint64
-	highWater                        [2]atomic.Int64
-	closed                           [2]linkCounters // traffic of closed links, [client, server]
+	clientConns, serverConns     atomic.Int64
+	dialsRefused                 [numRefuseReasons]atomic.Uint64
+	disconnects                  [numReasons]atomic.Uint64
+	authFailures                 atomic.Uint64
+	framesDropped, closesIgnored atomic.Uint64
+	clientAccepts, serverAccepts atomic.Uint64
+	highWater                    [2]atomic.Int64
+	closed                       [2]linkCounters // traffic of closed links, [client, server]
 }
 
 // noteQueueLen records a send queue length for the high-water mark.
@@ -75,6 +76,7 @@ func (c *counters) retire(s side, lc *linkCounters) {
 	dst.bytesIn.Add(lc.bytesIn.Load())
 	dst.framesOut.Add(lc.framesOut.Load())
 	dst.bytesOut.Add(lc.bytesOut.Load())
+	dst.dials.Add(lc.dials.Load())
 }
 
 // Stats returns a snapshot of the gateway's counters.
@@ -83,8 +85,7 @@ func (g *Gateway) Stats() Stats {
 	s := Stats{
 		ClientConns:   c.clientConns.Load(),
 		ServerConns:   c.serverConns.Load(),
-		VirtualConns:  c.vconns.Load(),
-		DialsAccepted: c.dialsAccepted.Load(),
+		VirtualConns:  int64(g.routes.len()),
 		AuthFailures:  c.authFailures.Load(),
 		FramesDropped: c.framesDropped.Load(),
 		ClosesIgnored: c.closesIgnored.Load(),
@@ -105,12 +106,14 @@ func (g *Gateway) Stats() Stats {
 	g.mu.Lock()
 	c.closed[sideClient].addTo(&s.Client)
 	c.closed[sideServer].addTo(&s.Server)
+	s.DialsAccepted = c.closed[sideClient].dials.Load() + c.closed[sideServer].dials.Load()
 	for l := range g.links {
 		if l.side == sideClient {
 			l.stats.addTo(&s.Client)
 		} else {
 			l.stats.addTo(&s.Server)
 		}
+		s.DialsAccepted += l.stats.dials.Load()
 	}
 	g.mu.Unlock()
 	return s
