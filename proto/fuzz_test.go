@@ -5,6 +5,7 @@ import (
 	"crypto/md5"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"testing"
 	"testing/iotest"
@@ -116,60 +117,88 @@ func FuzzFrameReader(f *testing.F) {
 			want, wantErr := refParse(data, cfg.maxPacket)
 			readers := []struct {
 				name string
-				r    io.Reader
+				r    func() io.Reader
 			}{
-				{"whole", bytes.NewReader(data)},
-				{"split", io.MultiReader(bytes.NewReader(data[:cut]), bytes.NewReader(data[cut:]))},
-				{"one-byte", iotest.OneByteReader(bytes.NewReader(data))},
+				{"whole", func() io.Reader { return bytes.NewReader(data) }},
+				{"split", func() io.Reader { return io.MultiReader(bytes.NewReader(data[:cut]), bytes.NewReader(data[cut:])) }},
+				{"one-byte", func() io.Reader { return iotest.OneByteReader(bytes.NewReader(data)) }},
 			}
-			for _, rd := range readers {
-				pool := newCountingPool()
-				fr := NewFrameReader(rd.r, pool, cfg.bufSize, cfg.maxPacket)
-				var got [][]byte
-				var err error
-				for {
-					var fb []byte
-					fb, err = fr.ReadFrame()
-					if err != nil {
-						break
-					}
-					if len(fb) < HeaderSize || int(Header(fb).Length()) != len(fb)-SizeOfLength {
-						t.Fatalf("%s %+v: frame %x has a bad Length", rd.name, cfg, fb)
-					}
-					if err := CheckLength(Header(fb).Length(), cfg.maxPacket); err != nil {
-						t.Fatalf("%s %+v: frame %x returned: %v", rd.name, cfg, fb, err)
-					}
-					checkReencode(t, fb)
-					got = append(got, append([]byte(nil), fb...))
-					pool.Free(fb)
+			// minShare 0 reads with ReadFrame and copies each frame out at
+			// once; 9 reads with ReadFrameShared, handing out in place
+			// every frame it may, and holds them all to the end, so a
+			// later read that overwrote one would show.
+			for _, minShare := range []int{0, 9} {
+				for _, rd := range readers {
+					fuzzRead(t, rd.name, rd.r(), cfg.bufSize, cfg.maxPacket, minShare, want, wantErr)
 				}
-				if errKind(err) != wantErr {
-					t.Fatalf("%s %+v: stream ended with %v, want %v", rd.name, cfg, err, wantErr)
-				}
-				if len(got) != len(want) {
-					t.Fatalf("%s %+v: %d frames, want %d", rd.name, cfg, len(got), len(want))
-				}
-				for i := range want {
-					if !bytes.Equal(got[i], want[i]) {
-						t.Fatalf("%s %+v: frame %d = %x, want %x", rd.name, cfg, i, got[i], want[i])
-					}
-				}
-				// Nothing is allocated beyond the read buffer and what a
-				// legal Length announces.
-				bufSize := cfg.bufSize
-				if bufSize == 0 {
-					bufSize = DefaultBufferSize
-				}
-				for _, n := range pool.allocs() {
-					if n > bufSize && n > SizeOfLength+cfg.maxPacket {
-						t.Fatalf("%s %+v: Alloc(%d) beyond the read buffer and MaxPacket", rd.name, cfg, n)
-					}
-				}
-				fr.Release()
-				pool.checkBalanced(t)
 			}
 		}
 	})
+}
+
+// fuzzRead reads r to its end with a FrameReader and checks the frames and
+// the error against the reference parse, and the pool's balance.
+func fuzzRead(t *testing.T, name string, r io.Reader, bufSize, maxPacket, minShare int, want [][]byte, wantErr error) {
+	pool := newCountingPool()
+	fr := NewFrameReader(r, pool, bufSize, maxPacket)
+	cfg := fmt.Sprintf("buf %d, max %d, share %d", bufSize, maxPacket, minShare)
+	var got [][]byte
+	var shared []*Shared
+	var err error
+	for {
+		var fb []byte
+		var s *Shared
+		fb, s, err = fr.ReadFrameShared(minShare)
+		if err != nil {
+			break
+		}
+		if len(fb) < HeaderSize || int(Header(fb).Length()) != len(fb)-SizeOfLength {
+			t.Fatalf("%s %s: frame %x has a bad Length", name, cfg, fb)
+		}
+		if err := CheckLength(Header(fb).Length(), maxPacket); err != nil {
+			t.Fatalf("%s %s: frame %x returned: %v", name, cfg, fb, err)
+		}
+		checkReencode(t, fb)
+		switch {
+		case s != nil:
+			got, shared = append(got, fb), append(shared, s)
+		case minShare > 0:
+			got, shared = append(got, fb), append(shared, nil)
+		default:
+			got = append(got, append([]byte(nil), fb...))
+			pool.Free(fb)
+		}
+	}
+	if errKind(err) != wantErr {
+		t.Fatalf("%s %s: stream ended with %v, want %v", name, cfg, err, wantErr)
+	}
+	if len(got) != len(want) {
+		t.Fatalf("%s %s: %d frames, want %d", name, cfg, len(got), len(want))
+	}
+	for i := range want {
+		if !bytes.Equal(got[i], want[i]) {
+			t.Fatalf("%s %s: frame %d = %x, want %x", name, cfg, i, got[i], want[i])
+		}
+	}
+	// Nothing is allocated beyond the read buffer and what a legal Length
+	// announces.
+	if bufSize == 0 {
+		bufSize = DefaultBufferSize
+	}
+	for _, n := range pool.allocs() {
+		if n > bufSize && n > SizeOfLength+maxPacket {
+			t.Fatalf("%s %s: Alloc(%d) beyond the read buffer and MaxPacket", name, cfg, n)
+		}
+	}
+	fr.Release()
+	for i, s := range shared {
+		if s != nil {
+			s.Release()
+		} else {
+			pool.Free(got[i])
+		}
+	}
+	pool.checkBalanced(t)
 }
 
 // refDecode is an independent reference for DecodeCommand's acceptance.

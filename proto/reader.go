@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"math/bits"
+	"sync"
 	"sync/atomic"
 
 	"github.com/fastway-go/fastway/slab"
@@ -34,6 +35,11 @@ type FrameReader struct {
 	empty     int    // reads in a row that returned no bytes and no error
 
 	budget *Budget // shared bound on large frames still arriving, or nil
+
+	// shared is set once a frame of buf was handed out in place
+	// (ReadFrameShared): it holds the reader's own reference to buf, and
+	// the reader never writes over bytes it handed out (see dropBuf).
+	shared *Shared
 
 	lazy LazyReader // r, if it implements LazyReader
 	get  func() []byte
@@ -97,6 +103,9 @@ func (fr *FrameReader) fill(n int) error {
 		var m int
 		var err error
 		if fr.lazy != nil && fr.rpos == fr.wpos {
+			if fr.shared != nil {
+				fr.dropBuf() // the read would start over frames handed out
+			}
 			fr.rpos, fr.wpos = 0, 0
 			m, err = fr.lazy.ReadLazy(fr.get, fr.put)
 			if fr.buf != nil {
@@ -112,8 +121,14 @@ func (fr *FrameReader) fill(n int) error {
 				// does not keep a 64 KiB buffer).
 				fr.regrow()
 			} else if len(fr.buf)-fr.rpos < n {
-				fr.wpos = copy(fr.buf, fr.buf[fr.rpos:fr.wpos])
-				fr.rpos = 0
+				if fr.shared != nil {
+					// Handed-out frames sit before rpos: move the
+					// rest to a new buffer rather than over them.
+					fr.regrow()
+				} else {
+					fr.wpos = copy(fr.buf, fr.buf[fr.rpos:fr.wpos])
+					fr.rpos = 0
+				}
 			}
 			space := len(fr.buf) - fr.wpos
 			m, err = fr.r.Read(fr.buf[fr.wpos:])
@@ -168,11 +183,31 @@ func (fr *FrameReader) adapt(m, space int) {
 
 // regrow moves the buffered bytes into a new buffer of fr.size.
 func (fr *FrameReader) regrow() {
-	old := fr.buf
+	old, shared := fr.buf, fr.shared
+	fr.shared = nil
 	fr.alloc()
 	fr.wpos = copy(fr.buf, old[fr.rpos:fr.wpos])
 	fr.rpos = 0
-	fr.pool.Free(old)
+	fr.release(old, shared)
+}
+
+// dropBuf lets go of the read buffer (see release).
+func (fr *FrameReader) dropBuf() {
+	buf, shared := fr.buf, fr.shared
+	fr.buf, fr.shared = nil, nil
+	fr.release(buf, shared)
+}
+
+// release lets go of buf, a read buffer: back to the pool, or, when frames
+// were handed out of it in place (shared is not nil), by releasing the
+// reader's reference; the last frame released then returns it.
+func (fr *FrameReader) release(buf []byte, shared *Shared) {
+	switch {
+	case shared != nil:
+		shared.Release()
+	case buf != nil:
+		fr.pool.Free(buf)
+	}
 }
 
 func (fr *FrameReader) alloc() {
@@ -191,46 +226,110 @@ func (fr *FrameReader) getBuf() []byte {
 
 func (fr *FrameReader) putBuf() {
 	if fr.buf != nil && fr.wpos == 0 {
-		fr.pool.Free(fr.buf)
-		fr.buf = nil
+		fr.dropBuf()
 	}
 }
 
 // ReadFrame returns the next whole frame (Length field included) in a buffer
 // from the pool. io.EOF means the stream ended cleanly between frames.
 func (fr *FrameReader) ReadFrame() ([]byte, error) {
+	frame, _, err := fr.ReadFrameShared(0)
+	return frame, err
+}
+
+// maxShareRatio bounds how much of a read buffer one frame handed out in
+// place may keep from the pool: the frame is at least 1/maxShareRatio of
+// the buffer.
+const maxShareRatio = 16
+
+// ReadFrameShared is ReadFrame, except that a frame of at least minShare
+// bytes (0: none) that arrived whole in the read buffer, and is at least a
+// sixteenth of it, is returned in place, as a slice of the read buffer
+// itself, with the Shared that holds the buffer: the bytes are not copied.
+// The caller then owns one reference, and calls Release on it (not the
+// pool's Free on the frame) when done with the frame. For other frames
+// the Shared is nil and the frame is the caller's pooled buffer, as from
+// ReadFrame.
+//
+// A frame returned in place keeps its whole read buffer (at most 64 KiB,
+// or 16 times the frame) out of the pool until released.
+func (fr *FrameReader) ReadFrameShared(minShare int) ([]byte, *Shared, error) {
 	if err := fr.fill(SizeOfLength); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	length := binary.LittleEndian.Uint32(fr.buf[fr.rpos:])
 	if err := CheckLength(length, fr.maxPacket); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	size := SizeOfLength + int(length)
 	var frame []byte
+	var shared *Shared
 	if size <= len(fr.buf) {
 		// Small frame: gather it in the read buffer, with any that follow.
 		if err := fr.fill(size); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
-		frame = fr.pool.Alloc(size)
-		copy(frame, fr.buf[fr.rpos:fr.rpos+size])
+		if minShare > 0 && size >= minShare && size*maxShareRatio >= len(fr.buf) {
+			if fr.shared == nil {
+				fr.shared = newShared(fr.buf, fr.pool)
+			}
+			shared = fr.shared
+			shared.refs.Add(1)
+			frame = fr.buf[fr.rpos : fr.rpos+size : fr.rpos+size]
+		} else {
+			frame = fr.pool.Alloc(size)
+			copy(frame, fr.buf[fr.rpos:fr.rpos+size])
+		}
 		fr.rpos += size
 	} else {
 		var err error
 		if frame, err = fr.readLarge(size); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	}
 	if fr.rpos == fr.wpos {
 		fr.rpos, fr.wpos = 0, 0
-		if fr.lazy != nil {
-			// Nothing buffered: give the buffer back until data is ready.
-			fr.pool.Free(fr.buf)
-			fr.buf = nil
+		if fr.lazy != nil || fr.shared != nil {
+			// Nothing buffered: give the buffer back until data is
+			// ready (lazy), and never read over frames handed out.
+			fr.dropBuf()
 		}
 	}
-	return frame, nil
+	return frame, shared, nil
+}
+
+// Shared is a read buffer that frames returned in place by ReadFrameShared
+// point into, with a count of the references to it: one per such frame,
+// and the reader's own while it still reads into the buffer.
+type Shared struct {
+	refs atomic.Int32
+	buf  []byte
+	pool slab.Pool
+}
+
+// sharedPool recycles Shared headers, so a read buffer handed out in place
+// costs no allocation.
+var sharedPool = sync.Pool{New: func() any { return new(Shared) }}
+
+// newShared returns a Shared for buf holding the reader's reference.
+func newShared(buf []byte, pool slab.Pool) *Shared {
+	s := sharedPool.Get().(*Shared)
+	s.buf, s.pool = buf, pool
+	s.refs.Store(1)
+	return s
+}
+
+// Release drops one reference; the last returns the buffer to its pool.
+// A frame must not be used after its reference is released.
+func (s *Shared) Release() {
+	switch n := s.refs.Add(-1); {
+	case n == 0:
+		s.pool.Free(s.buf)
+		s.buf, s.pool = nil, nil
+		sharedPool.Put(s)
+	case n < 0:
+		panic("fastway: Shared released more often than referenced")
+	}
 }
 
 // readLarge reads a frame larger than the read buffer: what is buffered,
@@ -253,6 +352,9 @@ func (fr *FrameReader) readLarge(size int) ([]byte, error) {
 	frame := fr.pool.Alloc(size)
 	n := copy(frame, fr.buf[fr.rpos:fr.wpos])
 	fr.rpos, fr.wpos = 0, 0
+	if fr.shared != nil {
+		fr.dropBuf() // never read over frames handed out
+	}
 	if _, err := io.ReadFull(fr.r, frame[n:]); err != nil {
 		fr.pool.Free(frame)
 		if err == io.EOF {
@@ -300,9 +402,6 @@ func (fr *FrameReader) SetBudget(b *Budget) { fr.budget = b }
 // Release returns the read buffer to the pool. Bytes buffered but not read
 // are discarded; the reader may still be used (it allocates a new buffer).
 func (fr *FrameReader) Release() {
-	if fr.buf != nil {
-		fr.pool.Free(fr.buf)
-		fr.buf = nil
-	}
+	fr.dropBuf()
 	fr.rpos, fr.wpos = 0, 0
 }

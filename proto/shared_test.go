@@ -1,0 +1,148 @@
+package proto
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"testing"
+)
+
+// sharedStream returns a stream of data frames of mixed sizes (some above
+// the 2 KiB read buffer, many above the sharing threshold) with random
+// payloads, and the frames themselves.
+func sharedStream(seed uint64, n int) ([]byte, [][]byte) {
+	rng := rand.New(rand.NewPCG(seed, 1))
+	var want [][]byte
+	for i := range n {
+		var size int
+		switch rng.IntN(4) {
+		case 0:
+			size = rng.IntN(64)
+		case 1:
+			size = 256 + rng.IntN(1024)
+		case 2:
+			size = 2000 + rng.IntN(3000)
+		default:
+			size = rng.IntN(9000)
+		}
+		payload := make([]byte, size)
+		for j := range payload {
+			payload[j] = byte(rng.Uint32())
+		}
+		want = append(want, EncodeData(nil, uint32(i+1), payload))
+	}
+	return stream(want...), want
+}
+
+// TestReadFrameSharedKeepsFrames reads mixed streams with ReadFrameShared,
+// chopped every way (plain readers and lazy ones with small and large
+// reads), and holds every frame until the end: frames handed out in place
+// must never be overwritten by later reads, and every buffer must go back
+// to the pool exactly once, after the last reference to it is released.
+func TestReadFrameSharedKeepsFrames(t *testing.T) {
+	const minShare = 256
+	data, want := sharedStream(7, 400)
+	type source struct {
+		name string
+		r    func() io.Reader
+	}
+	var sources []source
+	for _, sh := range readerShapes {
+		sources = append(sources, source{sh.name, func() io.Reader { return sh.wrap(bytes.NewReader(data)) }})
+	}
+	for _, chunk := range []int{1, 7, 1000, 5000, 1 << 20} {
+		sources = append(sources, source{fmt.Sprintf("lazy-%d", chunk), func() io.Reader {
+			return &lazySource{data: bytes.Clone(data), chunk: chunk}
+		}})
+	}
+	for _, src := range sources {
+		t.Run(src.name, func(t *testing.T) {
+			pool := newCountingPool()
+			pool.roundUp = true
+			fr := NewFrameReader(src.r(), pool, 2048, 0)
+			type held struct {
+				frame  []byte
+				shared *Shared
+			}
+			var got []held
+			inPlace := 0
+			for {
+				f, s, err := fr.ReadFrameShared(minShare)
+				if err == io.EOF {
+					break
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+				checkFrame(t, f)
+				if s != nil {
+					inPlace++
+					if len(f) < minShare {
+						t.Fatalf("a %d-byte frame was handed out in place (threshold %d)", len(f), minShare)
+					}
+				}
+				got = append(got, held{f, s})
+			}
+			if len(got) != len(want) {
+				t.Fatalf("read %d frames, want %d", len(got), len(want))
+			}
+			for i, h := range got {
+				if !bytes.Equal(h.frame, want[i]) {
+					t.Fatalf("frame %d (%d bytes, in place: %v) was changed after it was read", i, len(h.frame), h.shared != nil)
+				}
+			}
+			if inPlace == 0 {
+				t.Fatal("no frame was handed out in place")
+			}
+			fr.Release()
+			for _, h := range got {
+				if h.shared != nil {
+					h.shared.Release()
+				} else {
+					pool.Free(h.frame)
+				}
+			}
+			pool.checkBalanced(t)
+			t.Logf("%d of %d frames in place", inPlace, len(got))
+		})
+	}
+}
+
+// TestSharedBufferFreedWithLastReference: a read buffer that frames were
+// handed out of goes back to the pool only when the reader has moved on and
+// every frame is released, in any order.
+func TestSharedBufferFreedWithLastReference(t *testing.T) {
+	pool := newCountingPool()
+	a := EncodeData(nil, 1, bytes.Repeat([]byte{'a'}, 600))
+	b := EncodeData(nil, 2, bytes.Repeat([]byte{'b'}, 600))
+	fr := NewFrameReader(&lazySource{data: stream(a, b), chunk: 1 << 20}, pool, 2048, 0)
+	fa, sa, err := fr.ReadFrameShared(256)
+	if err != nil || sa == nil {
+		t.Fatalf("first frame: shared %v, err %v; want it in place", sa, err)
+	}
+	fb, sb, err := fr.ReadFrameShared(256)
+	if err != nil || sb != sa {
+		t.Fatalf("second frame: shared %p (first %p), err %v; want the same buffer", sb, sa, err)
+	}
+	// The stream is drained, so the reader let go of the buffer already;
+	// the two frames still hold it.
+	if n := pool.outstanding(); n != 1 {
+		t.Fatalf("%d buffers outstanding, want the one read buffer", n)
+	}
+	sb.Release()
+	if !bytes.Equal(fa, a) || pool.outstanding() != 1 {
+		t.Fatal("releasing one frame freed the buffer the other still uses")
+	}
+	sa.Release()
+	if n := pool.outstanding(); n != 0 {
+		t.Fatalf("%d buffers outstanding after the last release, want 0", n)
+	}
+	_ = fb
+	pool.checkBalanced(t)
+	if _, _, err := fr.ReadFrameShared(256); err != io.EOF {
+		t.Fatalf("after the stream: %v, want EOF", err)
+	}
+	fr.Release()
+	pool.checkBalanced(t)
+}
