@@ -12,4 +12,4 @@ func (l *link) readReady(fd uintptr) bool { panic("fastway: lazy reads need unix
 type writeState struct{}
 
 // writeNow is never called off unix: links there have no RawConn.
-func (l *link) writeNow(batch [][]byte) (int64, error) { panic("fastway: inline writes need unix") }
+func (l *link) writeNow(batch []outFrame) (int64, error) { panic("fastway: inline writes need unix") }

@@ -44,7 +44,7 @@ const maxIov = 1024
 // writeNow makes one non-blocking writev attempt of batch and returns how
 // many bytes went out: all, some, or none when the socket buffer is full.
 // The caller owns l's writer turn.
-func (l *link) writeNow(batch [][]byte) (int64, error) {
+func (l *link) writeNow(batch []outFrame) (int64, error) {
 	w := l.wstate
 	if w == nil {
 		w = &writeState{}
@@ -70,8 +70,8 @@ func (l *link) writeNow(batch [][]byte) (int64, error) {
 		if len(w.iov) == maxIov {
 			break
 		}
-		v := syscall.Iovec{Base: &f[0]}
-		v.SetLen(len(f))
+		v := syscall.Iovec{Base: &f.b[0]}
+		v.SetLen(len(f.b))
 		w.iov = append(w.iov, v)
 	}
 	err := l.raw.Write(w.fn)

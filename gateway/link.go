@@ -88,20 +88,20 @@ type link struct {
 
 	// mu guards the send queue and the closing state.
 	mu       sync.Mutex
-	space    sync.Cond // signalled when the writer takes frames or the link closes
-	waiters  int       // pushers blocked on space
-	queue    [][]byte  // frames waiting for the writer
-	pushers  int       // changes of pushing reader since contended() last asked
-	lastFrom *link     // the reader that pushed last
+	space    sync.Cond  // signalled when the writer takes frames or the link closes
+	waiters  int        // pushers blocked on space
+	queue    []outFrame // frames waiting for the writer
+	pushers  int        // changes of pushing reader since contended() last asked
+	lastFrom *link      // the reader that pushed last
 	// contention scores how many readers feed this link (writer turn
 	// owner only; see contended).
 	contention int
-	spare      [][]byte // the writer's previous batch, reused as the next queue
-	writing    bool     // a writer goroutine is running
-	closed     bool     // no more frames are accepted
-	torn       bool     // teardown has run: the reader is done with the link
-	gone       bool     // untracked: counted into the totals, see finishedLocked
-	flush      bool     // closed gracefully: the writer drains the queue first
+	spare      []outFrame // the writer's previous batch, reused as the next queue
+	writing    bool       // a writer goroutine is running
+	closed     bool       // no more frames are accepted
+	torn       bool       // teardown has run: the reader is done with the link
+	gone       bool       // untracked: counted into the totals, see finishedLocked
+	flush      bool       // closed gracefully: the writer drains the queue first
 	reason     Reason
 	cause      error
 
@@ -207,14 +207,14 @@ func (l *link) readLoop() {
 			l.readFailed(err)
 			break
 		}
-		frame, err := fr.ReadFrame()
+		frame, ref, err := fr.ReadFrameShared(shareMin)
 		if err != nil {
 			l.readFailed(err)
 			break
 		}
 		frames++
 		bytes += uint64(len(frame))
-		if !l.handle(frame) {
+		if !l.handle(outFrame{frame, ref}) {
 			break
 		}
 		if !fr.HasFrame() {
@@ -267,12 +267,27 @@ func (l *link) countIn(frames, bytes uint64) {
 	}
 }
 
+// shareMin is the size from which a data frame is forwarded in the read
+// buffer it arrived in, rather than copied out of it into a buffer of its
+// own (proto.FrameReader.ReadFrameShared): copying a large frame costs
+// more than sharing the buffer, a small one less.
+const shareMin = 1 << 10
+
 // handle routes one frame read from l and reports whether to read on.
-func (l *link) handle(frame []byte) bool {
-	if id := proto.Header(frame).ConnID(); id != 0 {
-		l.gw.forward(l, id, frame)
+func (l *link) handle(f outFrame) bool {
+	if id := proto.Header(f.b).ConnID(); id != 0 {
+		l.gw.forward(l, id, f)
 	} else {
-		l.gw.command(l, frame)
+		if f.ref != nil {
+			// A (malformed: too long) command in a shared buffer: the
+			// command code owns and recycles its frame, so give it a
+			// copy of its own.
+			c := l.gw.cfg.MemPool.Alloc(len(f.b))
+			copy(c, f.b)
+			f.ref.Release()
+			f = outFrame{b: c}
+		}
+		l.gw.command(l, f.b)
 	}
 	return !l.isClosed()
 }

@@ -4,6 +4,8 @@ import (
 	"net"
 	"runtime"
 	"time"
+
+	"github.com/fastway-go/fastway/proto"
 )
 
 // maxSpare is the largest queue slice kept between batches when it was
@@ -14,9 +16,32 @@ const (
 	idleSpare = 8
 )
 
-// push queues frame for writing to l on behalf of link from (whose reader
-// is the calling goroutine; nil in tests), taking ownership of the frame: on
-// every path it is either written and freed, or freed here.
+// outFrame is a frame queued for writing: a pooled buffer of its own, or,
+// with ref set, a slice of a read buffer shared with other frames (see
+// proto.FrameReader.ReadFrameShared), released through ref.
+type outFrame struct {
+	b   []byte
+	ref *proto.Shared
+}
+
+// release lets go of f: its reference, or its buffer back to the pool.
+func (g *Gateway) release(f outFrame) {
+	if f.ref != nil {
+		f.ref.Release()
+		return
+	}
+	g.free(f.b)
+}
+
+// push queues frame, a pooled buffer, for writing to l (see pushFrame).
+func (l *link) push(from *link, frame []byte, mode pushMode) error {
+	return l.pushFrame(from, outFrame{b: frame}, mode)
+}
+
+// pushFrame queues frame for writing to l on behalf of link from (whose
+// reader is the calling goroutine; nil in tests), taking ownership of the
+// frame: on every path it is either written and released, or released
+// here.
 //
 // When no writer owns l, the pusher takes ownership. If it has a reader
 // (from != nil) and l's socket allows a non-blocking write, l goes on from's
@@ -24,7 +49,7 @@ const (
 // it has buffered (flushDirty), so frames read together leave together in
 // one writev and no goroutine is started. Otherwise a writer goroutine is
 // started at once.
-func (l *link) push(from *link, frame []byte, mode pushMode) error {
+func (l *link) pushFrame(from *link, frame outFrame, mode pushMode) error {
 	l.mu.Lock()
 	for mode == pushWait && !l.closed && len(l.queue) >= l.limit {
 		if from != nil && len(from.dirty) > 0 {
@@ -41,12 +66,12 @@ func (l *link) push(from *link, frame []byte, mode pushMode) error {
 	}
 	if l.closed {
 		l.mu.Unlock()
-		l.gw.free(frame)
+		l.gw.release(frame)
 		return errLinkClosed
 	}
 	if mode == pushDrop && len(l.queue) >= l.limit {
 		l.mu.Unlock()
-		l.gw.free(frame)
+		l.gw.release(frame)
 		l.close(ReasonSlowConsumer, nil, false)
 		return errLinkClosed
 	}
@@ -132,7 +157,7 @@ func (l *link) flushInline() {
 // startWriter hands l's writer turn to a writer goroutine. Inline turns run
 // on a reader, which the gateway's wait group already counts; only writer
 // goroutines are added to it, here.
-func (l *link) startWriter(batch [][]byte, skip int64) {
+func (l *link) startWriter(batch []outFrame, skip int64) {
 	l.gw.wg.Add(1)
 	go l.writeLoop(batch, skip)
 }
@@ -159,7 +184,7 @@ func (l *link) contended() bool {
 // (an emptied slice, or nil) as the new queue. When there is nothing to
 // write, or the link is closing hard, it ends the writer's turn instead
 // (closing the socket if the link is closing) and returns nil.
-func (l *link) takeBatch(keep [][]byte) [][]byte {
+func (l *link) takeBatch(keep []outFrame) []outFrame {
 	l.mu.Lock()
 	batch := l.queue
 	if len(batch) == 0 || (l.closed && !l.flush) {
@@ -190,7 +215,7 @@ func (l *link) takeBatch(keep [][]byte) [][]byte {
 
 // writeFailed ends the writer's turn after a write error: the link closes
 // and every frame still held or queued is freed.
-func (l *link) writeFailed(batch [][]byte, err error) {
+func (l *link) writeFailed(batch []outFrame, err error) {
 	l.gw.freeAll(batch)
 	l.close(ReasonWriteError, err, false)
 	l.mu.Lock()
@@ -206,7 +231,7 @@ func (l *link) writeFailed(batch [][]byte, err error) {
 }
 
 // wrote counts a batch written in full.
-func (l *link) wrote(batch [][]byte, n int64) {
+func (l *link) wrote(batch []outFrame, n int64) {
 	l.stats.bytesOut.Add(uint64(n))
 	l.stats.framesOut.Add(uint64(len(batch)))
 }
@@ -225,10 +250,10 @@ func (l *link) refreshWriteDeadline() {
 	}
 }
 
-func batchBytes(batch [][]byte) int64 {
+func batchBytes(batch []outFrame) int64 {
 	var n int64
 	for _, f := range batch {
-		n += int64(len(f))
+		n += int64(len(f.b))
 	}
 	return n
 }
@@ -238,10 +263,10 @@ func batchBytes(batch [][]byte) int64 {
 // writev (net.Buffers), so a busy link costs one syscall for many frames. It
 // may start with a batch of which skip bytes are already written (handed
 // over by flushInline); startWriter counted it in the wait group.
-func (l *link) writeLoop(batch [][]byte, skip int64) {
+func (l *link) writeLoop(batch []outFrame, skip int64) {
 	defer l.gw.wg.Done()
-	var vec [][]byte  // iovec scratch, reused across rounds
-	var keep [][]byte // the last batch's slice, emptied, to become the next queue
+	var vec [][]byte    // iovec scratch, reused across rounds
+	var keep []outFrame // the last batch's slice, emptied, to become the next queue
 	for {
 		if batch == nil {
 			if l.side == sideServer {
@@ -288,10 +313,13 @@ const coalesceMax = 64 << 10
 // frames copied into one buffer of up to coalesceMax bytes per Write, so a
 // TLS connection sends one record for many frames. vec is scratch space for
 // the iovec, returned for reuse. It returns the bytes written past skip.
-func (l *link) writeBatch(batch [][]byte, skip int64, vec [][]byte) (int64, [][]byte, error) {
+func (l *link) writeBatch(batch []outFrame, skip int64, vec [][]byte) (int64, [][]byte, error) {
 	// The writes consume the slice they are given, so they get a copy of
 	// the batch; the batch itself is kept to free the frames.
-	vec = append(vec[:0], batch...)
+	vec = vec[:0]
+	for _, f := range batch {
+		vec = append(vec, f.b)
+	}
 	defer clear(vec)
 	bufs := skipBytes(vec, skip)
 	switch l.conn.(type) {
@@ -356,10 +384,10 @@ func (l *link) writeCoalesced(bufs [][]byte) (int64, error) {
 // free returns a frame buffer to the pool.
 func (g *Gateway) free(frame []byte) { g.cfg.MemPool.Free(frame) }
 
-// freeAll returns every frame in batch to the pool and clears batch.
-func (g *Gateway) freeAll(batch [][]byte) {
+// freeAll releases every frame in batch and clears batch.
+func (g *Gateway) freeAll(batch []outFrame) {
 	for i, f := range batch {
-		g.cfg.MemPool.Free(f)
-		batch[i] = nil
+		g.release(f)
+		batch[i] = outFrame{}
 	}
 }

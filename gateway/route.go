@@ -70,12 +70,12 @@ func modeFor(from, to *link) pushMode {
 
 // forward routes a data frame read from l. This is the fast path: the frame
 // is queued to the other end as the very buffer it was read into.
-func (g *Gateway) forward(l *link, id uint32, frame []byte) {
+func (g *Gateway) forward(l *link, id uint32, frame outFrame) {
 	vc, ok := g.route(l, id)
 	if !ok {
 		// Not live: drop it and tell the sender the ConnID is gone.
 		g.counters.framesDropped.Add(1)
-		g.free(frame)
+		g.release(frame)
 		g.sendClose(l, l, id)
 		return
 	}
@@ -86,12 +86,12 @@ func (g *Gateway) forward(l *link, id uint32, frame []byte) {
 	case vc.server:
 		dst = vc.client
 	default:
-		g.free(frame)
+		g.release(frame)
 		g.counters.framesDropped.Add(1)
 		l.close(ReasonProtocolError, fmt.Errorf("data on ConnID %d, which is not its own", id), false)
 		return
 	}
-	if dst.push(l, frame, modeFor(l, dst)) != nil {
+	if dst.pushFrame(l, frame, modeFor(l, dst)) != nil {
 		// The other end is closing; its teardown sends l the Close.
 		g.counters.framesDropped.Add(1)
 	}
