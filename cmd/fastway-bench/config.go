@@ -33,6 +33,7 @@ type config struct {
 	conns      int
 	vconns     int
 	k          int
+	rate       int
 	size       int
 	dur        time.Duration
 	warmup     time.Duration
@@ -47,7 +48,7 @@ type config struct {
 // flagOrder orders the flags in the usage text.
 var flagOrder = []string{
 	"mode", "client", "server", "key", "baseline", "servers", "conns", "vconns",
-	"k", "size", "dur", "warmup", "gwpid", "interval", "dials", "srcips", "maxpacket", "listen",
+	"k", "rate", "size", "dur", "warmup", "gwpid", "interval", "dials", "srcips", "maxpacket", "listen",
 }
 
 func newFlagSet(c *config) *flag.FlagSet {
@@ -63,6 +64,7 @@ func newFlagSet(c *config) *flag.FlagSet {
 	fs.IntVar(&c.conns, "conns", 100, "C: client physical connections")
 	fs.IntVar(&c.vconns, "vconns", 1, "V: virtual connections dialed on each client connection (the gateway's -ClientMaxConn must allow them)")
 	fs.IntVar(&c.k, "k", 8, "K (echo): messages each virtual connection keeps in flight (keep V×K under the gateway's -ClientSendChanSize, or it drops the client as a slow consumer)")
+	fs.IntVar(&c.rate, "rate", 0, "R (echo): open loop instead of K in flight: R messages per second in all, spread evenly over every virtual connection, each stamped with the time it was due (0: closed loop)")
 	fs.IntVar(&c.size, "size", 64, "S (echo): message size in bytes, at least 8 (the send timestamp); the frame adds 8")
 	fs.DurationVar(&c.dur, "dur", 10*time.Second, "length of the measured window")
 	fs.DurationVar(&c.warmup, "warmup", 2*time.Second, "load run before the measured window, not counted (idle: settle time after every client answered a Ping)")
@@ -131,6 +133,9 @@ func (c config) validate() error {
 	}
 	if c.servers < 0 {
 		bad("-servers %d is negative", c.servers)
+	}
+	if c.rate < 0 {
+		bad("-rate %d is negative", c.rate)
 	}
 	if c.size < tsSize {
 		bad("-size %d: need at least %d bytes for the send timestamp", c.size, tsSize)

@@ -41,11 +41,19 @@ func runEcho(ctx context.Context, cfg *config, src srcAddrs, r *report) error {
 		wg    sync.WaitGroup
 	)
 	start := make(chan struct{})
+	perConn := float64(cfg.rate) / float64(len(clients))
 	for i, c := range clients {
 		conns[i] = &echoConn{client: c}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			if cfg.rate > 0 {
+				// Connections start spread over one sending period, so
+				// they do not all send at the same instant.
+				offset := time.Duration(float64(i) / float64(len(clients)) * float64(pacedTick(perConn)))
+				errs[i] = conns[i].runPaced(frameSize, perConn, offset, start, &phase)
+				return
+			}
 			errs[i] = conns[i].run(cfg, frameSize, start, &phase)
 		}()
 	}
@@ -74,7 +82,11 @@ func runEcho(ctx context.Context, cfg *config, src srcAddrs, r *report) error {
 	}
 	addCommon(r, cfg)
 	r.int("vconns", int64(cfg.vconns))
-	r.int("k", int64(cfg.k))
+	if cfg.rate > 0 {
+		r.int("rate", int64(cfg.rate))
+	} else {
+		r.int("k", int64(cfg.k))
+	}
 	r.int("size", int64(cfg.size))
 	r.add("dur", cfg.dur.String())
 	r.int("rtts", int64(rtts))
@@ -107,31 +119,108 @@ func (c *echoConn) run(cfg *config, frameSize int, start <-chan struct{}, phase 
 		}
 	}
 	return c.pump(out, phase, func(f, out []byte) ([]byte, bool, error) {
-		if proto.Header(f).ConnID() == 0 {
-			return out, false, c.command(f)
-		}
-		if len(f) != frameSize {
-			c.bad++
-			return out, false, nil
-		}
-		t := nowNS()
-		sent := int64(binary.LittleEndian.Uint64(f[proto.HeaderSize:]))
-		if sent > t {
-			c.bad++
-			return out, false, nil
-		}
-		switch phase.Load() {
-		case phaseStop:
-			return out, true, nil
-		case phaseMeasure:
-			c.hist.record(uint64(t - sent))
-			c.rtts++
+		t, ok, stop, err := c.received(f, frameSize, phase)
+		if !ok || stop {
+			return out, stop, err
 		}
 		n := len(out)
 		out = append(out, f...)
 		binary.LittleEndian.PutUint64(out[n+proto.HeaderSize:], uint64(t))
 		return out, false, nil
 	})
+}
+
+// received checks and times one frame that came back, at time t. ok says
+// it was a good echo; stop that the run is over.
+func (c *echoConn) received(f []byte, frameSize int, phase *atomic.Int32) (t int64, ok, stop bool, err error) {
+	if proto.Header(f).ConnID() == 0 {
+		return 0, false, false, c.command(f)
+	}
+	if len(f) != frameSize {
+		c.bad++
+		return 0, false, false, nil
+	}
+	t = nowNS()
+	sent := int64(binary.LittleEndian.Uint64(f[proto.HeaderSize:]))
+	if sent > t {
+		c.bad++
+		return 0, false, false, nil
+	}
+	switch phase.Load() {
+	case phaseStop:
+		return 0, false, true, nil
+	case phaseMeasure:
+		c.hist.record(uint64(t - sent))
+		c.rtts++
+	}
+	return t, true, false, nil
+}
+
+// pacedTick is how often a paced connection sending perConn messages a
+// second wakes to send: once per message, but not more than every
+// millisecond (it then sends the messages that fell due together).
+func pacedTick(perConn float64) time.Duration {
+	return max(time.Millisecond, time.Duration(float64(time.Second)/perConn))
+}
+
+// maxPacedBurst bounds the messages one wake-up of a paced sender writes
+// (a sender that fell far behind catches up over several).
+const maxPacedBurst = 4096
+
+// runPaced is the open loop (-rate): a sender goroutine writes perConn
+// messages a second, round-robin over the virtual connections, and this
+// goroutine reads and times the echoes. The first message is due offset
+// after the start. Messages carry the time they are written, not the time
+// they fell due: the bench's own timer jitter is not the target's latency,
+// and as the sender never waits for echoes, a stalled target cannot delay
+// its sends (until socket buffers fill, far above the rates this is for).
+func (c *echoConn) runPaced(frameSize int, perConn float64, offset time.Duration, start <-chan struct{}, phase *atomic.Int32) error {
+	<-start
+	sendErr := make(chan error, 1)
+	go func() { sendErr <- c.sendPaced(frameSize, perConn, nowNS()+int64(offset), phase) }()
+	err := c.pump(nil, phase, func(f, out []byte) ([]byte, bool, error) {
+		_, _, stop, err := c.received(f, frameSize, phase)
+		return out, stop, err
+	})
+	if err != nil {
+		return err
+	}
+	return <-sendErr
+}
+
+// sendPaced writes the messages of runPaced from t0 on, until the run stops
+// or a write fails.
+func (c *echoConn) sendPaced(frameSize int, perConn float64, t0 int64, phase *atomic.Int32) error {
+	tick := pacedTick(perConn)
+	every := float64(time.Second) / perConn // nanoseconds between messages
+	var out []byte
+	var sent int64
+	for phase.Load() != phaseStop {
+		now := nowNS()
+		due := int64(0)
+		if now >= t0 {
+			due = int64(float64(now-t0)/every) + 1
+		}
+		for n := 0; sent < due && n < maxPacedBurst; n++ {
+			i := len(out)
+			out = append(out, make([]byte, frameSize)...)
+			proto.PutHeader(out[i:], c.ids[sent%int64(len(c.ids))])
+			binary.LittleEndian.PutUint64(out[i+proto.HeaderSize:], uint64(now))
+			sent++
+		}
+		if len(out) > 0 {
+			if _, err := c.conn.Write(out); err != nil {
+				return c.fail(phase, err)
+			}
+			out = out[:0]
+		}
+		if sent < due {
+			continue // behind: catch up at once
+		}
+		next := t0 + int64(float64(sent)*every)
+		time.Sleep(max(time.Duration(next-nowNS()), tick))
+	}
+	return nil
 }
 
 // command handles a command frame on an echo client: the target closing a
