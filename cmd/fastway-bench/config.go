@@ -39,6 +39,7 @@ type config struct {
 	warmup     time.Duration
 	gwpid      int
 	listen     string
+	relay      string
 	interval   time.Duration
 	dials      int
 	srcips     int
@@ -48,7 +49,7 @@ type config struct {
 // flagOrder orders the flags in the usage text.
 var flagOrder = []string{
 	"mode", "client", "server", "key", "baseline", "servers", "conns", "vconns",
-	"k", "rate", "size", "dur", "warmup", "gwpid", "interval", "dials", "srcips", "maxpacket", "listen",
+	"k", "rate", "size", "dur", "warmup", "gwpid", "interval", "dials", "srcips", "maxpacket", "listen", "relay",
 }
 
 func newFlagSet(c *config) *flag.FlagSet {
@@ -74,6 +75,7 @@ func newFlagSet(c *config) *flag.FlagSet {
 	fs.IntVar(&c.srcips, "srcips", 0, "source addresses in 127.0.0.0/8 the client sockets are spread over, when -client is a 127.x address (0: one per 20,000 connections)")
 	fs.IntVar(&c.maxPacket, "maxpacket", proto.DefaultMaxPacket, "largest Length accepted from the target, in bytes (match the gateway's -MaxPacket)")
 	fs.StringVar(&c.listen, "listen", "", "run the bare echo process on this address instead of a load (the baseline target); runs until SIGINT or SIGTERM")
+	fs.StringVar(&c.relay, "relay", "", "with -listen: instead of echoing, relay every connection byte for byte to this address (a bare two-hop relay in front of an echo process: the latency floor of any proxy)")
 	return fs
 }
 
@@ -103,9 +105,17 @@ func (c config) validate() error {
 	if c.maxPacket < proto.MinLength {
 		bad("-maxpacket %d is below %d", c.maxPacket, proto.MinLength)
 	}
+	if c.relay != "" && c.listen == "" {
+		bad("-relay needs -listen")
+	}
 	if c.listen != "" {
 		if _, _, err := net.SplitHostPort(c.listen); err != nil {
 			bad("-listen: %v", err)
+		}
+		if c.relay != "" {
+			if _, _, err := net.SplitHostPort(c.relay); err != nil {
+				bad("-relay: %v", err)
+			}
 		}
 		return errors.Join(errs...)
 	}

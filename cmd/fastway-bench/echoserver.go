@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -21,9 +22,16 @@ import (
 // connection, as they would at the gateway. Like the bench's own sockets it
 // has one goroutine per connection, which reads a batch of frames and
 // answers them all in one write.
+//
+// With relay set (-listen with -relay) it is instead a bare relay: every
+// connection is copied byte for byte, both ways, to a connection of its own
+// to the relay address, with no framing at all. A relay in front of an echo
+// process is two hops, like a gateway in front of a server: the latency
+// floor any proxy has on this box.
 type echoServer struct {
 	ln        net.Listener
 	maxPacket int
+	relay     string
 
 	nextID atomic.Uint32 // last ConnID handed out
 
@@ -114,6 +122,10 @@ func (s *echoServer) handle(conn net.Conn) {
 		s.mu.Unlock()
 		s.wg.Done()
 	}()
+	if s.relay != "" {
+		s.relayConn(conn)
+		return
+	}
 	fr := newFrameReader(conn, echoBufMin, echoBufMax, s.maxPacket)
 	var out []byte
 	for {
@@ -156,4 +168,36 @@ func (s *echoServer) handle(conn net.Conn) {
 			return
 		}
 	}
+}
+
+// relayConn copies conn to a new connection to the relay address and back
+// until either side ends.
+func (s *echoServer) relayConn(conn net.Conn) {
+	up, err := net.DialTimeout("tcp", s.relay, setupTimeout)
+	if err != nil {
+		return
+	}
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		up.Close()
+		return
+	}
+	s.conns[up] = struct{}{}
+	s.mu.Unlock()
+	defer func() {
+		up.Close()
+		s.mu.Lock()
+		delete(s.conns, up)
+		s.mu.Unlock()
+	}()
+	done := make(chan struct{})
+	go func() {
+		io.Copy(up, conn)
+		up.Close() // ends the other copy
+		close(done)
+	}()
+	io.Copy(conn, up)
+	conn.Close()
+	<-done
 }

@@ -13,13 +13,18 @@ import (
 
 // startEchoServer serves the bare echo process on a loopback port until the
 // test ends.
-func startEchoServer(t *testing.T) string {
+func startEchoServer(t *testing.T) string { return startEchoRelay(t, "") }
+
+// startEchoRelay starts the -listen process in the test: an echo server, or
+// with relay set a relay to that address. It returns its address.
+func startEchoRelay(t *testing.T, relay string) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	s := newEchoServer(ln, proto.DefaultMaxPacket)
+	s.relay = relay
 	served := make(chan error, 1)
 	go func() { served <- s.serve() }()
 	t.Cleanup(func() {

@@ -129,7 +129,12 @@ func listenEcho(ctx context.Context, cfg *config, stderr io.Writer) error {
 		return fmt.Errorf("fastway-bench: %w", err)
 	}
 	s := newEchoServer(ln, cfg.maxPacket)
-	fmt.Fprintf(stderr, "fastway-bench: echo listening on %s pid=%d\n", ln.Addr(), os.Getpid())
+	s.relay = cfg.relay
+	if s.relay != "" {
+		fmt.Fprintf(stderr, "fastway-bench: relay listening on %s to %s pid=%d\n", ln.Addr(), s.relay, os.Getpid())
+	} else {
+		fmt.Fprintf(stderr, "fastway-bench: echo listening on %s pid=%d\n", ln.Addr(), os.Getpid())
+	}
 	served := make(chan error, 1)
 	go func() { served <- s.serve() }()
 	select {

@@ -122,6 +122,14 @@ func TestSmokeEchoBaseline(t *testing.T) {
 	}
 }
 
+// TestSmokeEchoRelay: a load through a relay (-listen with -relay) in front
+// of an echo process comes back whole, and closing the relay ends it all.
+func TestSmokeEchoRelay(t *testing.T) {
+	relay := startEchoRelay(t, startEchoServer(t))
+	kv := runSmoke(t, smokeConfig(modeEcho, relay, "", ""), echoKeys...)
+	positive(t, kv, "rtts", "rtt_per_s", "p50_us")
+}
+
 func TestSmokeEchoGateway(t *testing.T) {
 	ca, sa := startGateway(t, gateway.Config{ServerAuthPassword: "k"})
 	kv := runSmoke(t, smokeConfig(modeEcho, ca, sa, "k"), echoKeys...)
@@ -205,6 +213,8 @@ func TestRealMainUsage(t *testing.T) {
 	for _, args := range [][]string{
 		{"-client", "127.0.0.1:1", "-size", "4"},
 		{"-client", "127.0.0.1:1", "-rate", "-1"},
+		{"-client", "127.0.0.1:1", "-relay", "127.0.0.1:2"},
+		{"-listen", "127.0.0.1:0", "-relay", "nohost"},
 		{"-client", "nohost"},
 		{"-mode", "bogus", "-client", "127.0.0.1:1"},
 		{"-client", "127.0.0.1:1", "-server", "127.0.0.1:2", "-conns", "0"},
