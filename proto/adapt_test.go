@@ -104,3 +104,68 @@ func TestLazyReaderBufferShrinksForTrickle(t *testing.T) {
 		t.Fatalf("size %d, want back to 2 KiB", fr.size)
 	}
 }
+
+// TestLazyReaderKeepsBufferForSplitFrames: in a busy stream of 4 KiB
+// frames whose reads end mid-frame, the short read that completes a frame
+// does not shrink the buffer (which would take more reads for the same
+// bytes); several short reads in a row still do (a trickle).
+func TestLazyReaderKeepsBufferForSplitFrames(t *testing.T) {
+	var stream []byte
+	for i := range 600 {
+		stream = EncodeData(stream, uint32(i+1), make([]byte, 4096))
+	}
+	// A burst grows the buffer to 64 KiB; then the stream arrives in
+	// pieces of 30,000 and 500 bytes in turn, like a sender's large writes
+	// caught mid-way: a piece ends mid-frame and a short piece follows.
+	src := &arrivalSource{lazySource: lazySource{data: stream}, arrivals: []int{600 << 10, 30000, 500}}
+	fr := NewFrameReader(src, nil, 2<<10, 0)
+	small := 0
+	for i := range 600 {
+		f, err := fr.ReadFrame()
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkFrame(t, f)
+		// The burst is the first 150 frames. (A short piece that starts
+		// at a frame boundary is read lazily, and shrinks the buffer, as
+		// a stream that turned quiet should.)
+		if i >= 150 && fr.size < maxAdaptiveBuffer {
+			small++
+		}
+	}
+	if small > 45 {
+		t.Fatalf("the buffer was below 64 KiB after %d of 450 frames of a busy stream", small)
+	}
+	t.Logf("below 64 KiB after %d of 450 frames", small)
+}
+
+// arrivalSource is a LazyReader over a stream that arrives in pieces, like
+// a socket's: a read returns at most what is left of the piece being read,
+// however large its buffer.
+type arrivalSource struct {
+	lazySource
+	arrivals []int // piece sizes: the first, then the others in turn
+	next     int   // index of the next piece's size
+	left     int   // bytes of the current piece not read yet
+}
+
+func (s *arrivalSource) Read(p []byte) (int, error) { return s.readPiece(p) }
+
+func (s *arrivalSource) ReadLazy(get func() []byte, put func()) (int, error) {
+	return s.readPiece(get())
+}
+
+func (s *arrivalSource) readPiece(p []byte) (int, error) {
+	if s.left == 0 {
+		i := s.next
+		if i > 0 {
+			i = 1 + (i-1)%(len(s.arrivals)-1)
+		}
+		s.left = min(s.arrivals[i], len(s.data))
+		s.next++
+	}
+	s.chunk = s.left
+	n, err := s.read(p)
+	s.left -= n
+	return n, err
+}

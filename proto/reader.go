@@ -33,6 +33,7 @@ type FrameReader struct {
 	rpos      int    // next unread byte in buf
 	wpos      int    // end of valid bytes in buf
 	empty     int    // reads in a row that returned no bytes and no error
+	short     int    // short reads in a row completing a frame (see trickleReads)
 
 	budget *Budget // shared bound on large frames still arriving, or nil
 
@@ -103,6 +104,7 @@ func (fr *FrameReader) fill(n int) error {
 		var m int
 		var err error
 		if fr.lazy != nil && fr.rpos == fr.wpos {
+			fr.short = 0
 			if fr.shared != nil {
 				fr.dropBuf() // the read would start over frames handed out
 			}
@@ -133,7 +135,17 @@ func (fr *FrameReader) fill(n int) error {
 			space := len(fr.buf) - fr.wpos
 			m, err = fr.r.Read(fr.buf[fr.wpos:])
 			if fr.lazy != nil {
-				fr.adapt(m, space)
+				// Completing a frame. A full read means a busy stream;
+				// one short read is usually just the frame's rest
+				// arriving, and only several in a row are a trickle.
+				if m < fr.size/4 {
+					fr.short++
+				} else {
+					fr.short = 0
+				}
+				if m >= space || fr.short >= trickleReads {
+					fr.adapt(m, space)
+				}
 			}
 		}
 		fr.wpos += m
@@ -161,6 +173,11 @@ func (fr *FrameReader) fill(n int) error {
 // maxEmptyReads is how many reads returning (0, nil) in a row a FrameReader
 // tolerates before it gives up with io.ErrNoProgress, as bufio does.
 const maxEmptyReads = 100
+
+// trickleReads is how many short reads in a row, all completing one frame,
+// make a lazy reader shrink its buffer: a frame trickling in must not keep
+// a large one.
+const trickleReads = 4
 
 // maxAdaptiveBuffer bounds how far a lazy reader grows its read buffer.
 const maxAdaptiveBuffer = 64 << 10
