@@ -1,17 +1,22 @@
 #!/usr/bin/env bash
 # bench.sh runs the standard load suite of docs/benchmarks.md. It builds
 # fastway and fastway-bench into a temporary directory and runs every case
-# twice: against a fresh gateway, and against a fresh bare echo process
+# against a fresh gateway and against a fresh bare echo process
 # (fastway-bench -listen), which is the box's physical limit measured in the
-# same run. It prints the results, then rewrites the part of
-# docs/benchmarks.md between the lines <!-- bench:start --> and
-# <!-- bench:end --> with them.
+# same run; the latency case also runs through a bare relay in front of an
+# echo process (fastway-bench -listen -relay), the floor of any two-hop
+# proxy. Each pair of runs is repeated REPS times, the repetitions
+# interleaved with the other cases', and every figure is the median of its
+# runs: on a shared box single runs of the same binary differ by up to 2×.
+# It prints the results, then rewrites the part of docs/benchmarks.md
+# between the lines <!-- bench:start --> and <!-- bench:end --> with them.
 #
-#   scripts/bench.sh                          the full suite (about 4 minutes)
-#   DUR=2 IDLE_CONNS=2000 scripts/bench.sh    a quick run
+#   scripts/bench.sh                                  the full suite (about 7 minutes)
+#   DUR=2 REPS=1 IDLE_CONNS=2000 scripts/bench.sh     a quick run
 #
 # Environment:
-#   DUR          seconds measured per case (default 10)
+#   DUR          seconds measured per run (default 6)
+#   REPS         runs per case and target; figures are their medians (default 3)
 #   WARMUP       seconds of load before each measurement (default 2)
 #   IDLE_CONNS   client connections of the idle case (default 100000; lowered,
 #                with a note, when RLIMIT_NOFILE cannot hold them)
@@ -26,7 +31,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-DUR=${DUR:-10}
+DUR=${DUR:-6}
+REPS=${REPS:-3}
 WARMUP=${WARMUP:-2}
 IDLE_CONNS=${IDLE_CONNS:-100000}
 MANY_CONNS=${MANY_CONNS:-1000}
@@ -46,7 +52,7 @@ fatal() {
 	exit 1
 }
 
-for v in DUR WARMUP IDLE_CONNS MANY_CONNS; do
+for v in DUR REPS WARMUP IDLE_CONNS MANY_CONNS; do
 	[[ ${!v} =~ ^[0-9]+$ && ${!v} -gt 0 ]] || [[ $v == WARMUP && ${!v} =~ ^[0-9]+$ ]] ||
 		die "$v=${!v}: need a whole number of seconds or connections"
 done
@@ -63,11 +69,12 @@ fi
 
 tmp=$(mktemp -d)
 TARGET_PID=""
+BEHIND_PID="" # the echo process behind a relay
 # shellcheck disable=SC2317 # invoked by the trap
 cleanup() {
-	if [[ -n $TARGET_PID ]]; then
-		kill -KILL "$TARGET_PID" 2>/dev/null || true
-	fi
+	for pid in $TARGET_PID $BEHIND_PID; do
+		kill -KILL "$pid" 2>/dev/null || true
+	done
 	rm -rf "$tmp"
 }
 trap cleanup EXIT
@@ -120,36 +127,60 @@ start_echo() {
 	[[ -n $CLIENT_ADDR ]] || { tail -20 "$log" >&2; fatal "no listening address in the echo process's log"; }
 }
 
-stop_target() {
-	kill -TERM "$TARGET_PID" 2>/dev/null || true
-	wait "$TARGET_PID" 2>/dev/null || true
-	TARGET_PID=""
+# start_relay: a fresh bare echo process and a fresh relay in front of it;
+# sets TARGET_PID (the relay's), BEHIND_PID and CLIENT_ADDR (the relay's).
+start_relay() {
+	start_echo
+	BEHIND_PID=$TARGET_PID
+	local echo_addr=$CLIENT_ADDR log=$tmp/relay.$((++nlog)).log
+	"$tmp/fastway-bench" -listen 127.0.0.1:0 -relay "$echo_addr" 2>"$log" &
+	TARGET_PID=$!
+	wait_log "$log" 'listening on'
+	CLIENT_ADDR=$(sed -n 's/.*listening on \([^ ]*\).*/\1/p' "$log" | head -1)
+	[[ -n $CLIENT_ADDR ]] || { tail -20 "$log" >&2; fatal "no listening address in the relay's log"; }
 }
 
-declare -A LINE       # case.kind -> summary line
-declare -a COMMANDS=() # what ran, for the doc
+stop_target() {
+	for pid in $TARGET_PID $BEHIND_PID; do
+		kill -TERM "$pid" 2>/dev/null || true
+		wait "$pid" 2>/dev/null || true
+	done
+	TARGET_PID="" BEHIND_PID=""
+}
+
+declare -A LINE       # case.kind.rep -> summary line
+declare -A SHOWN      # case.kind -> the command, for the doc
+declare -a COMMANDS=() # what ran, for the doc (each case and target once)
 declare -a LINES=()    # every summary line, in order
 failed=0
 
-# run NAME KIND BENCH_FLAG...: one run of case NAME against KIND (gw or
-# echo). A gateway also gets the flags in GW_EXTRA.
+# run NAME KIND REP BENCH_FLAG...: repetition REP of case NAME against KIND
+# (gw, echo or relay). A gateway also gets the flags in GW_EXTRA.
 GW_EXTRA=()
 run() {
-	local name=$1 kind=$2
-	shift 2
+	local name=$1 kind=$2 rep=$3
+	shift 3
 	local target shown
-	if [[ $kind == gw ]]; then
+	case $kind in
+	gw)
 		start_gateway "${GW_EXTRA[@]}"
 		target=(-client "$CLIENT_ADDR" -server "$SERVER_ADDR" -key "$KEY")
 		shown="fastway ${GW_BASE[*]:0:4} ${GW_EXTRA[*]} $GW_FLAGS; fastway-bench -client \$CLIENT -server \$SERVER -key $KEY"
-	else
+		;;
+	echo)
 		start_echo
 		target=(-client "$CLIENT_ADDR" -baseline)
 		shown="fastway-bench -listen 127.0.0.1:0; fastway-bench -client \$ECHO -baseline"
-	fi
+		;;
+	relay)
+		start_relay
+		target=(-client "$CLIENT_ADDR" -baseline)
+		shown="fastway-bench -listen 127.0.0.1:0; fastway-bench -listen 127.0.0.1:0 -relay \$ECHO; fastway-bench -client \$RELAY -baseline"
+		;;
+	esac
 	shown=${shown//  / }
 	local args=(-gwpid "$TARGET_PID" -dur "${DUR}s" -warmup "${WARMUP}s" "$@")
-	echo "== $name against $kind: ${args[*]:2}" >&2
+	echo "== $name against $kind, run $rep of $REPS: ${args[*]:2}" >&2
 	local line rc=0
 	line=$("$tmp/fastway-bench" "${target[@]}" "${args[@]}") || rc=$?
 	stop_target
@@ -158,9 +189,12 @@ run() {
 		echo "bench.sh: $name against $kind failed (exit $rc)" >&2
 		failed=1
 	fi
-	LINE[$name.$kind]=$line
+	LINE[$name.$kind.$rep]=$line
 	LINES+=("$line")
-	COMMANDS+=("$shown -gwpid \$PID ${args[*]:2}")
+	if [[ -z ${SHOWN[$name.$kind]:-} ]]; then
+		SHOWN[$name.$kind]=1
+		COMMANDS+=("$shown -gwpid \$PID ${args[*]:2}")
+	fi
 }
 
 # kv LINE KEY: the value of KEY in a summary line.
@@ -168,8 +202,28 @@ kv() {
 	awk -v k="$2" '{ for (i = 1; i <= NF; i++) { n = index($i, "="); if (substr($i, 1, n - 1) == k) { print substr($i, n + 1); exit } } }' <<<"$1"
 }
 
-# get CASE KIND KEY
-get() { kv "${LINE[$1.$2]:-}" "$3"; }
+# get CASE KIND KEY: the median of KEY over the case's runs against KIND
+# (empty when no run has it).
+get() {
+	local rep v vals=()
+	for ((rep = 1; rep <= REPS; rep++)); do
+		v=$(kv "${LINE[$1.$2.$rep]:-}" "$3")
+		[[ -n $v ]] && vals+=("$v")
+	done
+	((${#vals[@]} > 0)) || return 0
+	printf '%s\n' "${vals[@]}" | sort -g | awk '{ v[NR] = $1 } END {
+		m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
+		if (m == int(m)) printf "%d\n", m; else printf "%.1f\n", m }'
+}
+
+# all CASE KIND KEY: KEY of every run against KIND, slash-separated.
+all() {
+	local rep out=""
+	for ((rep = 1; rep <= REPS; rep++)); do
+		out+="${out:+ / }$(or_na "$(kv "${LINE[$1.$2.$rep]:-}" "$3")")"
+	done
+	echo "$out"
+}
 
 # ratio A B: A/B with two decimals, or n/a.
 ratio() {
@@ -198,16 +252,21 @@ CHURN=(-mode churn -conns 10 -dials 8)
 E10=(-mode echo -conns 10 -vconns 1 -k 8 -size 64)
 IDLE=(-mode idle -conns "$IDLE_CONNS" -vconns 1 -interval 10s -srcips 16)
 
-for kind in gw echo; do run echo64 "$kind" "${E64[@]}"; done
-for kind in gw echo; do run echo4k "$kind" "${E4K[@]}"; done
-for kind in gw echo; do run lat "$kind" "${LAT[@]}"; done
-for kind in gw echo; do run many "$kind" "${MANY[@]}"; done
-for kind in gw echo; do run churn "$kind" "${CHURN[@]}"; done
-run echo10 echo "${E10[@]}"
+for ((rep = 1; rep <= REPS; rep++)); do
+	for kind in gw echo; do run echo64 "$kind" "$rep" "${E64[@]}"; done
+	for kind in gw echo; do run echo4k "$kind" "$rep" "${E4K[@]}"; done
+	for kind in gw echo relay; do run lat "$kind" "$rep" "${LAT[@]}"; done
+	for kind in gw echo; do run many "$kind" "$rep" "${MANY[@]}"; done
+	for kind in gw echo; do run churn "$kind" "$rep" "${CHURN[@]}"; done
+	run echo10 echo "$rep" "${E10[@]}"
+done
+# Memory is not noisy: one run each.
+SAVED_REPS=$REPS REPS=1
 GW_EXTRA=(-ClientIdleTimeout=1h) # longer than the whole run, connecting included
-run idle gw "${IDLE[@]}"
+run idle gw 1 "${IDLE[@]}"
 GW_EXTRA=()
-run idle echo "${IDLE[@]}"
+run idle echo 1 "${IDLE[@]}"
+REPS=$SAVED_REPS
 
 # The figures.
 g64=$(or_na "$(get echo64 gw msgs_per_gw_cpu_s)")
@@ -219,13 +278,22 @@ r4k=$(ratio "$g4k" "$e4k")
 glat=$(or_na "$(get lat gw p50_us)")
 elat=$(or_na "$(get lat echo p50_us)")
 rlat=$(ratio "$glat" "$elat")
+xlat=$(or_na "$(get lat relay p50_us)")
+rxlat=$(ratio "$glat" "$xlat")
 g99=$(or_na "$(get echo64 gw p99_us)")
 e99=$(or_na "$(get echo64 echo p99_us)")
+g50=$(or_na "$(get echo64 gw p50_us)")
+e50=$(or_na "$(get echo64 echo p50_us)")
 gm99=$(or_na "$(get many gw p99_us)")
 em99=$(or_na "$(get many echo p99_us)")
-ggrow=$(ratio "$gm99" "$g99")
-egrow=$(ratio "$em99" "$e99")
-grow_rel=$(ratio "$ggrow" "$egrow")
+gm50=$(or_na "$(get many gw p50_us)")
+em50=$(or_na "$(get many echo p50_us)")
+gspread=$(ratio "$g99" "$g50")
+espread=$(ratio "$e99" "$e50")
+gmspread=$(ratio "$gm99" "$gm50")
+emspread=$(ratio "$em99" "$em50")
+gspread_grow=$(ratio "$gmspread" "$gspread")
+espread_grow=$(ratio "$emspread" "$espread")
 gch=$(or_na "$(get churn gw dials_per_gw_cpu_s)")
 ech=$(or_na "$(get churn echo dials_per_gw_cpu_s)")
 e10=$(or_na "$(get echo10 echo msgs_per_gw_cpu_s)")
@@ -237,13 +305,15 @@ ridle=$(ratio "$gidle" "$eidle")
 cpu_model=$(grep -m1 'model name' /proc/cpuinfo 2>/dev/null | cut -d: -f2- | sed 's/^ *//' || true)
 section=$tmp/section.md
 {
-	echo "Run of $started by \`scripts/bench.sh\` (DUR=$DUR s measured per case after $WARMUP s"
-	echo "of warm-up; IDLE_CONNS=$IDLE_CONNS). Box: ${cpu_model:-unknown CPU}, $(nproc) cores,"
+	echo "Run of $started by \`scripts/bench.sh\` (DUR=$DUR s measured per run after $WARMUP s"
+	echo "of warm-up; REPS=$REPS; IDLE_CONNS=$IDLE_CONNS). Box: ${cpu_model:-unknown CPU}, $(nproc) cores,"
 	echo "$(uname -sr), $(go version | cut -d' ' -f3); load average $load_before at the start."
-	echo "Every case ran against a fresh gateway and then a fresh bare echo process"
-	echo "(\`fastway-bench -listen\`), both on the same box as the load generator. CPU-s is"
-	echo "the target's own utime+stime over the measured window (/proc/PID/stat at"
-	echo "USER_HZ 100), so per-CPU-second figures hold however the cores were shared."
+	echo "Every case ran $REPS times against a fresh gateway and a fresh bare echo process"
+	echo "(\`fastway-bench -listen\`), the repetitions interleaved with the other cases',"
+	echo "all on the same box as the load generator; each figure is the median of its"
+	echo "runs (the idle case ran once). CPU-s is the target's own utime+stime over the"
+	echo "measured window (/proc/PID/stat at USER_HZ 100), so per-CPU-second figures"
+	echo "hold however the cores were shared."
 	[[ -n $idle_note ]] && echo "Note: $idle_note"
 	echo
 	echo "| case | figure | gateway | bare echo | ratio | target | met |"
@@ -251,26 +321,41 @@ section=$tmp/section.md
 	echo "| echo 100 × 1, K=8, S=64 B | round trips per target CPU-s | $g64 | $e64 | $r64 | ≥ 0.5 | $(meets "$r64" '>=' 0.5) |"
 	echo "| echo 100 × 1, K=8, S=4 KiB | round trips per target CPU-s | $g4k | $e4k | $r4k | ≥ 0.45 | $(meets "$r4k" '>=' 0.45) |"
 	echo "| echo 1 × 1, K=1, S=64 B | p50 round trip, µs | $glat | $elat | $rlat | ≤ 1.2 | $(meets "$rlat" '<=' 1.2) |"
+	echo "| echo 1 × 1, K=1, S=64 B | p50 round trip, µs, vs a bare relay + echo (two hops) | $glat | $xlat | $rxlat | report | — |"
 	echo "| echo 100 × 1, K=8, S=64 B | p99 round trip, µs | $g99 | $e99 | $(ratio "$g99" "$e99") | report | — |"
 	echo "| echo $MANY_CONNS × 1, K=8, S=64 B | p99 round trip, µs | $gm99 | $em99 | $(ratio "$gm99" "$em99") | report | — |"
-	echo "| p99 growth, $MANY_CONNS ÷ 100 conns | times | $ggrow | $egrow | $grow_rel | not above the bare echo's ×1.2 | $(meets "$grow_rel" '<=' 1.2) |"
+	echo "| echo 100 × 1, K=8, S=64 B | tail spread p99 ÷ p50 | $gspread | $espread | — | report | — |"
+	echo "| echo $MANY_CONNS × 1, K=8, S=64 B | tail spread p99 ÷ p50 | $gmspread | $emspread | — | report | — |"
+	echo "| tail spread growth, $MANY_CONNS ÷ 100 conns | times | $gspread_grow | $espread_grow | — | gateway ≤ 1.2 | $(meets "$gspread_grow" '<=' 1.2) |"
 	echo "| idle $IDLE_CONNS × 1 | RSS growth per connection, KiB | $gidle | $eidle | $ridle | gateway ≤ 6 | $(meets "$gidle" '<=' 6) |"
 	echo "| churn 10 × 8 dials | dials per target CPU-s | $gch | $ech | $rch | ≥ 0.4 | $(meets "$rch" '>=' 0.4) |"
 	echo
 	echo "Ratios are gateway ÷ bare echo, except churn: gateway dials per CPU-s ÷ the"
 	echo "bare echo's round trips per CPU-s in an echo run of 10 × 1, K=8, S=64 B"
-	echo "($e10). Echo runs are closed loops (every connection keeps K messages in"
-	echo "flight), so at saturation latency grows with the messages in flight on"
-	echo "either target; the growth row therefore compares the gateway's p99 growth"
-	echo "with the bare echo's."
+	echo "($e10), and the relay row: gateway ÷ the bare relay. Echo runs are closed"
+	echo "loops (every connection keeps K messages in flight), so at saturation the"
+	echo "latency of every message grows with the messages in flight ($MANY_CONNS ÷ 100"
+	echo "times as many at $MANY_CONNS connections), on either target, by Little's law;"
+	echo "what the connection count must not change is the shape of the tail, p99 ÷ p50."
 	echo
-	echo "Commands (\$CLIENT, \$SERVER, \$ECHO: the free ports the target logged; \$PID: the target's):"
+	echo "Each run's figures (gateway, then bare echo):"
+	echo
+	echo "| case | figure | gateway runs | bare echo runs |"
+	echo "|---|---|---|---|"
+	echo "| echo 100 × 1, 64 B | round trips per target CPU-s | $(all echo64 gw msgs_per_gw_cpu_s) | $(all echo64 echo msgs_per_gw_cpu_s) |"
+	echo "| echo 100 × 1, 4 KiB | round trips per target CPU-s | $(all echo4k gw msgs_per_gw_cpu_s) | $(all echo4k echo msgs_per_gw_cpu_s) |"
+	echo "| echo 1 × 1, K=1 | p50 µs | $(all lat gw p50_us) | $(all lat echo p50_us) (relay: $(all lat relay p50_us)) |"
+	echo "| echo 100 × 1, 64 B | p50 / p99 µs | $(all echo64 gw p50_us) // $(all echo64 gw p99_us) | $(all echo64 echo p50_us) // $(all echo64 echo p99_us) |"
+	echo "| echo $MANY_CONNS × 1, 64 B | p50 / p99 µs | $(all many gw p50_us) // $(all many gw p99_us) | $(all many echo p50_us) // $(all many echo p99_us) |"
+	echo "| churn 10 × 8 | dials per target CPU-s | $(all churn gw dials_per_gw_cpu_s) | echo 10 × 1: $(all echo10 echo msgs_per_gw_cpu_s) |"
+	echo
+	echo "Commands, each case and target once (\$CLIENT, \$SERVER, \$ECHO, \$RELAY: the free ports the targets logged; \$PID: the target's):"
 	echo
 	echo '```sh'
 	printf '%s\n' "${COMMANDS[@]}"
 	echo '```'
 	echo
-	echo "Every summary line, in the order above:"
+	echo "Every summary line, in the order they ran:"
 	echo
 	echo '```'
 	printf '%s\n' "${LINES[@]}"
