@@ -213,7 +213,27 @@ get() {
 	((${#vals[@]} > 0)) || return 0
 	printf '%s\n' "${vals[@]}" | sort -g | awk '{ v[NR] = $1 } END {
 		m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
-		if (m == int(m)) printf "%d\n", m; else printf "%.1f\n", m }'
+		if (m >= 1000 || m == int(m)) printf "%d\n", m + 0.5; else printf "%.1f\n", m }'
+}
+
+# pairs CASE KIND KEY [BCASE BKIND BKEY]: for each repetition, KEY of the run
+# of CASE against KIND divided by BKEY of the run of BCASE against BKIND
+# (default: the same case and key against the bare echo), one per line.
+# The two runs of a repetition ran back to back, under the same conditions.
+pairs() {
+	local rep a b
+	for ((rep = 1; rep <= REPS; rep++)); do
+		a=$(kv "${LINE[$1.$2.$rep]:-}" "$3")
+		b=$(kv "${LINE[${4:-$1}.${5:-echo}.$rep]:-}" "${6:-$3}")
+		ratio "$a" "$b"
+	done
+}
+
+# pratio ...: the median of pairs ... (n/a when no pair has both runs).
+pratio() {
+	pairs "$@" | grep -v n/a | sort -g | awk '{ v[NR] = $1 } END {
+		if (NR == 0) { print "n/a"; exit }
+		printf "%.2f\n", (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
 }
 
 # all CASE KIND KEY: KEY of every run against KIND, slash-separated.
@@ -257,8 +277,9 @@ for ((rep = 1; rep <= REPS; rep++)); do
 	for kind in gw echo; do run echo4k "$kind" "$rep" "${E4K[@]}"; done
 	for kind in gw echo relay; do run lat "$kind" "$rep" "${LAT[@]}"; done
 	for kind in gw echo; do run many "$kind" "$rep" "${MANY[@]}"; done
-	for kind in gw echo; do run churn "$kind" "$rep" "${CHURN[@]}"; done
-	run echo10 echo "$rep" "${E10[@]}"
+	run churn gw "$rep" "${CHURN[@]}"
+	run echo10 echo "$rep" "${E10[@]}" # churn's denominator, right after it
+	run churn echo "$rep" "${CHURN[@]}"
 done
 # Memory is not noisy: one run each.
 SAVED_REPS=$REPS REPS=1
@@ -271,15 +292,15 @@ REPS=$SAVED_REPS
 # The figures.
 g64=$(or_na "$(get echo64 gw msgs_per_gw_cpu_s)")
 e64=$(or_na "$(get echo64 echo msgs_per_gw_cpu_s)")
-r64=$(ratio "$g64" "$e64")
+r64=$(pratio echo64 gw msgs_per_gw_cpu_s)
 g4k=$(or_na "$(get echo4k gw msgs_per_gw_cpu_s)")
 e4k=$(or_na "$(get echo4k echo msgs_per_gw_cpu_s)")
-r4k=$(ratio "$g4k" "$e4k")
+r4k=$(pratio echo4k gw msgs_per_gw_cpu_s)
 glat=$(or_na "$(get lat gw p50_us)")
 elat=$(or_na "$(get lat echo p50_us)")
-rlat=$(ratio "$glat" "$elat")
+rlat=$(pratio lat gw p50_us)
 xlat=$(or_na "$(get lat relay p50_us)")
-rxlat=$(ratio "$glat" "$xlat")
+rxlat=$(pratio lat gw p50_us lat relay p50_us)
 g99=$(or_na "$(get echo64 gw p99_us)")
 e99=$(or_na "$(get echo64 echo p99_us)")
 g50=$(or_na "$(get echo64 gw p50_us)")
@@ -297,7 +318,7 @@ espread_grow=$(ratio "$emspread" "$espread")
 gch=$(or_na "$(get churn gw dials_per_gw_cpu_s)")
 ech=$(or_na "$(get churn echo dials_per_gw_cpu_s)")
 e10=$(or_na "$(get echo10 echo msgs_per_gw_cpu_s)")
-rch=$(ratio "$gch" "$e10")
+rch=$(pratio churn gw dials_per_gw_cpu_s echo10 echo msgs_per_gw_cpu_s)
 gidle=$(or_na "$(get idle gw rss_per_conn_kib)")
 eidle=$(or_na "$(get idle echo rss_per_conn_kib)")
 ridle=$(ratio "$gidle" "$eidle")
@@ -332,7 +353,10 @@ section=$tmp/section.md
 	echo
 	echo "Ratios are gateway ÷ bare echo, except churn: gateway dials per CPU-s ÷ the"
 	echo "bare echo's round trips per CPU-s in an echo run of 10 × 1, K=8, S=64 B"
-	echo "($e10), and the relay row: gateway ÷ the bare relay. Echo runs are closed"
+	echo "(median $e10), and the relay row: gateway ÷ the bare relay. A ratio is the"
+	echo "median of the $REPS repetitions' own ratios, each of two runs made back to"
+	echo "back (so under the same conditions); the figures beside it are the medians"
+	echo "of the runs, and need not divide to it. Echo runs are closed"
 	echo "loops (every connection keeps K messages in flight), so at saturation the"
 	echo "latency of every message grows with the messages in flight ($MANY_CONNS ÷ 100"
 	echo "times as many at $MANY_CONNS connections), on either target, by Little's law;"
@@ -348,6 +372,10 @@ section=$tmp/section.md
 	echo "| echo 100 × 1, 64 B | p50 / p99 µs | $(all echo64 gw p50_us) // $(all echo64 gw p99_us) | $(all echo64 echo p50_us) // $(all echo64 echo p99_us) |"
 	echo "| echo $MANY_CONNS × 1, 64 B | p50 / p99 µs | $(all many gw p50_us) // $(all many gw p99_us) | $(all many echo p50_us) // $(all many echo p99_us) |"
 	echo "| churn 10 × 8 | dials per target CPU-s | $(all churn gw dials_per_gw_cpu_s) | echo 10 × 1: $(all echo10 echo msgs_per_gw_cpu_s) |"
+	echo
+	echo "The repetitions' ratios: 64 B $(pairs echo64 gw msgs_per_gw_cpu_s | paste -sd/ | sed 's|/| / |g');"
+	echo "4 KiB $(pairs echo4k gw msgs_per_gw_cpu_s | paste -sd/ | sed 's|/| / |g'); p50 $(pairs lat gw p50_us | paste -sd/ | sed 's|/| / |g')"
+	echo "(vs relay $(pairs lat gw p50_us lat relay p50_us | paste -sd/ | sed 's|/| / |g')); churn $(pairs churn gw dials_per_gw_cpu_s echo10 echo msgs_per_gw_cpu_s | paste -sd/ | sed 's|/| / |g')."
 	echo
 	echo "Commands, each case and target once (\$CLIENT, \$SERVER, \$ECHO, \$RELAY: the free ports the targets logged; \$PID: the target's):"
 	echo
