@@ -3,6 +3,7 @@
 package gateway
 
 import (
+	"io"
 	"os"
 	"syscall"
 	"unsafe"
@@ -27,6 +28,47 @@ func (l *link) readReady(fd uintptr) bool {
 		l.lazyN, l.lazyErr = max(n, 0), err
 		return true
 	}
+}
+
+// TryRead implements proto.TryReader: one read of what has arrived, never
+// waiting for more; 0 and no error when nothing has. The FrameReader uses
+// it to read on when a read filled its buffer, before the reader writes out
+// what it has queued.
+func (l *link) TryRead(p []byte) (int, error) {
+	if l.raw == nil || l.stopRead.Load() {
+		return 0, nil
+	}
+	if l.tryRead == nil {
+		l.tryRead = func(fd uintptr) bool {
+			for {
+				n, err := syscall.Read(int(fd), l.tryBuf)
+				switch {
+				case err == syscall.EINTR:
+					continue
+				case err == syscall.EAGAIN:
+					l.lazyN, l.lazyErr = 0, nil
+				case err == nil && n == 0:
+					l.lazyN, l.lazyErr = 0, io.EOF
+				default:
+					l.lazyN, l.lazyErr = max(n, 0), err
+				}
+				return true // one attempt: never wait here
+			}
+		}
+	}
+	l.tryBuf = p
+	err := l.raw.Read(l.tryRead)
+	n, rerr := l.lazyN, l.lazyErr
+	l.tryBuf, l.lazyN, l.lazyErr = nil, 0, nil
+	switch {
+	case err != nil:
+		return 0, err
+	case rerr == io.EOF:
+		return 0, io.EOF
+	case rerr != nil:
+		return n, os.NewSyscallError("read", rerr)
+	}
+	return n, nil
 }
 
 // writeState is a link's scratch for non-blocking writes, made on the first

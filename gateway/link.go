@@ -71,6 +71,8 @@ type link struct {
 	lazyPut func()
 	lazyN   int
 	lazyErr error
+	tryRead func(fd uintptr) bool // TryRead's callback, made on first use
+	tryBuf  []byte
 	wstate  *writeState // non-blocking write scratch, made on first use
 
 	// idNext..idEnd-1 are the ConnIDs this link's reader has taken for the
@@ -202,6 +204,7 @@ func (l *link) readLoop() {
 	// Frames and bytes read are counted here and added to the link's
 	// counters once per batch of frames, not per frame.
 	var frames, bytes uint64
+	ahead := 0 // reads since the last flush that ReadMore added
 	for {
 		if err := l.beforeRead(); err != nil {
 			l.readFailed(err)
@@ -218,8 +221,18 @@ func (l *link) readLoop() {
 			break
 		}
 		if !fr.HasFrame() {
+			// A read that filled the buffer likely left more in the
+			// socket: read it (without waiting) before writing, so that
+			// each destination gets one write for all of it; but never
+			// more than maxReadAhead reads in a row.
+			for ahead < maxReadAhead && !fr.HasFrame() && fr.ReadMore() {
+				ahead++
+			}
+		}
+		if !fr.HasFrame() {
 			// The next read would wait on the socket: first write out
 			// what the frames read so far queued to other links.
+			ahead = 0
 			l.countIn(frames, bytes)
 			frames, bytes = 0, 0
 			l.flushDirty()
@@ -258,6 +271,10 @@ func (l *link) readFailed(err error) {
 	}
 	l.close(classify(err), err, false)
 }
+
+// maxReadAhead bounds the reads a reader makes, past one that filled its
+// buffer, before it writes out what it has queued (see readLoop).
+const maxReadAhead = 4
 
 // countIn adds frames and bytes read to the link's counters.
 func (l *link) countIn(frames, bytes uint64) {

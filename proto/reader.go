@@ -34,6 +34,8 @@ type FrameReader struct {
 	wpos      int    // end of valid bytes in buf
 	empty     int    // reads in a row that returned no bytes and no error
 	short     int    // short reads in a row completing a frame (see trickleReads)
+	full      bool   // the last read filled the space it was given
+	deferred  error  // an error ReadMore met, returned by the next read
 
 	budget *Budget // shared bound on large frames still arriving, or nil
 
@@ -103,37 +105,23 @@ func (fr *FrameReader) fill(n int) error {
 	for fr.wpos-fr.rpos < n {
 		var m int
 		var err error
-		if fr.lazy != nil && fr.rpos == fr.wpos {
+		switch {
+		case fr.deferred != nil:
+			err, fr.deferred = fr.deferred, nil
+		case fr.lazy != nil && fr.rpos == fr.wpos:
 			fr.short = 0
-			if fr.shared != nil {
-				fr.dropBuf() // the read would start over frames handed out
-			}
-			fr.rpos, fr.wpos = 0, 0
+			fr.emptyBuf()
 			m, err = fr.lazy.ReadLazy(fr.get, fr.put)
+			fr.full = false
 			if fr.buf != nil {
+				fr.full = m >= len(fr.buf)
 				fr.adapt(m, len(fr.buf))
 			}
-		} else {
-			if fr.buf == nil {
-				fr.alloc()
-			}
-			if len(fr.buf) < fr.size || (len(fr.buf) > fr.size && fr.wpos-fr.rpos <= fr.size/2) {
-				// A lazy reader resized: grow for a busy stream, or
-				// shrink back while it trickles (a slow partial frame
-				// does not keep a 64 KiB buffer).
-				fr.regrow()
-			} else if len(fr.buf)-fr.rpos < n {
-				if fr.shared != nil {
-					// Handed-out frames sit before rpos: move the
-					// rest to a new buffer rather than over them.
-					fr.regrow()
-				} else {
-					fr.wpos = copy(fr.buf, fr.buf[fr.rpos:fr.wpos])
-					fr.rpos = 0
-				}
-			}
+		default:
+			fr.makeRoom(n)
 			space := len(fr.buf) - fr.wpos
 			m, err = fr.r.Read(fr.buf[fr.wpos:])
+			fr.full = m >= space
 			if fr.lazy != nil {
 				// Completing a frame. A full read means a busy stream;
 				// one short read is usually just the frame's rest
@@ -168,6 +156,77 @@ func (fr *FrameReader) fill(n int) error {
 		}
 	}
 	return nil
+}
+
+// emptyBuf prepares an empty buffer (rpos == wpos) to be read into from
+// its start: a buffer frames were handed out of is let go of instead.
+func (fr *FrameReader) emptyBuf() {
+	if fr.shared != nil {
+		fr.dropBuf() // the read would start over frames handed out
+	}
+	fr.rpos, fr.wpos = 0, 0
+}
+
+// makeRoom makes sure the buffer exists, has the size a lazy reader chose,
+// and has room after rpos for n bytes, moving the unread bytes to its start
+// (or, when frames were handed out of it, to a new buffer).
+func (fr *FrameReader) makeRoom(n int) {
+	if fr.buf == nil {
+		fr.alloc()
+	}
+	if len(fr.buf) < fr.size || (len(fr.buf) > fr.size && fr.wpos-fr.rpos <= fr.size/2) {
+		// A lazy reader resized: grow for a busy stream, or shrink back
+		// while it trickles (a slow partial frame does not keep a 64 KiB
+		// buffer).
+		fr.regrow()
+	} else if len(fr.buf)-fr.rpos < n {
+		if fr.shared != nil {
+			// Handed-out frames sit before rpos: move the rest to a
+			// new buffer rather than over them.
+			fr.regrow()
+		} else {
+			fr.wpos = copy(fr.buf, fr.buf[fr.rpos:fr.wpos])
+			fr.rpos = 0
+		}
+	}
+}
+
+// TryReader is implemented by readers that can read without waiting (the
+// gateway's links): TryRead reads what has arrived into p, and returns 0
+// and no error when nothing has.
+type TryReader interface {
+	TryRead(p []byte) (int, error)
+}
+
+// ReadMore reads once more without waiting, if the last read filled the
+// space it was given (so more is likely waiting) and the reader is a
+// TryReader, and reports whether it read anything. A caller that is about
+// to act on the frames read so far (the gateway writes them out at the end
+// of each read) can use it to gather more first. An error it meets is
+// returned by the next ReadFrame that needs to read.
+func (fr *FrameReader) ReadMore() bool {
+	tr, ok := fr.r.(TryReader)
+	if !ok || !fr.full || fr.deferred != nil {
+		return false
+	}
+	if fr.rpos == fr.wpos {
+		fr.emptyBuf()
+	}
+	fr.makeRoom(fr.wpos - fr.rpos + 1)
+	space := len(fr.buf) - fr.wpos
+	m, err := tr.TryRead(fr.buf[fr.wpos:])
+	fr.wpos += m
+	fr.full = m >= space
+	if fr.lazy != nil && m >= space {
+		fr.adapt(m, space)
+	}
+	if err != nil {
+		fr.deferred = err
+	}
+	if fr.rpos == fr.wpos && fr.lazy != nil {
+		fr.dropBuf() // nothing buffered: hold no buffer while waiting
+	}
+	return m > 0
 }
 
 // maxEmptyReads is how many reads returning (0, nil) in a row a FrameReader

@@ -146,3 +146,103 @@ func TestSharedBufferFreedWithLastReference(t *testing.T) {
 	fr.Release()
 	pool.checkBalanced(t)
 }
+
+// tryLazySource is a lazySource that can also read without waiting: it
+// serves avail bytes at a time to TryRead and counts the calls.
+type tryLazySource struct {
+	lazySource
+	tries int
+	err   error // returned by TryRead once data runs out, if set
+}
+
+func (s *tryLazySource) TryRead(p []byte) (int, error) {
+	s.tries++
+	if len(s.data) == 0 {
+		return 0, s.err
+	}
+	return s.read(p)
+}
+
+// TestReadMore: ReadMore reads on only after a read that filled its
+// buffer, never waits, appends to what is buffered (a split frame is
+// completed), holds no buffer when it found nothing, and leaves an error
+// for the next ReadFrame.
+func TestReadMore(t *testing.T) {
+	frames := [][]byte{
+		EncodeData(nil, 1, bytes.Repeat([]byte{1}, 1500)),
+		EncodeData(nil, 2, bytes.Repeat([]byte{2}, 1500)),
+		EncodeData(nil, 3, bytes.Repeat([]byte{3}, 10)),
+	}
+	data := stream(frames...)
+
+	t.Run("after a short read it does nothing", func(t *testing.T) {
+		src := &tryLazySource{lazySource: lazySource{data: bytes.Clone(frames[2]), chunk: 1 << 20}}
+		fr := NewFrameReader(src, nil, 2048, 0)
+		if _, err := fr.ReadFrame(); err != nil {
+			t.Fatal(err)
+		}
+		if fr.ReadMore() || src.tries != 0 {
+			t.Fatalf("ReadMore after a short read: tried %d times", src.tries)
+		}
+	})
+
+	t.Run("after a full read it completes a split frame", func(t *testing.T) {
+		pool := newCountingPool()
+		// The first read fills the 2 KiB buffer: frame 1 and part of 2.
+		src := &tryLazySource{lazySource: lazySource{data: bytes.Clone(data), chunk: 2048}}
+		fr := NewFrameReader(src, pool, 2048, 0)
+		f, s, err := fr.ReadFrameShared(1024)
+		if err != nil || !bytes.Equal(f, frames[0]) {
+			t.Fatalf("first frame: %v", err)
+		}
+		if fr.HasFrame() {
+			t.Fatal("the second frame is whole after the first read")
+		}
+		for fr.ReadMore() && !fr.HasFrame() {
+		}
+		if !fr.HasFrame() || src.tries == 0 {
+			t.Fatalf("ReadMore did not complete the split frame (%d tries)", src.tries)
+		}
+		for _, want := range frames[1:] {
+			g, gs, err := fr.ReadFrameShared(1024)
+			if err != nil || !bytes.Equal(g, want) {
+				t.Fatalf("frame %d: %v", Header(want).ConnID(), err)
+			}
+			if gs != nil {
+				gs.Release()
+			} else {
+				pool.Free(g)
+			}
+		}
+		if !bytes.Equal(f, frames[0]) {
+			t.Fatal("the first frame changed while ReadMore read on")
+		}
+		if s != nil {
+			s.Release()
+		} else {
+			pool.Free(f)
+		}
+		// Nothing is waiting now: no buffer is kept.
+		for fr.ReadMore() {
+		}
+		if fr.buf != nil {
+			t.Fatal("a buffer is held after ReadMore found nothing")
+		}
+		fr.Release()
+		pool.checkBalanced(t)
+	})
+
+	t.Run("an error waits for the next read", func(t *testing.T) {
+		src := &tryLazySource{lazySource: lazySource{data: bytes.Clone(data[:2048]), chunk: 2048}, err: io.ErrClosedPipe}
+		fr := NewFrameReader(src, nil, 2048, 0)
+		if _, err := fr.ReadFrame(); err != nil {
+			t.Fatal(err)
+		}
+		if fr.ReadMore() {
+			t.Fatal("ReadMore read from a drained source")
+		}
+		if _, err := fr.ReadFrame(); err != io.ErrClosedPipe {
+			t.Fatalf("ReadFrame after ReadMore met an error: %v, want it", err)
+		}
+	})
+}
