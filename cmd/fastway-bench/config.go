@@ -176,7 +176,7 @@ func printUsage(w io.Writer) {
 	var c config
 	fs := newFlagSet(&c)
 	fmt.Fprint(w, `Usage: fastway-bench -client ADDR [-server ADDR -key KEY] [-mode echo|idle|churn] [flags]
-       fastway-bench -listen ADDR
+       fastway-bench -listen ADDR [-relay ECHOADDR]
 
 fastway-bench loads a running fastway gateway from both ends: it connects N
 backend servers to the gateway's server port (MD5 handshake with -key; each
@@ -189,7 +189,10 @@ With -listen it is instead the baseline target: a bare echo process that
 answers Dial with Accept, echoes data frames, Ping and Close, so a run
 against it (-baseline) measures the same framed echo with no gateway in the
 way. Compare a gateway run with a baseline run made on the same box at the
-same time: scripts/bench.sh does, and computes the ratios.
+same time: scripts/bench.sh does, and computes the ratios. With -listen and
+-relay it is a bare relay that copies every connection byte for byte to an
+echo process: two hops, like a gateway in front of a server, and so the
+latency floor of any proxy on the box.
 
 The bench's clients and servers, the gateway and the echo process all share
 the box: on a small machine throughput figures measure the box as much as
@@ -201,7 +204,9 @@ however the cores were shared.
 Modes:
   echo   each virtual connection keeps K messages of S bytes in flight; a
          message carries its send time (8 bytes, monotonic ns) and is sent
-         again as soon as it comes back.
+         again as soon as it comes back. With -rate R it is an open loop
+         instead: R messages a second in all, spread over the virtual
+         connections, whatever comes back (latency at a given load).
            rtt_per_s          round trips (echoed messages) per second
            mib_per_s          rtt_per_s x S, in MiB/s (payload, one way)
            p50/p99/p999_us    round-trip latency (log-linear histogram, 1.6 %)
