@@ -32,6 +32,13 @@ func TestLinkTryRead(t *testing.T) {
 	if n, err := l.TryRead(buf); n != 0 || err != nil {
 		t.Fatalf("TryRead with nothing sent = %d, %v; want 0, nil", n, err)
 	}
+	if _, err := peer.Write([]byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	// A read into no room is not the end of the stream.
+	if n, err := l.TryRead(nil); n != 0 || err != nil {
+		t.Fatalf("TryRead(nil) = %d, %v; want 0, nil", n, err)
+	}
 	if _, err := peer.Write([]byte("hello")); err != nil {
 		t.Fatal(err)
 	}
@@ -42,10 +49,10 @@ func TestLinkTryRead(t *testing.T) {
 			t.Fatalf("TryRead: %v", err)
 		}
 		got = append(got, buf[:n]...)
-		return len(got) == 5
+		return len(got) == 6
 	})
-	if string(got) != "hello" {
-		t.Fatalf("TryRead read %q, want %q", got, "hello")
+	if string(got) != "xhello" {
+		t.Fatalf("TryRead read %q, want %q", got, "xhello")
 	}
 	peer.Close()
 	eventually(t, "EOF", func() bool {

@@ -214,6 +214,11 @@ func (fr *FrameReader) ReadMore() bool {
 	}
 	fr.makeRoom(fr.wpos - fr.rpos + 1)
 	space := len(fr.buf) - fr.wpos
+	if space == 0 {
+		// The buffer holds the start of a frame larger than itself,
+		// which ReadFrame reads into a buffer of its own.
+		return false
+	}
 	m, err := tr.TryRead(fr.buf[fr.wpos:])
 	fr.wpos += m
 	fr.full = m >= space

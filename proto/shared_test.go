@@ -156,6 +156,9 @@ type tryLazySource struct {
 }
 
 func (s *tryLazySource) TryRead(p []byte) (int, error) {
+	if len(p) == 0 {
+		panic("TryRead with no room: a socket would return 0, nil, which reads as EOF")
+	}
 	s.tries++
 	if len(s.data) == 0 {
 		return 0, s.err
@@ -230,6 +233,26 @@ func TestReadMore(t *testing.T) {
 		}
 		fr.Release()
 		pool.checkBalanced(t)
+	})
+
+	t.Run("a frame larger than the buffer is left to ReadFrame", func(t *testing.T) {
+		// The buffer is at its largest (64 KiB), and a read fills it
+		// with nothing but the start of a larger frame.
+		big := EncodeData(nil, 9, bytes.Repeat([]byte{9}, 100000))
+		all := stream(big, frames[2], big)
+		src := &tryLazySource{lazySource: lazySource{data: bytes.Clone(all), chunk: 64 << 10}}
+		fr := NewFrameReader(src, nil, 64<<10, 0)
+		var got [][]byte
+		for range 3 {
+			for !fr.HasFrame() && fr.ReadMore() {
+			}
+			f, err := fr.ReadFrame()
+			if err != nil {
+				t.Fatal(err)
+			}
+			got = append(got, f)
+		}
+		framesEqual(t, got, [][]byte{big, frames[2], big})
 	})
 
 	t.Run("an error waits for the next read", func(t *testing.T) {
