@@ -99,6 +99,7 @@ type link struct {
 	// owner only; see contended).
 	contention int
 	spare      []outFrame // the writer's previous batch, reused as the next queue
+	vecSpare   [][]byte   // a server's writer scratch, kept between turns (turn owner only)
 	writing    bool       // a writer goroutine is running
 	closed     bool       // no more frames are accepted
 	torn       bool       // teardown has run: the reader is done with the link

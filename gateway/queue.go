@@ -10,7 +10,9 @@ import (
 
 // maxSpare is the largest queue slice kept between batches when it was
 // mostly unused; larger ones are dropped so a burst's memory is given back.
-// idleSpare is the largest kept while the link is idle.
+// idleSpare is the largest a client link keeps while idle (a server link,
+// one of a few and busy, keeps up to maxSpare, so its queue does not grow
+// from nothing at every writer turn).
 const (
 	maxSpare  = 64
 	idleSpare = 8
@@ -133,8 +135,9 @@ func (l *link) flushInline() {
 		l.startWriter(nil, 0)
 		return
 	}
+	var keep []outFrame // the last batch's slice, emptied: the next queue
 	for range inlineRounds {
-		batch := l.takeBatch(nil)
+		batch := l.takeBatch(keep)
 		if batch == nil {
 			return // the turn is over
 		}
@@ -150,8 +153,25 @@ func (l *link) flushInline() {
 		}
 		l.wrote(batch, n)
 		l.gw.freeAll(batch)
+		keep = batch[:0]
 	}
+	l.spareQueue(keep)
 	l.startWriter(nil, 0)
+}
+
+// spareQueue offers keep, an emptied batch slice, as the next queue: it
+// becomes the queue if none has been started since the batch was taken, so
+// the next frames do not grow a queue from nothing. The caller owns l's
+// writer turn.
+func (l *link) spareQueue(keep []outFrame) {
+	if keep == nil {
+		return
+	}
+	l.mu.Lock()
+	if l.queue == nil && l.spare == nil && cap(keep) <= l.spareMax() {
+		l.spare = keep
+	}
+	l.mu.Unlock()
 }
 
 // startWriter hands l's writer turn to a writer goroutine. Inline turns run
@@ -191,7 +211,7 @@ func (l *link) takeBatch(keep []outFrame) []outFrame {
 		l.queue = nil
 		l.writing = false
 		closeNow := l.closed
-		if !closeNow && cap(keep) <= idleSpare {
+		if !closeNow && cap(keep) <= l.spareMax() {
 			l.spare = keep // small enough to keep while idle
 		}
 		done := l.finishedLocked()
@@ -211,6 +231,14 @@ func (l *link) takeBatch(keep []outFrame) []outFrame {
 	}
 	l.mu.Unlock()
 	return batch
+}
+
+// spareMax is the largest queue slice l keeps between writer turns.
+func (l *link) spareMax() int {
+	if l.side == sideServer {
+		return maxSpare
+	}
+	return idleSpare
 }
 
 // writeFailed ends the writer's turn after a write error: the link closes
@@ -265,7 +293,10 @@ func batchBytes(batch []outFrame) int64 {
 // over by flushInline); startWriter counted it in the wait group.
 func (l *link) writeLoop(batch []outFrame, skip int64) {
 	defer l.gw.wg.Done()
-	var vec [][]byte    // iovec scratch, reused across rounds
+	// vec is iovec scratch, reused across rounds; a server link keeps it
+	// between writer turns too (vecSpare, touched only by the turn's owner).
+	vec := l.vecSpare
+	l.vecSpare = nil
 	var keep []outFrame // the last batch's slice, emptied, to become the next queue
 	for {
 		if batch == nil {
@@ -274,9 +305,13 @@ func (l *link) writeLoop(batch []outFrame, skip int64) {
 				// have read before the batch is taken: under load one
 				// writev then carries many clients' frames.
 				runtime.Gosched()
+				l.vecSpare = vec // for the next turn, if this one ends now
 			}
 			if batch = l.takeBatch(keep); batch == nil {
 				return
+			}
+			if l.side == sideServer {
+				vec, l.vecSpare = l.vecSpare, nil // still this turn's
 			}
 		}
 		l.refreshWriteDeadline()

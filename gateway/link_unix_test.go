@@ -63,3 +63,56 @@ func TestLinkTryRead(t *testing.T) {
 		return err == io.EOF
 	})
 }
+
+// TestQueueKeptBetweenTurns: after a writer turn, a server link keeps its
+// emptied queue slice (up to maxSpare slots) for the next turn, so a busy
+// server's queue does not grow from nothing every time; a client link keeps
+// at most idleSpare slots while idle.
+func TestQueueKeptBetweenTurns(t *testing.T) {
+	for _, tc := range []struct {
+		side side
+		kept bool
+	}{{sideServer, true}, {sideClient, false}} {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		peer, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		conn, err := ln.Accept()
+		if err != nil {
+			t.Fatal(err)
+		}
+		g := New(Config{})
+		l := newLink(g, conn, tc.side, 1)
+		const n = 20 // more than idleSpare, less than maxSpare (with room to grow)
+		l.mu.Lock()
+		l.writing = true // hold the turn so all n queue up first
+		l.mu.Unlock()
+		for range n {
+			l.push(nil, []byte{4, 0, 0, 0, 1, 0, 0, 0}, pushForce)
+		}
+		l.startWriter(nil, 0)
+		buf := make([]byte, 8*n)
+		if _, err := io.ReadFull(peer, buf); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, "the writer turn to end", func() bool {
+			l.mu.Lock()
+			defer l.mu.Unlock()
+			return !l.writing
+		})
+		g.wg.Wait()
+		l.mu.Lock()
+		c := cap(l.spare)
+		l.mu.Unlock()
+		if kept := c >= n; kept != tc.kept {
+			t.Errorf("%v link: spare queue of %d slots after a turn of %d frames; want kept: %v", tc.side, c, n, tc.kept)
+		}
+		peer.Close()
+		conn.Close()
+		ln.Close()
+	}
+}
