@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"math/rand/v2"
 	"net"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -310,4 +311,67 @@ func TestForwardSharedBuffers(t *testing.T) {
 	s.conn.Close()
 	eventually(t, "links gone", func() bool { st := g.Stats(); return st.ClientConns == 0 && st.ServerConns == 0 })
 	eventually(t, "buffers back", func() bool { return pool.allocs.Load() == pool.frees.Load() })
+}
+
+// TestLargeCommandFrameInSharedBuffer: a command frame (ConnID 0) large
+// enough to be read in place is a protocol error like any malformed
+// command: its sender is closed, nobody else is touched, and the shared
+// read buffer it came in goes back to the pool.
+func TestLargeCommandFrameInSharedBuffer(t *testing.T) {
+	pool := &trackingPool{Pool: slab.NewSyncPool(64, 64<<10, 2), live: map[*byte]bool{}}
+	g := startGW(t, Config{MemPool: pool})
+	s := g.dialServer(t, 1)
+	good, bad := g.dialClient(t), g.dialClient(t)
+	id, _ := open(t, good, s, 1)
+	frame := proto.EncodeData(nil, 0, make([]byte, 1500)) // ConnID 0: a "command", under the 2 KiB read buffer
+	frame[proto.HeaderSize] = byte(proto.CmdPing)
+	// After a Ping in the same write, so that it sits inside the read
+	// buffer rather than at its start.
+	bad.write(append(proto.Command{Type: proto.CmdPing}.Encode(nil), frame...))
+	bad.expectEOF()
+	good.sendData(id, "unaffected")
+	s.expectData(id, "unaffected")
+	eventually(t, "protocol error counted", func() bool { return g.Stats().Disconnected(ReasonProtocolError) == 1 })
+	good.conn.Close()
+	s.conn.Close()
+	eventually(t, "links gone", func() bool { st := g.Stats(); return st.ClientConns == 0 && st.ServerConns == 0 })
+	eventually(t, "buffers back", func() bool { return pool.outstanding() == 0 })
+	if n := pool.foreign.Load(); n != 0 {
+		t.Fatalf("%d Frees of slices the pool did not hand out (a shared frame freed as a buffer)", n)
+	}
+}
+
+// trackingPool is a Pool that knows which buffers it handed out, and counts
+// Frees of anything else.
+type trackingPool struct {
+	slab.Pool
+	mu      sync.Mutex
+	live    map[*byte]bool
+	foreign atomic.Int64
+}
+
+func (p *trackingPool) Alloc(n int) []byte {
+	b := p.Pool.Alloc(n)
+	p.mu.Lock()
+	p.live[&b[:1][0]] = true
+	p.mu.Unlock()
+	return b
+}
+
+func (p *trackingPool) Free(b []byte) {
+	p.mu.Lock()
+	ok := cap(b) > 0 && p.live[&b[:1][0]]
+	delete(p.live, &b[:1][0])
+	p.mu.Unlock()
+	if !ok {
+		p.foreign.Add(1)
+		return
+	}
+	p.Pool.Free(b)
+}
+
+func (p *trackingPool) outstanding() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.live)
 }
