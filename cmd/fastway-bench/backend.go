@@ -85,15 +85,9 @@ func (b *backend) handshake(key string) error {
 		return err
 	}
 	for {
-		f, err := b.fr.next()
+		f, err := b.fr.await("the answer to Ping (wrong -key?)")
 		if err != nil {
 			return err
-		}
-		if f == nil {
-			if err := b.fr.fill(); err != nil {
-				return fmt.Errorf("waiting for the answer to Ping (wrong -key?): %w", err)
-			}
-			continue
 		}
 		if c, err := proto.DecodeCommand(f); err == nil && c.Type == proto.CmdPing {
 			return b.conn.SetDeadline(time.Time{})

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"sync"
 	"sync/atomic"
 
 	"github.com/fastway-go/fastway/proto"
@@ -33,23 +32,12 @@ func runChurn(ctx context.Context, cfg *config, src srcAddrs, r *report) error {
 		return err
 	}
 	conns := make([]*churnConn, len(clients))
-	errs := make([]error, len(clients))
-	var (
-		phase atomic.Int32
-		wg    sync.WaitGroup
-	)
-	start := make(chan struct{})
 	for i, c := range clients {
 		conns[i] = &churnConn{client: c, servers: cfg.servers, sent: make([]int64, cfg.dials)}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			errs[i] = conns[i].run(cfg.dials, start, &phase)
-		}()
 	}
-	close(start)
-
-	w, err := measureWindow(ctx, cfg, &phase, clients, &wg)
+	w, errs, err := runClients(ctx, cfg, clients, func(i int, phase *atomic.Int32) error {
+		return conns[i].run(cfg.dials, phase)
+	})
 	if err != nil {
 		return err
 	}
@@ -103,8 +91,7 @@ func (c *churnConn) reply() (int64, bool) {
 
 // run keeps dials Dials outstanding: each Accept is answered with Close of
 // the new ConnID and a new Dial, each Refuse with a new Dial.
-func (c *churnConn) run(dials int, start <-chan struct{}, phase *atomic.Int32) error {
-	<-start
+func (c *churnConn) run(dials int, phase *atomic.Int32) error {
 	out := make([]byte, 0, dials*(proto.CloseSize+proto.DialSize))
 	now := nowNS()
 	for range dials {

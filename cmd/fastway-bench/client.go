@@ -74,15 +74,9 @@ func (c *client) dialVConns(servers, n int) error {
 		return err
 	}
 	for len(c.ids) < n {
-		f, err := c.fr.next()
+		f, err := c.fr.await("Accept")
 		if err != nil {
 			return err
-		}
-		if f == nil {
-			if err := c.fr.fill(); err != nil {
-				return fmt.Errorf("waiting for Accept: %w", err)
-			}
-			continue
 		}
 		if proto.Header(f).ConnID() != 0 {
 			continue // data before set-up ends: not ours to judge here
@@ -177,6 +171,30 @@ func closeClients(cs []*client) {
 			c.conn.Close()
 		}
 	}
+}
+
+// runClients runs load(i, phase) for every client i, each on its own
+// goroutine and all started together, through the warm-up and the measured
+// window (measureWindow), and returns the window and each client's error.
+// load reads phase to know when to count and when to stop.
+func runClients(ctx context.Context, cfg *config, clients []*client, load func(i int, phase *atomic.Int32) error) (window, []error, error) {
+	errs := make([]error, len(clients))
+	var (
+		phase atomic.Int32
+		wg    sync.WaitGroup
+	)
+	start := make(chan struct{})
+	for i := range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			errs[i] = load(i, &phase)
+		}()
+	}
+	close(start)
+	w, err := measureWindow(ctx, cfg, &phase, clients, &wg)
+	return w, errs, err
 }
 
 // measureWindow runs the warm-up and the measured window of a load whose

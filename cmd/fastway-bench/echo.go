@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -35,31 +34,19 @@ func runEcho(ctx context.Context, cfg *config, src srcAddrs, r *report) error {
 		return err
 	}
 	conns := make([]*echoConn, len(clients))
-	errs := make([]error, len(clients))
-	var (
-		phase atomic.Int32
-		wg    sync.WaitGroup
-	)
-	start := make(chan struct{})
-	perConn := float64(cfg.rate) / float64(len(clients))
 	for i, c := range clients {
 		conns[i] = &echoConn{client: c}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if cfg.rate > 0 {
-				// Connections start spread over one sending period, so
-				// they do not all send at the same instant.
-				offset := time.Duration(float64(i) / float64(len(clients)) * float64(pacedTick(perConn)))
-				errs[i] = conns[i].runPaced(frameSize, perConn, offset, start, &phase)
-				return
-			}
-			errs[i] = conns[i].run(cfg, frameSize, start, &phase)
-		}()
 	}
-	close(start)
-
-	w, err := measureWindow(ctx, cfg, &phase, clients, &wg)
+	perConn := float64(cfg.rate) / float64(len(clients))
+	w, errs, err := runClients(ctx, cfg, clients, func(i int, phase *atomic.Int32) error {
+		if cfg.rate > 0 {
+			// Connections start spread over one sending period, so they
+			// do not all send at the same instant.
+			offset := time.Duration(float64(i) / float64(len(clients)) * float64(pacedTick(perConn)))
+			return conns[i].runPaced(frameSize, perConn, offset, phase)
+		}
+		return conns[i].run(cfg, frameSize, phase)
+	})
 	if err != nil {
 		return err
 	}
@@ -106,8 +93,7 @@ func runEcho(ctx context.Context, cfg *config, src srcAddrs, r *report) error {
 // run sends K messages on each virtual connection, then sends each one
 // again as soon as it comes back, stamped with the time. The replies to one
 // read go out in one write.
-func (c *echoConn) run(cfg *config, frameSize int, start <-chan struct{}, phase *atomic.Int32) error {
-	<-start
+func (c *echoConn) run(cfg *config, frameSize int, phase *atomic.Int32) error {
 	out := make([]byte, 0, len(c.ids)*cfg.k*frameSize)
 	now := nowNS()
 	for _, id := range c.ids {
@@ -174,8 +160,7 @@ const maxPacedBurst = 4096
 // they fell due: the bench's own timer jitter is not the target's latency,
 // and as the sender never waits for echoes, a stalled target cannot delay
 // its sends (until socket buffers fill, far above the rates this is for).
-func (c *echoConn) runPaced(frameSize int, perConn float64, offset time.Duration, start <-chan struct{}, phase *atomic.Int32) error {
-	<-start
+func (c *echoConn) runPaced(frameSize int, perConn float64, offset time.Duration, phase *atomic.Int32) error {
 	sendErr := make(chan error, 1)
 	go func() { sendErr <- c.sendPaced(frameSize, perConn, nowNS()+int64(offset), phase) }()
 	err := c.pump(nil, phase, func(f, out []byte) ([]byte, bool, error) {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/binary"
+	"fmt"
 	"io"
 	"time"
 
@@ -49,6 +50,20 @@ func (fr *frameReader) next() ([]byte, error) {
 	f := fr.buf[fr.rpos : fr.rpos+size : fr.rpos+size]
 	fr.rpos += size
 	return f, nil
+}
+
+// await returns the next whole frame, reading as long as none is buffered
+// (for set-up, where nothing is batched); a read error says it was waiting
+// for what.
+func (fr *frameReader) await(what string) ([]byte, error) {
+	for {
+		if f, err := fr.next(); err != nil || f != nil {
+			return f, err
+		}
+		if err := fr.fill(); err != nil {
+			return nil, fmt.Errorf("waiting for %s: %w", what, err)
+		}
+	}
 }
 
 // fill reads once from the stream, after moving the unread bytes to the
