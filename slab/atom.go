@@ -81,12 +81,9 @@ func NewAtomPool(minChunk, maxChunk, factor, pageSize int) *AtomPool {
 // it, make([]byte, size) above the largest class, and nil for a negative
 // size.
 func (p *AtomPool) Alloc(size int) []byte {
-	if size < 0 {
-		return nil
-	}
-	ci := p.cls.index(size)
+	ci, b := p.cls.forAlloc(size)
 	if ci < 0 {
-		return make([]byte, size)
+		return b
 	}
 	c := &p.classes[ci]
 	home := c.home()

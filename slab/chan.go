@@ -61,12 +61,9 @@ func NewChanPool(minChunk, maxChunk, factor, pageSize int) *ChanPool {
 // it, make([]byte, size) above the largest class, and nil for a negative
 // size.
 func (p *ChanPool) Alloc(size int) []byte {
-	if size < 0 {
-		return nil
-	}
-	ci := p.cls.index(size)
+	ci, b := p.cls.forAlloc(size)
 	if ci < 0 {
-		return make([]byte, size)
+		return b
 	}
 	c := &p.classes[ci]
 	if f := c.free.Load(); f != nil {

@@ -35,6 +35,20 @@ func (c classes) index(size int) int {
 	return -1
 }
 
+// forAlloc returns the class an Alloc of size bytes takes a chunk from, or
+// -1 with what Alloc returns when no class serves it: nil for a negative
+// size, a plain make above the largest class.
+func (c classes) forAlloc(size int) (int, []byte) {
+	if size < 0 {
+		return -1, nil
+	}
+	ci := c.index(size)
+	if ci < 0 {
+		return -1, make([]byte, size)
+	}
+	return ci, nil
+}
+
 // exact returns the class whose chunk size is exactly size, or -1.
 func (c classes) exact(size int) int {
 	i := c.index(size)

@@ -36,12 +36,9 @@ func NewSyncPool(minChunk, maxChunk, factor int) *SyncPool {
 // it, make([]byte, size) above the largest class, and nil for a negative
 // size.
 func (p *SyncPool) Alloc(size int) []byte {
-	if size < 0 {
-		return nil
-	}
-	ci := p.cls.index(size)
+	ci, b := p.cls.forAlloc(size)
 	if ci < 0 {
-		return make([]byte, size)
+		return b
 	}
 	chunk := p.cls[ci]
 	if v := p.pools[ci].Get(); v != nil {
