@@ -7,11 +7,11 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-
 	"testing"
 	"time"
 
 	"github.com/fastway-go/fastway/gateway"
+	"github.com/fastway-go/fastway/internal/poll"
 	"github.com/fastway-go/fastway/proto"
 	"go.uber.org/goleak"
 )
@@ -84,17 +84,10 @@ func (g *testGateway) waitReady(t testing.TB) {
 	eventually(t, "gateway ready", func() bool { return g.Ready() })
 }
 
-// eventually polls cond every millisecond until it holds, failing the test
-// after within.
+// eventually waits for cond to hold, failing the test after within.
 func eventually(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %v", what, within)
-		}
-		time.Sleep(time.Millisecond)
-	}
+	poll.Until(t, within, what, cond)
 }
 
 // rawPeer is a client or server speaking the wire protocol byte by byte.

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fastway-go/fastway/internal/poll"
 	"github.com/fastway-go/fastway/proto"
 )
 
@@ -223,16 +224,10 @@ func open(t testing.TB, c, s *peer, sid uint32) (connID, clientID uint32) {
 	return a.ConnID, k.RemoteID
 }
 
-// eventually polls cond until it holds or waitFor passes.
+// eventually waits for cond to hold, failing the test after waitFor.
 func eventually(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(waitFor)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond)
-	}
+	poll.Until(t, waitFor, what, cond)
 }
 
 func discard() *slog.Logger { return slog.New(slog.DiscardHandler) }

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fastway-go/fastway/internal/poll"
 	"github.com/fastway-go/fastway/slab"
 )
 
@@ -156,19 +157,11 @@ func TestEndPointLocalClose(t *testing.T) {
 			}
 			// Wait until the queued message is surely in: a second one behind it.
 			g.data(0x0102, "second")
-			deadline := time.Now().Add(epWait)
-			for {
+			poll.Until(t, epWait, "the data to be queued", func() bool {
 				c.q.mu.Lock()
-				n := c.q.n
-				c.q.mu.Unlock()
-				if n == 2 {
-					break
-				}
-				if time.Now().After(deadline) {
-					t.Fatal("data never queued")
-				}
-				time.Sleep(time.Millisecond)
-			}
+				defer c.q.mu.Unlock()
+				return c.q.n == 2
+			})
 			c.Close()
 			c.Close() // idempotent
 			g.expect(EncodeData(nil, 0x0102, []byte("last")))

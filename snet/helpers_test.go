@@ -11,6 +11,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/fastway-go/fastway/internal/poll"
 )
 
 // waitFor is how long a test waits for an event before failing.
@@ -200,16 +202,10 @@ func exchangeWithin(t *testing.T, a, b net.Conn, n int, seed uint64, limit time.
 	b.SetDeadline(time.Time{})
 }
 
-// eventually polls cond until it holds or waitFor passes.
+// eventually waits for cond to hold, failing the test after waitFor.
 func eventually(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(waitFor)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
+	poll.Until(t, waitFor, what, cond)
 }
 
 // readErrAsync reads from c until it fails and sends the error.

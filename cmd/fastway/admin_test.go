@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fastway-go/fastway/internal/poll"
 	"github.com/fastway-go/fastway/proto"
 )
 
@@ -46,17 +47,10 @@ func httpGet(t *testing.T, url string) (int, string) {
 // waitStatus polls url until it answers status.
 func waitStatus(t *testing.T, url string, status int) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		got, body := httpGet(t, url)
-		if got == status {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("GET %s: %d %q, want %d within %v", url, got, body, status, timeout)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	poll.Until(t, timeout, fmt.Sprintf("GET %s to answer %d", url, status), func() bool {
+		got, _ := httpGet(t, url)
+		return got == status
+	})
 }
 
 // scrape fetches /metrics and returns the fastway_ series by their name and
@@ -396,13 +390,7 @@ func TestLogFormatJSONLevelWarn(t *testing.T) {
 		}
 		return rs
 	}
-	deadline := time.Now().Add(timeout)
-	for len(records()) == 0 {
-		if time.Now().After(deadline) {
-			t.Fatalf("no log record within %v", timeout)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	poll.Until(t, timeout, "a log record", func() bool { return len(records()) > 0 })
 	w := records()[0]
 	if w.Level != "WARN" || !strings.Contains(w.Msg, "reachable from other hosts") {
 		t.Fatalf("first record %+v, want the admin warning", w)
