@@ -267,15 +267,13 @@ func TestEndToEndRefusedAndClosed(t *testing.T) {
 
 	// A client's physical disconnect closes its virtual connections at the
 	// server.
-	c2, err := cli.Dial(1)
-	if err != nil {
+	if _, err := cli.Dial(1); err != nil {
 		t.Fatal(err)
 	}
 	sc2, err := srv.Accept()
 	if err != nil {
 		t.Fatal(err)
 	}
-	_ = c2
 	cli.Close()
 	if _, err := sc2.Receive(); err != io.EOF {
 		t.Fatalf("Receive after client disconnect = %v, want io.EOF", err)

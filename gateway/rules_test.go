@@ -99,10 +99,15 @@ func TestDialOverClientMaxConnRefused(t *testing.T) {
 	c.send(proto.Command{Type: proto.CmdClose, ConnID: first})
 	c.expectCmd(proto.Command{Type: proto.CmdClose, ConnID: first})
 	s.expectCmd(proto.Command{Type: proto.CmdClose, ConnID: first})
-	open(t, c, s, 1)
-	// A server's dials to the client do not count toward the client's limit.
-	_, cid := open(t, g.dialClient(t), s, 1)
-	_ = cid
+	_, cid := open(t, c, s, 1) // c is at its limit again
+	// A server's dials to the client do not count toward the client's
+	// limit: the server still gets through to c.
+	s.send(proto.Command{Type: proto.CmdDial, RemoteID: cid})
+	a := s.readCmd()
+	if a.Type != proto.CmdAccept || a.RemoteID != cid {
+		t.Fatalf("server's Dial to a client at its limit: got %+v, want Accept", a)
+	}
+	c.expectCmd(proto.Command{Type: proto.CmdConnect, ConnID: a.ConnID, RemoteID: 1})
 }
 
 func TestDialClosingPeerRefused(t *testing.T) {

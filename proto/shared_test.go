@@ -130,6 +130,9 @@ func TestSharedBufferFreedWithLastReference(t *testing.T) {
 	if n := pool.outstanding(); n != 1 {
 		t.Fatalf("%d buffers outstanding, want the one read buffer", n)
 	}
+	if !bytes.Equal(fb, b) {
+		t.Fatal("the second frame is not the one sent")
+	}
 	sb.Release()
 	if !bytes.Equal(fa, a) || pool.outstanding() != 1 {
 		t.Fatal("releasing one frame freed the buffer the other still uses")
@@ -138,7 +141,6 @@ func TestSharedBufferFreedWithLastReference(t *testing.T) {
 	if n := pool.outstanding(); n != 0 {
 		t.Fatalf("%d buffers outstanding after the last release, want 0", n)
 	}
-	_ = fb
 	pool.checkBalanced(t)
 	if _, _, err := fr.ReadFrameShared(256); err != io.EOF {
 		t.Fatalf("after the stream: %v, want EOF", err)
