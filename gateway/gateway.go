@@ -287,6 +287,7 @@ func (g *Gateway) untrack(l *link) {
 		g.counters.retire(l.side, &l.stats)
 	}
 	g.mu.Unlock()
+	l.dropScratch()
 }
 
 // Shutdown stops the gateway gracefully, in phases. First the listeners

@@ -372,6 +372,19 @@ func (l *link) finishedLocked() bool {
 	return true
 }
 
+// dropScratch lets go of what a finished link kept for reuse: its route
+// cache, spare queue and write scratch. Other links' route caches may keep
+// a closed virtual connection, and through it this link, until their entry
+// is replaced; this keeps that to the link itself, and stops a chain of
+// caches keeping closed links alive. It runs once the link is finished
+// (finishedLocked): its reader has torn it down, so no longer routes, and
+// no writer turn runs.
+func (l *link) dropScratch() {
+	l.mu.Lock()
+	l.routes, l.spare, l.vecSpare, l.wstate = nil, nil, nil, nil
+	l.mu.Unlock()
+}
+
 // closeReason returns why the link closed.
 func (l *link) closeReason() (Reason, error) {
 	l.mu.Lock()

@@ -6,6 +6,8 @@ import (
 	"io"
 	"net"
 	"testing"
+
+	"github.com/fastway-go/fastway/proto"
 )
 
 // TestLinkTryRead: a link's TryRead returns at once with nothing when
@@ -115,4 +117,27 @@ func TestQueueKeptBetweenTurns(t *testing.T) {
 		conn.Close()
 		ln.Close()
 	}
+}
+
+// TestFinishedLinkDropsScratch: once a link is finished its route cache and
+// reuse scratch are dropped, so a closed link that another link's route
+// cache still reaches keeps nothing else alive.
+func TestFinishedLinkDropsScratch(t *testing.T) {
+	g := startGW(t, Config{})
+	s := g.dialServer(t, 1)
+	c := g.dialClient(t)
+	id, cid := open(t, c, s, 1)
+	c.sendData(id, "fills the route cache")
+	s.expectData(id, "fills the route cache")
+	l, ok := g.clients.get(cid)
+	if !ok {
+		t.Fatal("the client's link is not registered")
+	}
+	c.conn.Close()
+	s.expectCmd(proto.Command{Type: proto.CmdClose, ConnID: id})
+	eventually(t, "the link to finish", func() bool {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		return l.gone && l.routes == nil && l.wstate == nil && l.spare == nil
+	})
 }
