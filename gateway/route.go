@@ -31,8 +31,8 @@ var routeCacheSize = [2]int{sideClient: 4, sideServer: 256}
 // routed by the table does. The caller is l's reader.
 //
 // A cache entry keeps its vconn (and so the links it joins) reachable until
-// it is replaced or l is gone; that is a few pointers per link, not their
-// buffers, which are freed when the links close.
+// it is replaced or l is gone; a finished link keeps no buffers, scratch or
+// route cache of its own (dropScratch), so that is a link struct at most.
 func (g *Gateway) route(l *link, id uint32) (*vconn, bool) {
 	slot := &l.routes[id&uint32(len(l.routes)-1)]
 	if vc := *slot; vc != nil && vc.id == id && !vc.closed.Load() {
