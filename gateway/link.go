@@ -92,13 +92,15 @@ type link struct {
 	mu       sync.Mutex
 	space    sync.Cond  // signalled when the writer takes frames or the link closes
 	waiters  int        // pushers blocked on space
-	queue    []outFrame // frames waiting for the writer
+	queue    []outFrame // frames waiting for the writer (small ones packed together, see enqueue)
+	queued   int        // frames in queue
 	pushers  int        // changes of pushing reader since contended() last asked
 	lastFrom *link      // the reader that pushed last
 	// contention scores how many readers feed this link (writer turn
 	// owner only; see contended).
 	contention int
 	spare      []outFrame // the writer's previous batch, reused as the next queue
+	turnFrames int        // frames in the batch the writer holds (turn owner only)
 	vecSpare   [][]byte   // a server's writer scratch, kept between turns (turn owner only)
 	writing    bool       // a writer goroutine is running
 	closed     bool       // no more frames are accepted
@@ -211,14 +213,14 @@ func (l *link) readLoop() {
 			l.readFailed(err)
 			break
 		}
-		frame, ref, err := fr.ReadFrameShared(shareMin)
+		frame, ref, borrowed, err := fr.ReadFrameBorrowed(shareMin)
 		if err != nil {
 			l.readFailed(err)
 			break
 		}
 		frames++
 		bytes += uint64(len(frame))
-		if !l.handle(outFrame{frame, ref}) {
+		if !l.handle(outFrame{frame, ref}, borrowed) {
 			break
 		}
 		if !fr.HasFrame() {
@@ -286,26 +288,22 @@ func (l *link) countIn(frames, bytes uint64) {
 }
 
 // shareMin is the size from which a data frame is forwarded in the read
-// buffer it arrived in, rather than copied out of it into a buffer of its
-// own (proto.FrameReader.ReadFrameShared): copying a large frame costs
-// more than sharing the buffer, a small one less.
+// buffer it arrived in (proto.FrameReader.ReadFrameBorrowed), rather than
+// copied out of it into its destination's queue (packed with other small
+// frames, see enqueue): copying a large frame costs more than sharing the
+// buffer, a small one less.
 const shareMin = 1 << 10
 
-// handle routes one frame read from l and reports whether to read on.
-func (l *link) handle(f outFrame) bool {
+// handle routes one frame read from l and reports whether to read on. A
+// borrowed frame stays valid only until l's next read.
+func (l *link) handle(f outFrame, borrowed bool) bool {
 	if id := proto.Header(f.b).ConnID(); id != 0 {
-		l.gw.forward(l, id, f)
+		l.gw.forward(l, id, f, borrowed)
 	} else {
-		if f.ref != nil {
-			// A (malformed: too long) command in a shared buffer: the
-			// command code owns and recycles its frame, so give it a
-			// copy of its own.
-			c := l.gw.cfg.MemPool.Alloc(len(f.b))
-			copy(c, f.b)
-			f.ref.Release()
-			f = outFrame{b: c}
-		}
 		l.gw.command(l, f.b)
+		if !borrowed {
+			l.gw.release(f)
+		}
 	}
 	return !l.isClosed()
 }

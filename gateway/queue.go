@@ -26,13 +26,15 @@ type outFrame struct {
 	ref *proto.Shared
 }
 
-// release lets go of f: its reference, or its buffer back to the pool.
+// release lets go of f: its reference, or its buffer back to the pool
+// (nothing for the zero outFrame).
 func (g *Gateway) release(f outFrame) {
-	if f.ref != nil {
+	switch {
+	case f.ref != nil:
 		f.ref.Release()
-		return
+	case f.b != nil:
+		g.free(f.b)
 	}
-	g.free(f.b)
 }
 
 // push queues frame, a pooled buffer, for writing to l (see pushFrame).
@@ -40,10 +42,43 @@ func (l *link) push(from *link, frame []byte, mode pushMode) error {
 	return l.pushFrame(from, outFrame{b: frame}, mode)
 }
 
-// pushFrame queues frame for writing to l on behalf of link from (whose
-// reader is the calling goroutine; nil in tests), taking ownership of the
-// frame: on every path it is either written and released, or released
-// here.
+// pushCopy queues a copy of frame, which the caller keeps (a borrowed frame,
+// or one the gateway built on its stack), for writing to l (see enqueue).
+func (l *link) pushCopy(from *link, frame []byte, mode pushMode) error {
+	return l.enqueue(from, outFrame{}, frame, mode)
+}
+
+// pushCmd queues cmd's frame for writing to l (see enqueue).
+func (l *link) pushCmd(from *link, cmd proto.Command, mode pushMode) error {
+	var buf [proto.MaxCmdSize]byte
+	f := buf[:proto.CmdSize(cmd.Type)]
+	cmd.Put(f)
+	return l.pushCopy(from, f, mode)
+}
+
+// pushFrame queues frame for writing to l, taking ownership of it (see
+// enqueue).
+func (l *link) pushFrame(from *link, frame outFrame, mode pushMode) error {
+	return l.enqueue(from, frame, nil, mode)
+}
+
+// Small frames are copied into buffers on a link's queue (see enqueue). The
+// first buffer of an empty queue takes firstChunk bytes, so a link that
+// gets a frame now and then (an idle client's Ping answer) holds little;
+// the next ones, once frames pile up, tailChunk bytes by side: a client
+// gets a few frames at a time, a server many clients' at once.
+const firstChunk = 512
+
+var tailChunk = [2]int{sideClient: 2 << 10, sideServer: 16 << 10}
+
+// enqueue queues a frame for writing to l on behalf of link from (whose
+// reader is the calling goroutine; nil in tests): either frame, whose
+// ownership it takes (on every path it is either written and released, or
+// released here), or, when small is not nil, a copy of small. Copies go
+// into the spare room of the pooled buffer last queued, or into a new one
+// (firstChunk or tailChunk bytes), so that small frames queued together
+// share one buffer and one iovec, and cost no pool buffer each. The queue's limit counts
+// frames, however they are packed.
 //
 // When no writer owns l, the pusher takes ownership. If it has a reader
 // (from != nil) and l's socket allows a non-blocking write, l goes on from's
@@ -51,9 +86,9 @@ func (l *link) push(from *link, frame []byte, mode pushMode) error {
 // it has buffered (flushDirty), so frames read together leave together in
 // one writev and no goroutine is started. Otherwise a writer goroutine is
 // started at once.
-func (l *link) pushFrame(from *link, frame outFrame, mode pushMode) error {
+func (l *link) enqueue(from *link, frame outFrame, small []byte, mode pushMode) error {
 	l.mu.Lock()
-	for mode == pushWait && !l.closed && len(l.queue) >= l.limit {
+	for mode == pushWait && !l.closed && l.queued >= l.limit {
 		if from != nil && len(from.dirty) > 0 {
 			// Flush what this reader owns before waiting: l itself may
 			// be on its dirty list, and only this reader would write it.
@@ -68,10 +103,10 @@ func (l *link) pushFrame(from *link, frame outFrame, mode pushMode) error {
 	}
 	if l.closed {
 		l.mu.Unlock()
-		l.gw.release(frame)
+		l.gw.release(frame) // nothing, for a copy
 		return errLinkClosed
 	}
-	if mode == pushDrop && len(l.queue) >= l.limit {
+	if mode == pushDrop && l.queued >= l.limit {
 		l.mu.Unlock()
 		l.gw.release(frame)
 		l.close(ReasonSlowConsumer, nil, false)
@@ -80,12 +115,26 @@ func (l *link) pushFrame(from *link, frame outFrame, mode pushMode) error {
 	if l.queue == nil {
 		l.queue, l.spare = l.spare, nil
 	}
-	l.queue = append(l.queue, frame)
+	if small == nil {
+		l.queue = append(l.queue, frame)
+	} else if n := len(l.queue); n > 0 && l.queue[n-1].ref == nil && cap(l.queue[n-1].b)-len(l.queue[n-1].b) >= len(small) {
+		// The buffer queued last is the queue's own (not shared) and
+		// not taken by a writer yet: append to it.
+		l.queue[n-1].b = append(l.queue[n-1].b, small...)
+	} else {
+		size := firstChunk
+		if n > 0 {
+			size = tailChunk[l.side]
+		}
+		b := l.gw.cfg.MemPool.Alloc(max(len(small), size))
+		l.queue = append(l.queue, outFrame{b: append(b[:0], small...)})
+	}
+	l.queued++
 	if from != l.lastFrom {
 		l.lastFrom = from
 		l.pushers++
 	}
-	n := len(l.queue)
+	n := l.queued
 	start := !l.writing
 	if start {
 		l.writing = true
@@ -208,7 +257,7 @@ func (l *link) takeBatch(keep []outFrame) []outFrame {
 	l.mu.Lock()
 	batch := l.queue
 	if len(batch) == 0 || (l.closed && !l.flush) {
-		l.queue = nil
+		l.queue, l.queued = nil, 0
 		l.writing = false
 		closeNow := l.closed
 		if !closeNow && cap(keep) <= l.spareMax() {
@@ -226,6 +275,7 @@ func (l *link) takeBatch(keep []outFrame) []outFrame {
 		return nil
 	}
 	l.queue = keep
+	l.turnFrames, l.queued = l.queued, 0
 	if l.waiters > 0 {
 		l.space.Broadcast()
 	}
@@ -249,7 +299,7 @@ func (l *link) writeFailed(batch []outFrame, err error) {
 	l.mu.Lock()
 	l.writing = false
 	rest := l.queue
-	l.queue, l.spare = nil, nil
+	l.queue, l.queued, l.spare = nil, 0, nil
 	done := l.finishedLocked()
 	l.mu.Unlock()
 	l.gw.freeAll(rest)
@@ -261,7 +311,7 @@ func (l *link) writeFailed(batch []outFrame, err error) {
 // wrote counts a batch written in full.
 func (l *link) wrote(batch []outFrame, n int64) {
 	l.stats.bytesOut.Add(uint64(n))
-	l.stats.framesOut.Add(uint64(len(batch)))
+	l.stats.framesOut.Add(uint64(l.turnFrames))
 }
 
 // refreshWriteDeadline pushes the write deadline out to the idle timeout

@@ -68,14 +68,18 @@ func modeFor(from, to *link) pushMode {
 	}
 }
 
-// forward routes a data frame read from l. This is the fast path: the frame
-// is queued to the other end as the very buffer it was read into.
-func (g *Gateway) forward(l *link, id uint32, frame outFrame) {
+// forward routes a data frame read from l. This is the fast path: a large
+// frame is queued to the other end as the very buffer it was read into; a
+// borrowed one (valid until l's next read) is copied into the other end's
+// queue, packed with the small frames queued before it.
+func (g *Gateway) forward(l *link, id uint32, frame outFrame, borrowed bool) {
 	vc, ok := g.route(l, id)
 	if !ok {
 		// Not live: drop it and tell the sender the ConnID is gone.
 		g.counters.framesDropped.Add(1)
-		g.release(frame)
+		if !borrowed {
+			g.release(frame)
+		}
 		g.sendClose(l, l, id)
 		return
 	}
@@ -86,47 +90,52 @@ func (g *Gateway) forward(l *link, id uint32, frame outFrame) {
 	case vc.server:
 		dst = vc.client
 	default:
-		g.release(frame)
+		if !borrowed {
+			g.release(frame)
+		}
 		g.counters.framesDropped.Add(1)
 		l.close(ReasonProtocolError, fmt.Errorf("data on ConnID %d, which is not its own", id), false)
 		return
 	}
-	if dst.pushFrame(l, frame, modeFor(l, dst)) != nil {
+	var err error
+	if borrowed {
+		err = dst.pushCopy(l, frame.b, modeFor(l, dst))
+	} else {
+		err = dst.pushFrame(l, frame, modeFor(l, dst))
+	}
+	if err != nil {
 		// The other end is closing; its teardown sends l the Close.
 		g.counters.framesDropped.Add(1)
 	}
 }
 
-// command handles a command frame read from l, taking ownership of it.
+// command handles a command frame read from l. The frame stays the
+// caller's: the answers are built apart from it.
 func (g *Gateway) command(l *link, frame []byte) {
 	cmd, err := proto.DecodeCommand(frame)
 	if err != nil {
-		g.free(frame)
 		l.close(ReasonProtocolError, err, false)
 		return
 	}
 	switch cmd.Type {
 	case proto.CmdPing:
-		// Answer with the same buffer: a Ping is a Ping both ways.
-		l.push(l, frame, modeFor(l, l))
+		// A Ping is a Ping both ways.
+		l.pushCopy(l, frame, modeFor(l, l))
 	case proto.CmdDial:
-		g.dial(l, cmd.RemoteID, frame)
+		g.dial(l, cmd.RemoteID)
 	case proto.CmdClose:
 		g.closeVC(l, cmd.ConnID, frame)
 	default:
-		g.free(frame)
 		l.close(ReasonProtocolError, fmt.Errorf("%s sent to the gateway", cmd.Type), false)
 	}
 }
 
 // dial opens a virtual connection from l to remoteID, answering l with
-// Accept (then the other end with Connect) or Refuse. dialFrame is l's Dial,
-// reused as the Refuse (same size and layout).
-func (g *Gateway) dial(l *link, remoteID uint32, dialFrame []byte) {
+// Accept (then the other end with Connect) or Refuse.
+func (g *Gateway) dial(l *link, remoteID uint32) {
 	refuse := func(r RefuseReason) {
 		g.counters.dialsRefused[r].Add(1)
-		dialFrame[proto.HeaderSize] = byte(proto.CmdRefuse)
-		l.push(l, dialFrame, modeFor(l, l))
+		l.pushCmd(l, proto.Command{Type: proto.CmdRefuse, RemoteID: remoteID}, modeFor(l, l))
 	}
 	if remoteID == 0 {
 		refuse(RefuseInvalidID)
@@ -159,10 +168,9 @@ func (g *Gateway) dial(l *link, remoteID uint32, dialFrame []byte) {
 	l.stats.dials.Add(1)
 
 	// Accept to the dialer first, so it knows the ConnID before any data.
-	// It goes out in the Dial's buffer.
 	other := vc.other(l)
-	l.push(l, g.rewrite(dialFrame, proto.Command{Type: proto.CmdAccept, ConnID: vc.id, RemoteID: remoteID}), modeFor(l, l))
-	other.push(l, g.encode(proto.Command{Type: proto.CmdConnect, ConnID: vc.id, RemoteID: l.id}), modeFor(l, other))
+	l.pushCmd(l, proto.Command{Type: proto.CmdAccept, ConnID: vc.id, RemoteID: remoteID}, modeFor(l, l))
+	other.pushCmd(l, proto.Command{Type: proto.CmdConnect, ConnID: vc.id, RemoteID: l.id}, modeFor(l, other))
 }
 
 // attach assigns vc a ConnID and records it in the route table and on both
@@ -236,16 +244,15 @@ func (l *link) detach(vc *vconn) {
 }
 
 // closeVC handles Close(id) from l, given as frame: if id is live and l is
-// one of its ends, it is removed and both ends get Close (l gets its own
-// frame back, which is byte for byte the Close it is owed). Anything else
-// is ignored silently, as the protocol requires (nobody can close someone
-// else's connection).
+// one of its ends, it is removed and both ends get Close (l gets a copy of
+// its own frame, which is byte for byte the Close it is owed). Anything
+// else is ignored silently, as the protocol requires (nobody can close
+// someone else's connection).
 func (g *Gateway) closeVC(l *link, id uint32, frame []byte) {
 	// One locked lookup finds and removes it; if another Close won, or id
 	// is not live or not l's, there is nothing to do.
 	vc, ok := g.routes.remove(id, func(v *vconn) bool { return v.client == l || v.server == l })
 	if !ok {
-		g.free(frame)
 		g.counters.closesIgnored.Add(1)
 		return
 	}
@@ -253,34 +260,13 @@ func (g *Gateway) closeVC(l *link, id uint32, frame []byte) {
 	vc.client.detach(vc)
 	vc.server.detach(vc)
 	other := vc.other(l)
-	l.push(l, frame, modeFor(l, l))
+	l.pushCopy(l, frame, modeFor(l, l))
 	g.sendClose(l, other, id)
 }
 
 // sendClose queues Close(id) to link to, on behalf of link from.
 func (g *Gateway) sendClose(from, to *link, id uint32) {
-	to.push(from, g.encode(proto.Command{Type: proto.CmdClose, ConnID: id}), modeFor(from, to))
-}
-
-// rewrite turns frame, a command frame the gateway owns, into cmd's frame,
-// in place when its buffer is large enough (a pooled chunk usually is),
-// and otherwise in a new pooled buffer.
-func (g *Gateway) rewrite(frame []byte, cmd proto.Command) []byte {
-	size := proto.CmdSize(cmd.Type)
-	if cap(frame) < size {
-		g.free(frame)
-		return g.encode(cmd)
-	}
-	frame = frame[:size]
-	cmd.Put(frame)
-	return frame
-}
-
-// encode returns cmd's frame in a pooled buffer.
-func (g *Gateway) encode(cmd proto.Command) []byte {
-	f := g.cfg.MemPool.Alloc(proto.CmdSize(cmd.Type))
-	cmd.Put(f)
-	return f
+	to.pushCmd(from, proto.Command{Type: proto.CmdClose, ConnID: id}, modeFor(from, to))
 }
 
 // teardown runs once per link, from its reader after the link closed (or,

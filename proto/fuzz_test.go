@@ -126,10 +126,16 @@ func FuzzFrameReader(f *testing.F) {
 			// minShare 0 reads with ReadFrame and copies each frame out at
 			// once; 9 reads with ReadFrameShared, handing out in place
 			// every frame it may, and holds them all to the end, so a
-			// later read that overwrote one would show.
-			for _, minShare := range []int{0, 9} {
+			// later read that overwrote one would show; 24 reads with
+			// ReadFrameBorrowed, copying each borrowed frame at once (the
+			// pool poisons what is freed, so a borrowed frame whose buffer
+			// went back too early would show).
+			for _, mode := range []struct {
+				minShare int
+				borrow   bool
+			}{{0, false}, {9, false}, {24, true}} {
 				for _, rd := range readers {
-					fuzzRead(t, rd.name, rd.r(), cfg.bufSize, cfg.maxPacket, minShare, want, wantErr)
+					fuzzRead(t, rd.name, rd.r(), cfg.bufSize, cfg.maxPacket, mode.minShare, mode.borrow, want, wantErr)
 				}
 			}
 		}
@@ -138,19 +144,28 @@ func FuzzFrameReader(f *testing.F) {
 
 // fuzzRead reads r to its end with a FrameReader and checks the frames and
 // the error against the reference parse, and the pool's balance.
-func fuzzRead(t *testing.T, name string, r io.Reader, bufSize, maxPacket, minShare int, want [][]byte, wantErr error) {
+func fuzzRead(t *testing.T, name string, r io.Reader, bufSize, maxPacket, minShare int, borrow bool, want [][]byte, wantErr error) {
 	pool := newCountingPool()
 	fr := NewFrameReader(r, pool, bufSize, maxPacket)
-	cfg := fmt.Sprintf("buf %d, max %d, share %d", bufSize, maxPacket, minShare)
+	cfg := fmt.Sprintf("buf %d, max %d, share %d, borrow %v", bufSize, maxPacket, minShare, borrow)
 	var got [][]byte
 	var shared []*Shared
+	var copied []bool // got[i] is a copy of a borrowed frame: nothing to free
 	var err error
 	for {
 		var fb []byte
 		var s *Shared
-		fb, s, err = fr.ReadFrameShared(minShare)
+		borrowed := false
+		if borrow {
+			fb, s, borrowed, err = fr.ReadFrameBorrowed(minShare)
+		} else {
+			fb, s, err = fr.ReadFrameShared(minShare)
+		}
 		if err != nil {
 			break
+		}
+		if borrowed && (s != nil || len(fb) >= minShare) {
+			t.Fatalf("%s %s: a %d-byte frame was borrowed with Shared %p", name, cfg, len(fb), s)
 		}
 		if len(fb) < HeaderSize || int(Header(fb).Length()) != len(fb)-SizeOfLength {
 			t.Fatalf("%s %s: frame %x has a bad Length", name, cfg, fb)
@@ -159,7 +174,10 @@ func fuzzRead(t *testing.T, name string, r io.Reader, bufSize, maxPacket, minSha
 			t.Fatalf("%s %s: frame %x returned: %v", name, cfg, fb, err)
 		}
 		checkReencode(t, fb)
+		copied = append(copied, borrowed)
 		switch {
+		case borrowed:
+			got, shared = append(got, bytes.Clone(fb)), append(shared, nil)
 		case s != nil:
 			got, shared = append(got, fb), append(shared, s)
 		case minShare > 0:
@@ -192,9 +210,10 @@ func fuzzRead(t *testing.T, name string, r io.Reader, bufSize, maxPacket, minSha
 	}
 	fr.Release()
 	for i, s := range shared {
-		if s != nil {
+		switch {
+		case s != nil:
 			s.Release()
-		} else {
+		case !copied[i]:
 			pool.Free(got[i])
 		}
 	}

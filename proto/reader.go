@@ -35,6 +35,7 @@ type FrameReader struct {
 	empty     int    // reads in a row that returned no bytes and no error
 	short     int    // short reads in a row completing a frame (see trickleReads)
 	full      bool   // the last read filled the space it was given
+	lent      bool   // the buffer is empty and to be let go of, but a borrowed frame is in it
 	deferred  error  // an error ReadMore met, returned by the next read
 
 	budget *Budget // shared bound on large frames still arriving, or nil
@@ -205,6 +206,7 @@ type TryReader interface {
 // of each read) can use it to gather more first. An error it meets is
 // returned by the next ReadFrame that needs to read.
 func (fr *FrameReader) ReadMore() bool {
+	fr.dropLent()
 	tr, ok := fr.r.(TryReader)
 	if !ok || !fr.full || fr.deferred != nil {
 		return false
@@ -335,29 +337,54 @@ const maxShareRatio = 16
 // A frame returned in place keeps its whole read buffer (at most 64 KiB,
 // or 16 times the frame) out of the pool until released.
 func (fr *FrameReader) ReadFrameShared(minShare int) ([]byte, *Shared, error) {
+	frame, shared, _, err := fr.next(minShare, false)
+	return frame, shared, err
+}
+
+// ReadFrameBorrowed is ReadFrameShared, except that a frame of fewer than
+// minShare bytes that arrived whole in the read buffer is borrowed: it is
+// returned in place, with a nil Shared and borrowed set, and stays valid
+// only until the next call of ReadFrame, ReadFrameShared,
+// ReadFrameBorrowed, ReadMore or Release. The caller copies what it keeps
+// of it and frees nothing. A reader that forwards small frames by copying
+// them into its own output buffers thus copies each once and takes no
+// buffer from the pool per frame.
+func (fr *FrameReader) ReadFrameBorrowed(minShare int) (frame []byte, shared *Shared, borrowed bool, err error) {
+	return fr.next(minShare, true)
+}
+
+// next reads the next frame for ReadFrameShared (borrow false) and
+// ReadFrameBorrowed (borrow true).
+func (fr *FrameReader) next(minShare int, borrow bool) ([]byte, *Shared, bool, error) {
+	fr.dropLent()
 	if err := fr.fill(SizeOfLength); err != nil {
-		return nil, nil, err
+		return nil, nil, false, err
 	}
 	length := binary.LittleEndian.Uint32(fr.buf[fr.rpos:])
 	if err := CheckLength(length, fr.maxPacket); err != nil {
-		return nil, nil, err
+		return nil, nil, false, err
 	}
 	size := SizeOfLength + int(length)
 	var frame []byte
 	var shared *Shared
+	borrowed := false
 	if size <= len(fr.buf) {
 		// Small frame: gather it in the read buffer, with any that follow.
 		if err := fr.fill(size); err != nil {
-			return nil, nil, err
+			return nil, nil, false, err
 		}
-		if minShare > 0 && size >= minShare && size*maxShareRatio >= len(fr.buf) {
+		switch {
+		case minShare > 0 && size >= minShare && size*maxShareRatio >= len(fr.buf):
 			if fr.shared == nil {
 				fr.shared = newShared(fr.buf, fr.pool)
 			}
 			shared = fr.shared
 			shared.refs.Add(1)
 			frame = fr.buf[fr.rpos : fr.rpos+size : fr.rpos+size]
-		} else {
+		case borrow && size < minShare:
+			frame = fr.buf[fr.rpos : fr.rpos+size : fr.rpos+size]
+			borrowed = true
+		default:
 			frame = fr.pool.Alloc(size)
 			copy(frame, fr.buf[fr.rpos:fr.rpos+size])
 		}
@@ -365,18 +392,32 @@ func (fr *FrameReader) ReadFrameShared(minShare int) ([]byte, *Shared, error) {
 	} else {
 		var err error
 		if frame, err = fr.readLarge(size); err != nil {
-			return nil, nil, err
+			return nil, nil, false, err
 		}
 	}
 	if fr.rpos == fr.wpos {
 		fr.rpos, fr.wpos = 0, 0
 		if fr.lazy != nil || fr.shared != nil {
 			// Nothing buffered: give the buffer back until data is
-			// ready (lazy), and never read over frames handed out.
-			fr.dropBuf()
+			// ready (lazy), and never read over frames handed out;
+			// a borrowed frame still needs it until the next call.
+			if borrowed {
+				fr.lent = true
+			} else {
+				fr.dropBuf()
+			}
 		}
 	}
-	return frame, shared, nil
+	return frame, shared, borrowed, nil
+}
+
+// dropLent lets go of the empty read buffer the last frame was borrowed
+// from, as ReadFrameShared would have right after returning it.
+func (fr *FrameReader) dropLent() {
+	if fr.lent {
+		fr.lent = false
+		fr.dropBuf()
+	}
 }
 
 // Shared is a read buffer that frames returned in place by ReadFrameShared
@@ -483,6 +524,7 @@ func (fr *FrameReader) SetBudget(b *Budget) { fr.budget = b }
 // Release returns the read buffer to the pool. Bytes buffered but not read
 // are discarded; the reader may still be used (it allocates a new buffer).
 func (fr *FrameReader) Release() {
+	fr.lent = false
 	fr.dropBuf()
 	fr.rpos, fr.wpos = 0, 0
 }

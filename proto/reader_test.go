@@ -14,7 +14,7 @@ import (
 
 // countingPool is a slab.Pool that records every Alloc and Free, so a test
 // can see what a FrameReader allocated and whether it gave everything back.
-// With roundUp it hands out slices whose capacity is the next power of two,
+// It overwrites freed buffers with 0xEE. With roundUp it hands out slices whose capacity is the next power of two,
 // as a size-class pool does.
 type countingPool struct {
 	roundUp bool
@@ -63,6 +63,12 @@ func (p *countingPool) Free(b []byte) {
 	}
 	delete(p.live, ptr)
 	p.frees++
+	// Poison what comes back, so a frame used after its buffer was freed
+	// reads as garbage.
+	b = b[:cap(b)]
+	for i := range b {
+		b[i] = 0xEE
+	}
 }
 
 // allocs returns the sizes of every Alloc so far.

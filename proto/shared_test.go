@@ -57,56 +57,82 @@ func TestReadFrameSharedKeepsFrames(t *testing.T) {
 		}})
 	}
 	for _, src := range sources {
-		t.Run(src.name, func(t *testing.T) {
-			pool := newCountingPool()
-			pool.roundUp = true
-			fr := NewFrameReader(src.r(), pool, 2048, 0)
-			type held struct {
-				frame  []byte
-				shared *Shared
-			}
-			var got []held
-			inPlace := 0
-			for {
-				f, s, err := fr.ReadFrameShared(minShare)
-				if err == io.EOF {
-					break
-				}
-				if err != nil {
-					t.Fatal(err)
-				}
-				checkFrame(t, f)
-				if s != nil {
-					inPlace++
-					if len(f) < minShare {
-						t.Fatalf("a %d-byte frame was handed out in place (threshold %d)", len(f), minShare)
-					}
-				}
-				got = append(got, held{f, s})
-			}
-			if len(got) != len(want) {
-				t.Fatalf("read %d frames, want %d", len(got), len(want))
-			}
-			for i, h := range got {
-				if !bytes.Equal(h.frame, want[i]) {
-					t.Fatalf("frame %d (%d bytes, in place: %v) was changed after it was read", i, len(h.frame), h.shared != nil)
-				}
-			}
-			if inPlace == 0 {
-				t.Fatal("no frame was handed out in place")
-			}
-			fr.Release()
-			for _, h := range got {
-				if h.shared != nil {
-					h.shared.Release()
-				} else {
-					pool.Free(h.frame)
-				}
-			}
-			pool.checkBalanced(t)
-			t.Logf("%d of %d frames in place", inPlace, len(got))
-		})
+		for _, borrow := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/borrow=%v", src.name, borrow), func(t *testing.T) {
+				readKeeping(t, src.r(), minShare, borrow, want)
+			})
+		}
 	}
+}
+
+// readKeeping reads r to its end with ReadFrameShared (or, with borrow,
+// ReadFrameBorrowed, copying each borrowed frame at once), holding every
+// other frame to the end, and checks the frames and the pool's balance.
+func readKeeping(t *testing.T, r io.Reader, minShare int, borrow bool, want [][]byte) {
+	pool := newCountingPool()
+	pool.roundUp = true
+	fr := NewFrameReader(r, pool, 2048, 0)
+	type held struct {
+		frame  []byte
+		shared *Shared
+		copied bool // a copy of a borrowed frame
+	}
+	var got []held
+	inPlace, lent := 0, 0
+	for {
+		var f []byte
+		var s *Shared
+		var err error
+		borrowed := false
+		if borrow {
+			f, s, borrowed, err = fr.ReadFrameBorrowed(minShare)
+		} else {
+			f, s, err = fr.ReadFrameShared(minShare)
+		}
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkFrame(t, f)
+		if s != nil {
+			inPlace++
+			if len(f) < minShare {
+				t.Fatalf("a %d-byte frame was handed out in place (threshold %d)", len(f), minShare)
+			}
+		}
+		if borrowed {
+			lent++
+			if s != nil || len(f) >= minShare {
+				t.Fatalf("a %d-byte frame was borrowed (threshold %d, Shared %p)", len(f), minShare, s)
+			}
+			f = bytes.Clone(f)
+		}
+		got = append(got, held{f, s, borrowed})
+	}
+	if len(got) != len(want) {
+		t.Fatalf("read %d frames, want %d", len(got), len(want))
+	}
+	for i, h := range got {
+		if !bytes.Equal(h.frame, want[i]) {
+			t.Fatalf("frame %d (%d bytes, in place: %v, borrowed: %v) was changed after it was read", i, len(h.frame), h.shared != nil, h.copied)
+		}
+	}
+	if inPlace == 0 || (borrow && lent == 0) {
+		t.Fatalf("%d frames handed out in place, %d borrowed", inPlace, lent)
+	}
+	fr.Release()
+	for _, h := range got {
+		switch {
+		case h.shared != nil:
+			h.shared.Release()
+		case !h.copied:
+			pool.Free(h.frame)
+		}
+	}
+	pool.checkBalanced(t)
+	t.Logf("%d of %d frames in place, %d borrowed", inPlace, len(got), lent)
 }
 
 // TestSharedBufferFreedWithLastReference: a read buffer that frames were
@@ -143,6 +169,68 @@ func TestSharedBufferFreedWithLastReference(t *testing.T) {
 	}
 	pool.checkBalanced(t)
 	if _, _, err := fr.ReadFrameShared(256); err != io.EOF {
+		t.Fatalf("after the stream: %v, want EOF", err)
+	}
+	fr.Release()
+	pool.checkBalanced(t)
+}
+
+// TestReadFrameBorrowed: frames below the threshold come back borrowed, in
+// place in the read buffer, with no buffer of their own; the last one of a
+// read stays valid until the next call, even though the reader lets go of
+// its buffer then (the test pool poisons what is freed), and a frame
+// handed out in place from the same buffer keeps it after that.
+func TestReadFrameBorrowed(t *testing.T) {
+	small1 := EncodeData(nil, 1, []byte("tiny"))
+	big := EncodeData(nil, 2, bytes.Repeat([]byte{'b'}, 600))
+	small2 := Command{Type: CmdClose, ConnID: 9}.Encode(nil)
+	pool := newCountingPool()
+	fr := NewFrameReader(&lazySource{data: stream(small1, big, small2), chunk: 1 << 20}, pool, 2048, 0)
+
+	f, s, borrowed, err := fr.ReadFrameBorrowed(256)
+	if err != nil || !borrowed || s != nil || !bytes.Equal(f, small1) {
+		t.Fatalf("first frame: %x borrowed %v shared %p err %v; want it borrowed", f, borrowed, s, err)
+	}
+	buf := fr.buf
+	if &f[0] != &buf[0] {
+		t.Fatal("a borrowed frame is not in the read buffer")
+	}
+	fb, sb, borrowed, err := fr.ReadFrameBorrowed(256)
+	if err != nil || borrowed || sb == nil || !bytes.Equal(fb, big) {
+		t.Fatalf("large frame: borrowed %v shared %p err %v; want it in place, shared", borrowed, sb, err)
+	}
+	f, s, borrowed, err = fr.ReadFrameBorrowed(256)
+	if err != nil || !borrowed || s != nil {
+		t.Fatalf("last frame: borrowed %v shared %p err %v; want it borrowed", borrowed, s, err)
+	}
+	if n := len(pool.allocs()); n != 1 {
+		t.Fatalf("%d buffers taken, want the one read buffer", n)
+	}
+	if !bytes.Equal(f, small2) {
+		t.Fatalf("the last frame of the buffer = %x before the next call, want %x", f, small2)
+	}
+	if _, _, _, err := fr.ReadFrameBorrowed(256); err != io.EOF {
+		t.Fatalf("after the stream: %v, want EOF", err)
+	}
+	// The reader let go of the buffer; the large frame still holds it.
+	if !pool.isLive(buf) || !bytes.Equal(fb, big) {
+		t.Fatal("the shared frame lost its buffer when the reader moved on")
+	}
+	sb.Release()
+	fr.Release()
+	pool.checkBalanced(t)
+
+	// Without a shared frame, the last borrowed frame is all that keeps
+	// the buffer until the next call.
+	pool = newCountingPool()
+	fr = NewFrameReader(&lazySource{data: stream(small1, small2), chunk: 1 << 20}, pool, 2048, 0)
+	for _, want := range [][]byte{small1, small2} {
+		f, _, borrowed, err := fr.ReadFrameBorrowed(256)
+		if err != nil || !borrowed || !bytes.Equal(f, want) {
+			t.Fatalf("frame %x borrowed %v err %v, want %x borrowed", f, borrowed, err, want)
+		}
+	}
+	if _, _, _, err := fr.ReadFrameBorrowed(256); err != io.EOF {
 		t.Fatalf("after the stream: %v, want EOF", err)
 	}
 	fr.Release()
