@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fastway-go/fastway/internal/poll"
 	"github.com/fastway-go/fastway/proto"
 )
 
@@ -154,6 +155,104 @@ func TestHardeningBackendKilled(t *testing.T) {
 	t.Logf("%d virtual connections (%d clients × %d) set up in %v; server reset: every client had its %d Closes %v later; tables empty; goroutines back to %d within %v of the clients leaving; disconnects: peer closed %d, read error %d",
 		total, clients, perClient, setup.Round(time.Millisecond), perClient, allClosed.Round(time.Millisecond), base, settle.Round(time.Millisecond),
 		st.Disconnected(ReasonPeerClosed), st.Disconnected(ReasonReadError))
+}
+
+// TestServerKilledWhileDialed: clients keep dialing a server, and closing
+// their oldest connections, while it is reset. Every Dial is answered
+// (Accept, or Refuse once the server is gone), every ConnID a client was
+// given is closed exactly once (acknowledged, or closed by the reset), and
+// no client ever sees a Close for a ConnID before its Accept: the server's
+// teardown and the Dials racing it agree on which virtual connections
+// existed.
+func TestServerKilledWhileDialed(t *testing.T) {
+	const clients, inFlight, keep = 50, 4, 32
+	g := startGW(t, Config{ClientMaxConn: 2 * keep})
+	srv := dialRawServer(t, g, 1)
+	var connects atomic.Int64
+	srvDone := make(chan struct{})
+	go func() {
+		defer close(srvDone)
+		for {
+			if _, err := srv.readCmd(); err != nil {
+				return
+			}
+			connects.Add(1)
+		}
+	}()
+
+	var errs collector
+	var wg sync.WaitGroup
+	var resetCloses atomic.Int64 // Closes the clients did not ask for
+	for i := range clients {
+		c := newRawConn(dialRaw(t, g.clientAddr))
+		defer c.Close()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c.SetDeadline(time.Now().Add(waitFor))
+			dial := proto.Command{Type: proto.CmdDial, RemoteID: 1}.Encode(nil)
+			var open []uint32            // oldest first
+			closing := map[uint32]bool{} // Close sent, acknowledgement due
+			pending, refused := 0, false // Dials unanswered; the server is gone
+			for !refused || pending > 0 || len(open) > 0 || len(closing) > 0 {
+				var out []byte
+				for !refused && len(open) >= keep {
+					closing[open[0]] = true
+					out = proto.Command{Type: proto.CmdClose, ConnID: open[0]}.Encode(out)
+					open = open[1:]
+				}
+				for ; !refused && pending < inFlight; pending++ {
+					out = append(out, dial...)
+				}
+				if _, err := c.Write(out); err != nil {
+					errs.fail("client %d: write: %v", i, err)
+					return
+				}
+				cmd, err := c.readCmd()
+				if err != nil {
+					errs.fail("client %d: %v with %d Dials unanswered and %d connections open", i, err, pending, len(open))
+					return
+				}
+				switch cmd.Type {
+				case proto.CmdAccept:
+					pending--
+					open = append(open, cmd.ConnID)
+				case proto.CmdRefuse:
+					pending--
+					refused = true
+				case proto.CmdClose:
+					if closing[cmd.ConnID] {
+						delete(closing, cmd.ConnID)
+						break
+					}
+					k := slices.Index(open, cmd.ConnID)
+					if k < 0 {
+						errs.fail("client %d: Close for ConnID %d, which it was never given (or was closed already)", i, cmd.ConnID)
+						return
+					}
+					open = slices.Delete(open, k, k+1)
+					resetCloses.Add(1)
+				default:
+					errs.fail("client %d: unexpected %+v", i, cmd)
+					return
+				}
+			}
+		}()
+	}
+	poll.Until(t, waitFor, "dials under way", func() bool { return connects.Load() >= 40*clients })
+	srv.Conn.(*net.TCPConn).SetLinger(0)
+	srv.Close()
+	<-srvDone
+	wg.Wait()
+	errs.check(t)
+	eventually(t, "route table empty", func() bool {
+		st := g.Stats()
+		return st.VirtualConns == 0 && st.ServerConns == 0 && g.routes.len() == 0
+	})
+	if resetCloses.Load() == 0 {
+		t.Fatal("no virtual connection was open at the reset")
+	}
+	t.Logf("%d Connects; %d virtual connections closed by the reset", connects.Load(), resetCloses.Load())
 }
 
 // churnCycles is how many Dial/Close cycles TestHardeningConnIDChurn runs:

@@ -76,7 +76,11 @@ func (g *Gateway) Config() Config { return g.cfg }
 // Servers lists the registered server connections, sorted by ID, oldest
 // first within an ID.
 func (g *Gateway) Servers() []ServerInfo {
-	list := g.servers.list()
+	// Servers keep no table of their virtual connections: count them in
+	// the route table (one pass, for every server).
+	vconns := make(map[*link]int)
+	g.routes.each(func(vc *vconn) { vconns[vc.server]++ })
+	list := g.servers.list(vconns)
 	slices.SortStableFunc(list, func(a, b ServerInfo) int {
 		if c := cmp.Compare(a.ID, b.ID); c != 0 {
 			return c

@@ -158,7 +158,7 @@ func (g *Gateway) dial(l *link, remoteID uint32) {
 		}
 		vc.client = c
 	}
-	if r, ok := g.attach(l, vc); !ok {
+	if r, ok := g.attach(l, vc, remoteID); !ok {
 		refuse(r)
 		return
 	}
@@ -166,28 +166,33 @@ func (g *Gateway) dial(l *link, remoteID uint32) {
 	// gateway-wide counter every core's dials would fight over; Stats
 	// sums the links. Open virtual connections are the route table's size.
 	l.stats.dials.Add(1)
-
-	// Accept to the dialer first, so it knows the ConnID before any data.
 	other := vc.other(l)
-	l.pushCmd(l, proto.Command{Type: proto.CmdAccept, ConnID: vc.id, RemoteID: remoteID}, modeFor(l, l))
 	other.pushCmd(l, proto.Command{Type: proto.CmdConnect, ConnID: vc.id, RemoteID: l.id}, modeFor(l, other))
 }
 
-// attach assigns vc a ConnID and records it in the route table and on both
-// links, unless either link is closing or the client is at ClientMaxConn.
-// Both links' vmu are held (client first, then server) so a concurrent
-// teardown either sees vc or makes attach fail. l is the dialer, whose
-// reader is the caller.
-func (g *Gateway) attach(l *link, vc *vconn) (RefuseReason, bool) {
+// attach assigns vc a ConnID, records it in the route table and on its
+// client link, and queues the dialer's Accept, unless either link is torn
+// down or closing or the client is at ClientMaxConn. l is the dialer, whose
+// reader is the caller; remoteID is what it dialed.
+//
+// The client's vmu is held throughout, so the client's teardown either
+// finds vc in its table or makes attach fail. A server keeps no table of
+// its own (every client reader would contend for it): its teardown sets
+// dead, then collects its virtual connections from the route table, so
+// either it finds vc there or attach, looking at dead after inserting,
+// sees it and takes vc back out. Teardowns tell the other end with Close
+// only after taking the client's vmu, so the Accept, queued here under it,
+// always goes out before any Close of the new ConnID. (It is queued to the
+// dialer, which never blocks: see modeFor.)
+func (g *Gateway) attach(l *link, vc *vconn, remoteID uint32) (RefuseReason, bool) {
 	c, s := vc.client, vc.server
 	c.vmu.Lock()
-	defer c.vmu.Unlock()
-	s.vmu.Lock()
-	defer s.vmu.Unlock()
-	if c.dead || s.dead || c.isClosed() || s.isClosed() {
+	if c.dead.Load() || s.dead.Load() || c.isClosed() || s.isClosed() {
+		c.vmu.Unlock()
 		return RefusePeerClosing, false
 	}
 	if vc.byClient && c.dialed >= g.cfg.ClientMaxConn {
+		c.vmu.Unlock()
 		return RefuseLimit, false
 	}
 	for {
@@ -198,17 +203,23 @@ func (g *Gateway) attach(l *link, vc *vconn) (RefuseReason, bool) {
 			break
 		}
 	}
+	if s.dead.Load() {
+		// The server's teardown began: take vc back unless it already
+		// found it (then it closes vc as any other, after this returns).
+		if _, ok := g.routes.remove(vc.id, func(v *vconn) bool { return v == vc }); ok {
+			c.vmu.Unlock()
+			return RefusePeerClosing, false
+		}
+	}
 	if c.vconns == nil {
 		c.vconns = make(map[uint32]*vconn)
 	}
-	if s.vconns == nil {
-		s.vconns = make(map[uint32]*vconn)
-	}
 	c.vconns[vc.id] = vc
-	s.vconns[vc.id] = vc
 	if vc.byClient {
 		c.dialed++
 	}
+	l.pushCmd(l, proto.Command{Type: proto.CmdAccept, ConnID: vc.id, RemoteID: remoteID}, modeFor(l, l))
+	c.vmu.Unlock()
 	return 0, true
 }
 
@@ -231,7 +242,7 @@ func (g *Gateway) newConnID(l *link) uint32 {
 	return id
 }
 
-// detach forgets vc on link l.
+// detach forgets vc on its client link l (servers keep no table).
 func (l *link) detach(vc *vconn) {
 	l.vmu.Lock()
 	if l.vconns[vc.id] == vc {
@@ -258,7 +269,6 @@ func (g *Gateway) closeVC(l *link, id uint32, frame []byte) {
 	}
 	vc.closed.Store(true)
 	vc.client.detach(vc)
-	vc.server.detach(vc)
 	other := vc.other(l)
 	l.pushCopy(l, frame, modeFor(l, l))
 	g.sendClose(l, other, id)
@@ -274,23 +284,37 @@ func (g *Gateway) sendClose(from, to *link, id uint32) {
 // closes the link's virtual connections (telling the other ends), removes the
 // link from the registries, and counts and logs the disconnect.
 func (g *Gateway) teardown(l *link) {
-	l.vmu.Lock()
-	if l.dead {
-		l.vmu.Unlock()
-		return // torn down already (by its reader, or by Shutdown)
-	}
-	l.dead = true
-	vcs := l.vconns
-	l.vconns = nil
-	l.vmu.Unlock()
-	for id, vc := range vcs {
-		if _, ok := g.routes.remove(id, func(v *vconn) bool { return v == vc }); !ok {
-			continue // closed concurrently by the other end
+	var closed int
+	if l.side == sideClient {
+		l.vmu.Lock()
+		if l.dead.Load() {
+			l.vmu.Unlock()
+			return // torn down already (by its reader, or by Shutdown)
 		}
-		vc.closed.Store(true)
-		other := vc.other(l)
-		other.detach(vc)
-		g.sendClose(l, other, id)
+		l.dead.Store(true)
+		vcs := l.vconns
+		l.vconns = nil
+		l.vmu.Unlock()
+		for id, vc := range vcs {
+			if _, ok := g.routes.remove(id, func(v *vconn) bool { return v == vc }); !ok {
+				continue // closed concurrently by the other end
+			}
+			vc.closed.Store(true)
+			g.sendClose(l, vc.server, id)
+			closed++
+		}
+	} else {
+		if l.dead.Swap(true) {
+			return // torn down already
+		}
+		// dead is set before the route table is searched (see attach).
+		vcs := g.routes.removeAll(func(v *vconn) bool { return v.server == l })
+		for _, vc := range vcs {
+			vc.closed.Store(true)
+			vc.client.detach(vc)
+			g.sendClose(l, vc.client, vc.id)
+		}
+		closed = len(vcs)
 	}
 
 	if l.side == sideClient {
@@ -315,7 +339,7 @@ func (g *Gateway) teardown(l *link) {
 		reason = ReasonShutdown // stopped by Shutdown, which closes it next
 	}
 	g.counters.disconnects[reason].Add(1)
-	attrs := []any{slog.String("side", l.side.String()), slog.Uint64("id", uint64(l.id)), slog.String("remote", l.conn.RemoteAddr().String()), slog.String("reason", reason.String()), slog.Int("vconns", len(vcs))}
+	attrs := []any{slog.String("side", l.side.String()), slog.Uint64("id", uint64(l.id)), slog.String("remote", l.conn.RemoteAddr().String()), slog.String("reason", reason.String()), slog.Int("vconns", closed)}
 	if cause != nil {
 		attrs = append(attrs, slog.String("error", cause.Error()))
 	}

@@ -120,12 +120,17 @@ func TestDialClosingPeerRefused(t *testing.T) {
 	client := newLink(g, nil, sideClient, 1)
 	server := newLink(g, near, sideServer, 1)
 	server.close(ReasonShutdown, nil, false) // a closing link, not yet torn down
-	if r, ok := g.attach(client, &vconn{client: client, server: server, byClient: true}); ok || r != RefusePeerClosing {
+	if r, ok := g.attach(client, &vconn{client: client, server: server, byClient: true}, 1); ok || r != RefusePeerClosing {
 		t.Fatalf("attach to closing server = %v, %v; want RefusePeerClosing", r, ok)
 	}
 	server = newLink(g, nil, sideServer, 1)
-	client.dead = true
-	if r, ok := g.attach(client, &vconn{client: client, server: server}); ok || r != RefusePeerClosing {
+	server.dead.Store(true) // torn down (servers keep no table: see attach)
+	if r, ok := g.attach(client, &vconn{client: client, server: server, byClient: true}, 1); ok || r != RefusePeerClosing {
+		t.Fatalf("attach to torn-down server = %v, %v; want RefusePeerClosing", r, ok)
+	}
+	server = newLink(g, nil, sideServer, 1)
+	client.dead.Store(true)
+	if r, ok := g.attach(server, &vconn{client: client, server: server}, 1); ok || r != RefusePeerClosing {
 		t.Fatalf("attach to dead client = %v, %v; want RefusePeerClosing", r, ok)
 	}
 	if n := g.routes.len(); n != 0 {

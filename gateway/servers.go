@@ -86,15 +86,13 @@ type ServerInfo struct {
 	Newest       bool      // it takes new Dials for its ID
 }
 
-// list returns every registered server link.
-func (s *servers) list() []ServerInfo {
+// list returns every registered server link, with the count of virtual
+// connections of each in vconns.
+func (s *servers) list(vconns map[*link]int) []ServerInfo {
 	var out []ServerInfo
 	for id, ls := range s.snapshot() {
 		for i, l := range ls {
-			l.vmu.Lock()
-			n := len(l.vconns)
-			l.vmu.Unlock()
-			out = append(out, ServerInfo{ID: id, Addr: l.conn.RemoteAddr().String(), VirtualConns: n, Since: l.since, Newest: i == len(ls)-1})
+			out = append(out, ServerInfo{ID: id, Addr: l.conn.RemoteAddr().String(), VirtualConns: vconns[l], Since: l.since, Newest: i == len(ls)-1})
 		}
 	}
 	return out

@@ -12,10 +12,13 @@ type table[T any] struct {
 	shards [numShards]shard[T]
 }
 
+// A shard takes a plain mutex, not a sync.RWMutex: lookups are short and
+// rarely contended (readers keep route caches), and a Mutex costs half the
+// atomic operations of an RWMutex's Lock and Unlock.
 type shard[T any] struct {
-	mu sync.RWMutex
+	mu sync.Mutex
 	m  map[uint32]T
-	_  [40]byte // keep shards on separate cache lines
+	_  [48]byte // keep shards on separate cache lines
 }
 
 func (t *table[T]) shard(id uint32) *shard[T] { return &t.shards[id%numShards] }
@@ -23,9 +26,9 @@ func (t *table[T]) shard(id uint32) *shard[T] { return &t.shards[id%numShards] }
 // get returns the value stored under id.
 func (t *table[T]) get(id uint32) (T, bool) {
 	s := t.shard(id)
-	s.mu.RLock()
+	s.mu.Lock()
 	v, ok := s.m[id]
-	s.mu.RUnlock()
+	s.mu.Unlock()
 	return v, ok
 }
 
@@ -33,14 +36,15 @@ func (t *table[T]) get(id uint32) (T, bool) {
 func (t *table[T]) insert(id uint32, v T) bool {
 	s := t.shard(id)
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	if _, taken := s.m[id]; taken {
+		s.mu.Unlock()
 		return false
 	}
 	if s.m == nil {
 		s.m = make(map[uint32]T)
 	}
 	s.m[id] = v
+	s.mu.Unlock()
 	return true
 }
 
@@ -50,14 +54,46 @@ func (t *table[T]) insert(id uint32, v T) bool {
 func (t *table[T]) remove(id uint32, match func(T) bool) (T, bool) {
 	s := t.shard(id)
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	v, ok := s.m[id]
 	if !ok || (match != nil && !match(v)) {
+		s.mu.Unlock()
 		var zero T
 		return zero, false
 	}
 	delete(s.m, id)
+	s.mu.Unlock()
 	return v, true
+}
+
+// removeAll deletes every entry whose value satisfies match and returns
+// their values. It locks one shard at a time: an entry inserted meanwhile
+// into a shard it has passed is not seen.
+func (t *table[T]) removeAll(match func(T) bool) []T {
+	var out []T
+	for i := range t.shards {
+		s := &t.shards[i]
+		s.mu.Lock()
+		for id, v := range s.m {
+			if match(v) {
+				out = append(out, v)
+				delete(s.m, id)
+			}
+		}
+		s.mu.Unlock()
+	}
+	return out
+}
+
+// each calls f on every value, one shard at a time, under its lock.
+func (t *table[T]) each(f func(T)) {
+	for i := range t.shards {
+		s := &t.shards[i]
+		s.mu.Lock()
+		for _, v := range s.m {
+			f(v)
+		}
+		s.mu.Unlock()
+	}
 }
 
 // len counts the entries (for stats and tests; it locks every shard in turn).
@@ -65,9 +101,9 @@ func (t *table[T]) len() int {
 	n := 0
 	for i := range t.shards {
 		s := &t.shards[i]
-		s.mu.RLock()
+		s.mu.Lock()
 		n += len(s.m)
-		s.mu.RUnlock()
+		s.mu.Unlock()
 	}
 	return n
 }
