@@ -33,6 +33,26 @@ func dialRawServer(t testing.TB, g *testGW, id uint32) *rawConn {
 	return srv
 }
 
+// countConnects reads srv until it fails, counting the Connects it gets;
+// done closes when it stops.
+func countConnects(srv *rawConn) (connects *atomic.Int64, done <-chan struct{}) {
+	connects = new(atomic.Int64)
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		for {
+			c, err := srv.readCmd()
+			if err != nil {
+				return
+			}
+			if c.Type == proto.CmdConnect {
+				connects.Add(1)
+			}
+		}
+	}()
+	return connects, stopped
+}
+
 // TestHardeningBackendKilled: a server carrying 10,000 virtual connections
 // (1,000 clients × 10) has its socket reset. Every client gets Close for
 // each of its ConnIDs, the tables end empty, and once the clients leave no
@@ -47,20 +67,7 @@ func TestHardeningBackendKilled(t *testing.T) {
 	srv := dialRawServer(t, g, 1)
 
 	// The server counts the Connects it is told about.
-	var connects atomic.Int64
-	srvDone := make(chan struct{})
-	go func() {
-		defer close(srvDone)
-		for {
-			c, err := srv.readCmd()
-			if err != nil {
-				return
-			}
-			if c.Type == proto.CmdConnect {
-				connects.Add(1)
-			}
-		}
-	}()
+	connects, srvDone := countConnects(srv)
 
 	start := time.Now()
 	conns := make([]*rawConn, clients)
@@ -168,17 +175,7 @@ func TestServerKilledWhileDialed(t *testing.T) {
 	const clients, inFlight, keep = 50, 4, 32
 	g := startGW(t, Config{ClientMaxConn: 2 * keep})
 	srv := dialRawServer(t, g, 1)
-	var connects atomic.Int64
-	srvDone := make(chan struct{})
-	go func() {
-		defer close(srvDone)
-		for {
-			if _, err := srv.readCmd(); err != nil {
-				return
-			}
-			connects.Add(1)
-		}
-	}()
+	connects, srvDone := countConnects(srv)
 
 	var errs collector
 	var wg sync.WaitGroup
