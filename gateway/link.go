@@ -83,7 +83,7 @@ type link struct {
 	// (push) and must still flush (flushDirty). Reader only.
 	dirty []*link
 	// routes caches the virtual connections this link's reader looked up
-	// last, by ConnID modulo its length (a power of two), so that data on
+	// last, by a hash of the ConnID (routeSlot), so that data on
 	// a live virtual connection takes no lock on the shared route table.
 	// Reader only; see route.
 	routes []*vconn
@@ -126,7 +126,7 @@ func newLink(g *Gateway, conn net.Conn, s side, id uint32) *link {
 		l.idle, l.limit = g.cfg.ServerIdleTimeout, g.cfg.ServerSendChanSize
 	}
 	l.space.L = &l.mu
-	l.routes = make([]*vconn, routeCacheSize[s])
+	l.routes = make([]*vconn, 1<<routeCacheBits[s])
 	if sc, ok := conn.(syscall.Conn); ok && lazyReads {
 		if raw, err := sc.SyscallConn(); err == nil {
 			l.raw = raw

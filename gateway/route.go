@@ -20,12 +20,19 @@ type vconn struct {
 	closed   atomic.Bool // set when it leaves the route table
 }
 
-// routeCacheSize is the length of a link's route cache, by side: a client
-// usually has a few virtual connections, a server many.
-var routeCacheSize = [2]int{sideClient: 4, sideServer: 256}
+// routeCacheBits is log2 of the length of a link's route cache, by side: a
+// client usually has a few virtual connections, a server many.
+var routeCacheBits = [2]uint8{sideClient: 2, sideServer: 8}
+
+// routeSlot is the route cache slot of ConnID id in a cache of 1<<bits
+// entries. ConnIDs are handed out in blocks per reader (newConnID), so the
+// virtual connections of different clients are connIDBlock apart: the low
+// bits alone would put a server's in a few slots. A multiplicative hash
+// (Fibonacci hashing) spreads them.
+func routeSlot(id uint32, bits uint8) uint32 { return (id * 0x9E3779B1) >> (32 - bits) }
 
 // route returns the live virtual connection id, looking in the reader's
-// cache first. A cached vconn is good while it is not closed: ConnIDs are
+// cache (routeSlot) first. A cached vconn is good while it is not closed: ConnIDs are
 // never reused while live, and a closed one is marked before anyone is told
 // it closed, so a frame routed by the cache races a Close exactly as one
 // routed by the table does. The caller is l's reader.
@@ -34,7 +41,7 @@ var routeCacheSize = [2]int{sideClient: 4, sideServer: 256}
 // it is replaced or l is gone; a finished link keeps no buffers, scratch or
 // route cache of its own (dropScratch), so that is a link struct at most.
 func (g *Gateway) route(l *link, id uint32) (*vconn, bool) {
-	slot := &l.routes[id&uint32(len(l.routes)-1)]
+	slot := &l.routes[routeSlot(id, routeCacheBits[l.side])]
 	if vc := *slot; vc != nil && vc.id == id && !vc.closed.Load() {
 		return vc, true
 	}

@@ -433,3 +433,31 @@ func dialRaw(t testing.TB, addr string) net.Conn {
 	t.Cleanup(func() { c.Close() })
 	return c
 }
+
+// TestRouteCacheSpreadsConnIDBlocks: ConnIDs come in blocks of connIDBlock
+// per reader, so one virtual connection each from 100 clients has IDs
+// connIDBlock apart; a server's route cache must still hold most of them
+// (the low bits alone would use 4 of its 256 slots).
+func TestRouteCacheSpreadsConnIDBlocks(t *testing.T) {
+	bits := routeCacheBits[sideServer]
+	used := map[uint32]bool{}
+	for k := range uint32(100) {
+		slot := routeSlot(k*connIDBlock+1, bits)
+		if slot >= 1<<bits {
+			t.Fatalf("slot %d outside a cache of %d", slot, 1<<bits)
+		}
+		used[slot] = true
+	}
+	if len(used) < 75 {
+		t.Fatalf("100 connections in %d of %d slots, want at least 75", len(used), 1<<bits)
+	}
+	// Consecutive IDs (one client's) use distinct slots of a client's cache.
+	cbits := routeCacheBits[sideClient]
+	used = map[uint32]bool{}
+	for id := range uint32(1 << cbits) {
+		used[routeSlot(id+1, cbits)] = true
+	}
+	if len(used) < 1<<cbits-1 {
+		t.Fatalf("%d consecutive IDs in %d of %d client slots", 1<<cbits, len(used), 1<<cbits)
+	}
+}
