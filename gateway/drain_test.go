@@ -298,7 +298,7 @@ func TestHardeningStatsCountLinkOnce(t *testing.T) {
 	l.stopRead.Store(true) // as Shutdown's stopReading does
 	g.teardown(l)          // as the stopped reader does; the link stays open
 	for range 2 {
-		if err := l.push(nil, proto.Command{Type: proto.CmdClose, ConnID: 7}.Encode(nil), pushDrop); err != nil {
+		if err := l.pushFrame(nil, outFrame{b: proto.Command{Type: proto.CmdClose, ConnID: 7}.Encode(nil)}, pushDrop); err != nil {
 			t.Fatal(err)
 		}
 		eventually(t, "writer done", func() bool { l.mu.Lock(); defer l.mu.Unlock(); return !l.writing })

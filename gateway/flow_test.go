@@ -188,7 +188,7 @@ func TestWriterCoalesces(t *testing.T) {
 	// The first frame's write blocks until far reads (net.Pipe), so the
 	// other 99 queue up behind it.
 	for i := range n {
-		l.push(nil, proto.EncodeData(nil, 1, []byte{byte(i)}), pushDrop)
+		l.pushFrame(nil, outFrame{b: proto.EncodeData(nil, 1, []byte{byte(i)})}, pushDrop)
 	}
 	var got []byte
 	buf := make([]byte, 4096)

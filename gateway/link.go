@@ -80,7 +80,7 @@ type link struct {
 	idNext, idEnd uint32
 
 	// dirty lists the links whose writer turn this link's reader took
-	// (push) and must still flush (flushDirty). Reader only.
+	// (enqueue) and must still flush (flushDirty). Reader only.
 	dirty []*link
 	// routes caches the virtual connections this link's reader looked up
 	// last, by a hash of the ConnID (routeSlot), so that data on

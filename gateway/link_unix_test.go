@@ -94,7 +94,7 @@ func TestQueueKeptBetweenTurns(t *testing.T) {
 		l.writing = true // hold the turn so all n queue up first
 		l.mu.Unlock()
 		for range n {
-			l.push(nil, []byte{4, 0, 0, 0, 1, 0, 0, 0}, pushForce)
+			l.pushFrame(nil, outFrame{b: []byte{4, 0, 0, 0, 1, 0, 0, 0}}, pushForce)
 		}
 		l.startWriter(nil, 0)
 		buf := make([]byte, 8*n)

@@ -37,11 +37,6 @@ func (g *Gateway) release(f outFrame) {
 	}
 }
 
-// push queues frame, a pooled buffer, for writing to l (see pushFrame).
-func (l *link) push(from *link, frame []byte, mode pushMode) error {
-	return l.pushFrame(from, outFrame{b: frame}, mode)
-}
-
 // pushCopy queues a copy of frame, which the caller keeps (a borrowed frame,
 // or one the gateway built on its stack), for writing to l (see enqueue).
 func (l *link) pushCopy(from *link, frame []byte, mode pushMode) error {
@@ -154,7 +149,7 @@ func (l *link) enqueue(from *link, frame outFrame, small []byte, mode pushMode) 
 }
 
 // flushDirty writes, from the calling reader, the links this reader took
-// ownership of (see push). Each gets a few non-blocking writev rounds; what
+// ownership of (see enqueue). Each gets a few non-blocking writev rounds; what
 // cannot be written without blocking goes to a writer goroutine.
 func (l *link) flushDirty() {
 	for i, d := range l.dirty {
@@ -200,7 +195,7 @@ func (l *link) flushInline() {
 			l.startWriter(batch, n)
 			return
 		}
-		l.wrote(batch, n)
+		l.wrote(n)
 		l.gw.freeAll(batch)
 		keep = batch[:0]
 	}
@@ -308,8 +303,8 @@ func (l *link) writeFailed(batch []outFrame, err error) {
 	}
 }
 
-// wrote counts a batch written in full.
-func (l *link) wrote(batch []outFrame, n int64) {
+// wrote counts a batch written in full: n bytes, turnFrames frames.
+func (l *link) wrote(n int64) {
 	l.stats.bytesOut.Add(uint64(n))
 	l.stats.framesOut.Add(uint64(l.turnFrames))
 }
@@ -373,7 +368,7 @@ func (l *link) writeLoop(batch []outFrame, skip int64) {
 			l.writeFailed(batch, err)
 			return
 		}
-		l.wrote(batch, skip+n)
+		l.wrote(skip + n)
 		l.gw.freeAll(batch)
 		// Reuse the batch's slice as the next queue unless it is large and
 		// was mostly unused: queues grow with use and shrink back.

@@ -16,9 +16,10 @@ const DefaultBufferSize = 4 << 10
 
 // FrameReader reads whole frames from a stream. It reads as many bytes per
 // syscall as its buffer holds, so several small frames cost one read, and
-// hands out every frame in its own buffer from a slab.Pool, Length field
-// included, so the frame can be forwarded as is. The caller frees each frame
-// with the pool.
+// hands out every frame with its Length field, so the frame can be
+// forwarded as is: ReadFrame in a buffer of its own from a slab.Pool, which
+// the caller frees with the pool; ReadFrameShared and ReadFrameBorrowed
+// also in place in the read buffer (see each).
 //
 // A Length below 4 or above MaxPacket is rejected (ErrShortFrame,
 // ErrFrameTooLarge) after reading only the Length field: nothing is
