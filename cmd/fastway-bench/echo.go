@@ -144,9 +144,9 @@ func (c *echoConn) received(f []byte, frameSize int, phase *atomic.Int32) (t int
 
 // pacedTick is how often a paced connection sending perConn messages a
 // second wakes to send: once per message, but not more than every
-// millisecond (it then sends the messages that fell due together).
+// minPacedSleep (it then sends the messages that fell due together).
 func pacedTick(perConn float64) time.Duration {
-	return max(time.Millisecond, time.Duration(float64(time.Second)/perConn))
+	return max(minPacedSleep, time.Duration(float64(time.Second)/perConn))
 }
 
 // maxPacedBurst bounds the messages one wake-up of a paced sender writes
@@ -160,24 +160,35 @@ const maxPacedBurst = 4096
 // they fell due: the bench's own timer jitter is not the target's latency,
 // and as the sender never waits for echoes, a stalled target cannot delay
 // its sends (until socket buffers fill, far above the rates this is for).
+//
+// The sender ends with this goroutine: when the reading stops (the run is
+// over, or a read failed) the sender is told to stop and waited for.
 func (c *echoConn) runPaced(frameSize int, perConn float64, offset time.Duration, phase *atomic.Int32) error {
 	sendErr := make(chan error, 1)
-	go func() { sendErr <- c.sendPaced(frameSize, perConn, nowNS()+int64(offset), phase) }()
+	stop := make(chan struct{})
+	go func() { sendErr <- c.sendPaced(frameSize, perConn, nowNS()+int64(offset), phase, stop) }()
 	err := c.pump(nil, phase, func(f, out []byte) ([]byte, bool, error) {
 		_, _, stop, err := c.received(f, frameSize, phase)
 		return out, stop, err
 	})
-	if err != nil {
-		return err
+	close(stop)
+	if serr := <-sendErr; err == nil {
+		err = serr
 	}
-	return <-sendErr
+	return err
 }
 
-// sendPaced writes the messages of runPaced from t0 on, until the run stops
-// or a write fails.
-func (c *echoConn) sendPaced(frameSize int, perConn float64, t0 int64, phase *atomic.Int32) error {
-	tick := pacedTick(perConn)
+// minPacedSleep is the shortest a paced sender sleeps: above 1,000 messages
+// a second per connection it sends the ones that fell due together.
+const minPacedSleep = time.Millisecond
+
+// sendPaced writes the messages of runPaced from t0 on, each when it falls
+// due (every 1/perConn s), until the run stops, stop is closed or a write
+// fails.
+func (c *echoConn) sendPaced(frameSize int, perConn float64, t0 int64, phase *atomic.Int32, stop <-chan struct{}) error {
 	every := float64(time.Second) / perConn // nanoseconds between messages
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
 	var out []byte
 	var sent int64
 	for phase.Load() != phaseStop {
@@ -202,8 +213,15 @@ func (c *echoConn) sendPaced(frameSize int, perConn float64, t0 int64, phase *at
 		if sent < due {
 			continue // behind: catch up at once
 		}
+		// Sleep until the next message falls due (the first one's due
+		// time is t0, which spreads the connections' sends).
 		next := t0 + int64(float64(sent)*every)
-		time.Sleep(max(time.Duration(next-nowNS()), tick))
+		timer.Reset(max(time.Duration(next-nowNS()), minPacedSleep))
+		select {
+		case <-timer.C:
+		case <-stop:
+			return nil
+		}
 	}
 	return nil
 }

@@ -32,6 +32,7 @@ type echoServer struct {
 	ln        net.Listener
 	maxPacket int
 	relay     string
+	stderr    io.Writer // where a relay's failed dial is reported (nil: nowhere)
 
 	nextID atomic.Uint32 // last ConnID handed out
 
@@ -171,26 +172,16 @@ func (s *echoServer) handle(conn net.Conn) {
 }
 
 // relayConn copies conn to a new connection to the relay address and back
-// until either side ends.
+// until either side ends. Closing conn (close does) ends the first copy,
+// which closes up and so ends the second.
 func (s *echoServer) relayConn(conn net.Conn) {
 	up, err := net.DialTimeout("tcp", s.relay, setupTimeout)
 	if err != nil {
+		if s.stderr != nil {
+			fmt.Fprintf(s.stderr, "fastway-bench: relay: %v\n", err)
+		}
 		return
 	}
-	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
-		up.Close()
-		return
-	}
-	s.conns[up] = struct{}{}
-	s.mu.Unlock()
-	defer func() {
-		up.Close()
-		s.mu.Lock()
-		delete(s.conns, up)
-		s.mu.Unlock()
-	}()
 	done := make(chan struct{})
 	go func() {
 		io.Copy(up, conn)

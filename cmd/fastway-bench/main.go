@@ -129,7 +129,7 @@ func listenEcho(ctx context.Context, cfg *config, stderr io.Writer) error {
 		return fmt.Errorf("fastway-bench: %w", err)
 	}
 	s := newEchoServer(ln, cfg.maxPacket)
-	s.relay = cfg.relay
+	s.relay, s.stderr = cfg.relay, stderr
 	if s.relay != "" {
 		fmt.Fprintf(stderr, "fastway-bench: relay listening on %s to %s pid=%d\n", ln.Addr(), s.relay, os.Getpid())
 	} else {
