@@ -112,21 +112,63 @@ func TestServerQueueBackPressure(t *testing.T) {
 	}
 }
 
-// countingPool counts allocations, to show the forward path copies nothing.
+// countingPool is a Pool that counts its Allocs and Frees, knows which
+// buffers it handed out, and counts Frees of anything else (a slice it did
+// not hand out, or a buffer freed twice).
 type countingPool struct {
 	slab.Pool
 	allocs, frees atomic.Int64
-	small         atomic.Int64 // allocations below 64 bytes: frames, not read buffers
+	foreign       atomic.Int64
+	mu            sync.Mutex
+	live          map[*byte]bool
+}
+
+func newCountingPool(p slab.Pool) *countingPool {
+	return &countingPool{Pool: p, live: map[*byte]bool{}}
 }
 
 func (p *countingPool) Alloc(n int) []byte {
 	p.allocs.Add(1)
-	if n < 64 {
-		p.small.Add(1)
+	b := p.Pool.Alloc(n)
+	if cap(b) > 0 {
+		p.mu.Lock()
+		p.live[&b[:1][0]] = true
+		p.mu.Unlock()
 	}
-	return p.Pool.Alloc(n)
+	return b
 }
-func (p *countingPool) Free(b []byte) { p.frees.Add(1); p.Pool.Free(b) }
+
+func (p *countingPool) Free(b []byte) {
+	ok := false
+	if cap(b) > 0 {
+		p.mu.Lock()
+		ok = p.live[&b[:1][0]]
+		delete(p.live, &b[:1][0])
+		p.mu.Unlock()
+	}
+	if !ok {
+		p.foreign.Add(1)
+		return
+	}
+	p.frees.Add(1)
+	p.Pool.Free(b)
+}
+
+func (p *countingPool) outstanding() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.live)
+}
+
+// buffersBack waits until every buffer the pool handed out came back, and
+// fails if anything else was freed.
+func (p *countingPool) buffersBack(t *testing.T) {
+	t.Helper()
+	eventually(t, "buffers back", func() bool { return p.outstanding() == 0 && p.allocs.Load() == p.frees.Load() })
+	if n := p.foreign.Load(); n != 0 {
+		t.Fatalf("%d Frees of slices the pool did not hand out, or freed twice (a shared frame freed as a buffer?)", n)
+	}
+}
 
 // TestForwardPacksSmallFrames: small data frames are copied from the read
 // buffer straight into their destination's queue, packed together, so a
@@ -134,7 +176,7 @@ func (p *countingPool) Free(b []byte) { p.frees.Add(1); p.Pool.Free(b) }
 // few queue buffers), arrives byte for byte, and every buffer goes back to
 // the pool.
 func TestForwardPacksSmallFrames(t *testing.T) {
-	pool := &countingPool{Pool: slab.NewSyncPool(64, 64<<10, 2)}
+	pool := newCountingPool(slab.NewSyncPool(64, 64<<10, 2))
 	g := startGW(t, Config{MemPool: pool})
 	s := g.dialServer(t, 1)
 	c := g.dialClient(t)
@@ -159,7 +201,7 @@ func TestForwardPacksSmallFrames(t *testing.T) {
 	c.conn.Close()
 	s.conn.Close()
 	eventually(t, "links gone", func() bool { st := g.Stats(); return st.ClientConns == 0 && st.ServerConns == 0 })
-	eventually(t, "buffers back", func() bool { return pool.allocs.Load() == pool.frees.Load() })
+	pool.buffersBack(t)
 }
 
 // writeCounter counts Write calls on a net.Conn that has no writev.
@@ -229,7 +271,7 @@ func TestDialCloseBuffers(t *testing.T) {
 		{"none", slab.NoPool{}, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			pool := &countingPool{Pool: tc.pool}
+			pool := newCountingPool(tc.pool)
 			g := startGW(t, Config{MemPool: pool, ClientMaxConn: n})
 			s := g.dialServer(t, 1)
 			c := g.dialClient(t)
@@ -267,7 +309,7 @@ func TestDialCloseBuffers(t *testing.T) {
 			c.conn.Close()
 			s.conn.Close()
 			eventually(t, "links gone", func() bool { st := g.Stats(); return st.ClientConns == 0 && st.ServerConns == 0 })
-			eventually(t, "buffers back", func() bool { return pool.allocs.Load() == pool.frees.Load() })
+			pool.buffersBack(t)
 		})
 	}
 }
@@ -281,7 +323,7 @@ func TestDialCloseBuffers(t *testing.T) {
 // into new ones, arrives byte for byte, and every buffer goes back to the
 // pool once the connections are gone.
 func TestForwardSharedBuffers(t *testing.T) {
-	pool := &countingPool{Pool: slab.NewAtomPool(64, 64<<10, 2, 1<<20)}
+	pool := newCountingPool(slab.NewAtomPool(64, 64<<10, 2, 1<<20))
 	g := startGW(t, Config{MemPool: pool})
 	s := g.dialServer(t, 1)
 	c := g.dialClient(t)
@@ -332,7 +374,51 @@ func TestForwardSharedBuffers(t *testing.T) {
 	c.conn.Close()
 	s.conn.Close()
 	eventually(t, "links gone", func() bool { st := g.Stats(); return st.ClientConns == 0 && st.ServerConns == 0 })
-	eventually(t, "buffers back", func() bool { return pool.allocs.Load() == pool.frees.Load() })
+	pool.buffersBack(t)
+}
+
+// TestForwardInPlaceAndPacked: a 4 KiB frame that arrived whole is queued
+// to the other end as a slice of the read buffer it came in (shared, not
+// copied), and a 900-byte one is copied into a queue buffer of the
+// gateway's own; both then arrive intact. The server's writer turn is held
+// meanwhile, so the queue can be looked at.
+func TestForwardInPlaceAndPacked(t *testing.T) {
+	g := startGW(t, Config{ClientBufferSize: 64 << 10})
+	s := g.dialServer(t, 1)
+	c := g.dialClient(t)
+	id, _ := open(t, c, s, 1)
+	sl := g.servers.newest(1)
+	eventually(t, "the server's writer turn", func() bool {
+		sl.mu.Lock()
+		defer sl.mu.Unlock()
+		if sl.writing {
+			return false
+		}
+		sl.writing = true // held: what the client sends stays queued
+		return true
+	})
+	big := proto.EncodeData(nil, id, bytes.Repeat([]byte{'b'}, 4096))
+	small := proto.EncodeData(nil, id, bytes.Repeat([]byte{'s'}, 900))
+	c.write(append(bytes.Clone(big), small...))
+	var q []outFrame
+	eventually(t, "both frames queued", func() bool {
+		sl.mu.Lock()
+		defer sl.mu.Unlock()
+		q = append(q[:0], sl.queue...)
+		return sl.queued == 2
+	})
+	if len(q) != 2 {
+		t.Fatalf("2 frames queued in %d buffers, want 2", len(q))
+	}
+	if q[0].ref == nil || !bytes.Equal(q[0].b, big) {
+		t.Errorf("the 4 KiB frame was queued with Shared %p, %d bytes; want it in place in the read buffer", q[0].ref, len(q[0].b))
+	}
+	if q[1].ref != nil || !bytes.Equal(q[1].b, small) {
+		t.Errorf("the 900-byte frame was queued with Shared %p, %d bytes; want a copy in a queue buffer", q[1].ref, len(q[1].b))
+	}
+	sl.startWriter(nil, 0) // hand the held turn to a writer
+	s.expect(big)
+	s.expect(small)
 }
 
 // TestLargeCommandFrameInSharedBuffer: a command frame (ConnID 0) large
@@ -340,7 +426,7 @@ func TestForwardSharedBuffers(t *testing.T) {
 // command: its sender is closed, nobody else is touched, and the shared
 // read buffer it came in goes back to the pool.
 func TestLargeCommandFrameInSharedBuffer(t *testing.T) {
-	pool := &trackingPool{Pool: slab.NewSyncPool(64, 64<<10, 2), live: map[*byte]bool{}}
+	pool := newCountingPool(slab.NewSyncPool(64, 64<<10, 2))
 	g := startGW(t, Config{MemPool: pool})
 	s := g.dialServer(t, 1)
 	good, bad := g.dialClient(t), g.dialClient(t)
@@ -357,43 +443,5 @@ func TestLargeCommandFrameInSharedBuffer(t *testing.T) {
 	good.conn.Close()
 	s.conn.Close()
 	eventually(t, "links gone", func() bool { st := g.Stats(); return st.ClientConns == 0 && st.ServerConns == 0 })
-	eventually(t, "buffers back", func() bool { return pool.outstanding() == 0 })
-	if n := pool.foreign.Load(); n != 0 {
-		t.Fatalf("%d Frees of slices the pool did not hand out (a shared frame freed as a buffer)", n)
-	}
-}
-
-// trackingPool is a Pool that knows which buffers it handed out, and counts
-// Frees of anything else.
-type trackingPool struct {
-	slab.Pool
-	mu      sync.Mutex
-	live    map[*byte]bool
-	foreign atomic.Int64
-}
-
-func (p *trackingPool) Alloc(n int) []byte {
-	b := p.Pool.Alloc(n)
-	p.mu.Lock()
-	p.live[&b[:1][0]] = true
-	p.mu.Unlock()
-	return b
-}
-
-func (p *trackingPool) Free(b []byte) {
-	p.mu.Lock()
-	ok := cap(b) > 0 && p.live[&b[:1][0]]
-	delete(p.live, &b[:1][0])
-	p.mu.Unlock()
-	if !ok {
-		p.foreign.Add(1)
-		return
-	}
-	p.Pool.Free(b)
-}
-
-func (p *trackingPool) outstanding() int {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return len(p.live)
+	pool.buffersBack(t)
 }

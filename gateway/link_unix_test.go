@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"testing"
+	"time"
 
 	"github.com/fastway-go/fastway/proto"
 )
@@ -14,21 +15,7 @@ import (
 // nothing has arrived, with the bytes that have, and io.EOF after the peer
 // closed, over a real loopback socket.
 func TestLinkTryRead(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	peer, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer peer.Close()
-	conn, err := ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	conn, peer := tcpPair(t)
 	l := newLink(New(Config{}), conn, sideClient, 1)
 	buf := make([]byte, 16)
 	if n, err := l.TryRead(buf); n != 0 || err != nil {
@@ -75,18 +62,7 @@ func TestQueueKeptBetweenTurns(t *testing.T) {
 		side side
 		kept bool
 	}{{sideServer, true}, {sideClient, false}} {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		peer, err := net.Dial("tcp", ln.Addr().String())
-		if err != nil {
-			t.Fatal(err)
-		}
-		conn, err := ln.Accept()
-		if err != nil {
-			t.Fatal(err)
-		}
+		conn, peer := tcpPair(t)
 		g := New(Config{})
 		l := newLink(g, conn, tc.side, 1)
 		const n = 20 // more than idleSpare, less than maxSpare (with room to grow)
@@ -98,6 +74,7 @@ func TestQueueKeptBetweenTurns(t *testing.T) {
 		}
 		l.startWriter(nil, 0)
 		buf := make([]byte, 8*n)
+		peer.SetReadDeadline(time.Now().Add(waitFor))
 		if _, err := io.ReadFull(peer, buf); err != nil {
 			t.Fatal(err)
 		}
@@ -106,17 +83,35 @@ func TestQueueKeptBetweenTurns(t *testing.T) {
 			defer l.mu.Unlock()
 			return !l.writing
 		})
-		g.wg.Wait()
+		g.wg.Wait() // the writer goroutine has exited: its turn ended above
 		l.mu.Lock()
 		c := cap(l.spare)
 		l.mu.Unlock()
 		if kept := c >= n; kept != tc.kept {
 			t.Errorf("%v link: spare queue of %d slots after a turn of %d frames; want kept: %v", tc.side, c, n, tc.kept)
 		}
-		peer.Close()
-		conn.Close()
-		ln.Close()
 	}
+}
+
+// tcpPair returns the two ends of a loopback TCP connection, closed when
+// the test ends.
+func tcpPair(t *testing.T) (conn, peer net.Conn) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	peer, err = net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { peer.Close() })
+	if conn, err = ln.Accept(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return conn, peer
 }
 
 // TestFinishedLinkDropsScratch: once a link is finished its route cache and
@@ -138,6 +133,6 @@ func TestFinishedLinkDropsScratch(t *testing.T) {
 	eventually(t, "the link to finish", func() bool {
 		l.mu.Lock()
 		defer l.mu.Unlock()
-		return l.gone && l.routes == nil && l.wstate == nil && l.spare == nil
+		return l.gone && l.routes == nil && l.wstate == nil && l.spare == nil && l.vecSpare == nil
 	})
 }

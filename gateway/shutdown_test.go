@@ -74,7 +74,7 @@ func TestShutdownFlushesQueuedFrames(t *testing.T) {
 // TestShutdownDeadlineClosesHard: a client that never reads cannot hold up
 // Shutdown past its context.
 func TestShutdownDeadlineClosesHard(t *testing.T) {
-	tg, _ := startGWManual(t, Config{ClientSendChanSize: 100000})
+	tg, errc := startGWManual(t, Config{ClientSendChanSize: 100000})
 	g := tg.Gateway
 	s := tg.dialServer(t, 1)
 	c := tg.dialClient(t)
@@ -97,6 +97,11 @@ func TestShutdownDeadlineClosesHard(t *testing.T) {
 	}
 	if d := time.Since(start); d > 2*time.Second {
 		t.Fatalf("Shutdown took %v", d)
+	}
+	for range 2 {
+		if err := <-errc; !errors.Is(err, ErrGatewayClosed) {
+			t.Fatalf("Serve returned %v", err)
+		}
 	}
 }
 

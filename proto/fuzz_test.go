@@ -123,13 +123,13 @@ func FuzzFrameReader(f *testing.F) {
 				{"split", func() io.Reader { return io.MultiReader(bytes.NewReader(data[:cut]), bytes.NewReader(data[cut:])) }},
 				{"one-byte", func() io.Reader { return iotest.OneByteReader(bytes.NewReader(data)) }},
 			}
-			// minShare 0 reads with ReadFrame and copies each frame out at
-			// once; 9 reads with ReadFrameShared, handing out in place
-			// every frame it may, and holds them all to the end, so a
-			// later read that overwrote one would show; 24 reads with
-			// ReadFrameBorrowed, copying each borrowed frame at once (the
-			// pool poisons what is freed, so a borrowed frame whose buffer
-			// went back too early would show).
+			// Every mode holds its frames to the end (readHolding), so a
+			// later read that overwrote one would show. minShare 0 reads
+			// every frame into a buffer of its own (as ReadFrame); 9 hands
+			// out in place every frame it may; 24 with borrow also borrows
+			// the frames below 24 bytes, copied at once (the pool poisons
+			// what is freed, so a borrowed frame whose buffer went back too
+			// early would show).
 			for _, mode := range []struct {
 				minShare int
 				borrow   bool
@@ -142,31 +142,15 @@ func FuzzFrameReader(f *testing.F) {
 	})
 }
 
-// fuzzRead reads r to its end with a FrameReader and checks the frames and
-// the error against the reference parse, and the pool's balance.
+// fuzzRead reads r to its end with a FrameReader (readHolding) and checks
+// the frames and the error against the reference parse, and the pool's
+// balance.
 func fuzzRead(t *testing.T, name string, r io.Reader, bufSize, maxPacket, minShare int, borrow bool, want [][]byte, wantErr error) {
+	t.Helper()
 	pool := newCountingPool()
 	fr := NewFrameReader(r, pool, bufSize, maxPacket)
 	cfg := fmt.Sprintf("buf %d, max %d, share %d, borrow %v", bufSize, maxPacket, minShare, borrow)
-	var got [][]byte
-	var shared []*Shared
-	var copied []bool // got[i] is a copy of a borrowed frame: nothing to free
-	var err error
-	for {
-		var fb []byte
-		var s *Shared
-		borrowed := false
-		if borrow {
-			fb, s, borrowed, err = fr.ReadFrameBorrowed(minShare)
-		} else {
-			fb, s, err = fr.ReadFrameShared(minShare)
-		}
-		if err != nil {
-			break
-		}
-		if borrowed && (s != nil || len(fb) >= minShare) {
-			t.Fatalf("%s %s: a %d-byte frame was borrowed with Shared %p", name, cfg, len(fb), s)
-		}
+	got, err := readHolding(t, fr, minShare, borrow, func(fb []byte) {
 		if len(fb) < HeaderSize || int(Header(fb).Length()) != len(fb)-SizeOfLength {
 			t.Fatalf("%s %s: frame %x has a bad Length", name, cfg, fb)
 		}
@@ -174,19 +158,7 @@ func fuzzRead(t *testing.T, name string, r io.Reader, bufSize, maxPacket, minSha
 			t.Fatalf("%s %s: frame %x returned: %v", name, cfg, fb, err)
 		}
 		checkReencode(t, fb)
-		copied = append(copied, borrowed)
-		switch {
-		case borrowed:
-			got, shared = append(got, bytes.Clone(fb)), append(shared, nil)
-		case s != nil:
-			got, shared = append(got, fb), append(shared, s)
-		case minShare > 0:
-			got, shared = append(got, fb), append(shared, nil)
-		default:
-			got = append(got, append([]byte(nil), fb...))
-			pool.Free(fb)
-		}
-	}
+	})
 	if errKind(err) != wantErr {
 		t.Fatalf("%s %s: stream ended with %v, want %v", name, cfg, err, wantErr)
 	}
@@ -194,8 +166,8 @@ func fuzzRead(t *testing.T, name string, r io.Reader, bufSize, maxPacket, minSha
 		t.Fatalf("%s %s: %d frames, want %d", name, cfg, len(got), len(want))
 	}
 	for i := range want {
-		if !bytes.Equal(got[i], want[i]) {
-			t.Fatalf("%s %s: frame %d = %x, want %x", name, cfg, i, got[i], want[i])
+		if !bytes.Equal(got[i].frame, want[i]) {
+			t.Fatalf("%s %s: frame %d = %x, want %x", name, cfg, i, got[i].frame, want[i])
 		}
 	}
 	// Nothing is allocated beyond the read buffer and what a legal Length
@@ -209,14 +181,7 @@ func fuzzRead(t *testing.T, name string, r io.Reader, bufSize, maxPacket, minSha
 		}
 	}
 	fr.Release()
-	for i, s := range shared {
-		switch {
-		case s != nil:
-			s.Release()
-		case !copied[i]:
-			pool.Free(got[i])
-		}
-	}
+	releaseHeld(pool, got)
 	pool.checkBalanced(t)
 }
 

@@ -6,6 +6,8 @@ import (
 	"io"
 	"math/rand/v2"
 	"testing"
+
+	"github.com/fastway-go/fastway/slab"
 )
 
 // sharedStream returns a stream of data frames of mixed sizes (some above
@@ -36,10 +38,11 @@ func sharedStream(seed uint64, n int) ([]byte, [][]byte) {
 }
 
 // TestReadFrameSharedKeepsFrames reads mixed streams with ReadFrameShared,
-// chopped every way (plain readers and lazy ones with small and large
-// reads), and holds every frame until the end: frames handed out in place
-// must never be overwritten by later reads, and every buffer must go back
-// to the pool exactly once, after the last reference to it is released.
+// and with ReadFrameBorrowed, chopped every way (plain readers and lazy ones
+// with small and large reads), and holds every frame until the end: frames
+// handed out in place must never be overwritten by later reads, a borrowed
+// frame must be intact when returned, and every buffer must go back to the
+// pool exactly once, after the last reference to it is released.
 func TestReadFrameSharedKeepsFrames(t *testing.T) {
 	const minShare = 256
 	data, want := sharedStream(7, 400)
@@ -65,20 +68,57 @@ func TestReadFrameSharedKeepsFrames(t *testing.T) {
 	}
 }
 
-// readKeeping reads r to its end with ReadFrameShared (or, with borrow,
-// ReadFrameBorrowed, copying each borrowed frame at once), holding every
-// other frame to the end, and checks the frames and the pool's balance.
+// readKeeping reads r to its end with readHolding and checks the frames,
+// that some were handed out in place (and, with borrow, borrowed), and the
+// pool's balance.
 func readKeeping(t *testing.T, r io.Reader, minShare int, borrow bool, want [][]byte) {
+	t.Helper()
 	pool := newCountingPool()
 	pool.roundUp = true
 	fr := NewFrameReader(r, pool, 2048, 0)
-	type held struct {
-		frame  []byte
-		shared *Shared
-		copied bool // a copy of a borrowed frame
+	got, err := readHolding(t, fr, minShare, borrow, func(f []byte) { checkFrame(t, f) })
+	if err != io.EOF {
+		t.Fatal(err)
 	}
-	var got []held
+	if len(got) != len(want) {
+		t.Fatalf("read %d frames, want %d", len(got), len(want))
+	}
 	inPlace, lent := 0, 0
+	for i, h := range got {
+		if !bytes.Equal(h.frame, want[i]) {
+			t.Fatalf("frame %d (%d bytes, in place: %v, borrowed: %v) was changed after it was read", i, len(h.frame), h.shared != nil, h.copied)
+		}
+		if h.shared != nil {
+			inPlace++
+		}
+		if h.copied {
+			lent++
+		}
+	}
+	if inPlace == 0 || (borrow && lent == 0) {
+		t.Fatalf("%d frames handed out in place, %d borrowed", inPlace, lent)
+	}
+	fr.Release()
+	releaseHeld(pool, got)
+	pool.checkBalanced(t)
+	t.Logf("%d of %d frames in place, %d borrowed", inPlace, len(got), lent)
+}
+
+// held is a frame read by readHolding, kept until the stream has ended.
+type held struct {
+	frame  []byte
+	shared *Shared // the read buffer it is in, when handed out in place
+	copied bool    // a copy of a borrowed frame: nothing to free
+}
+
+// readHolding reads fr to its end with ReadFrameShared (or, with borrow,
+// ReadFrameBorrowed, copying each borrowed frame at once) and holds every
+// frame, so a later read that overwrote one would show. It checks each
+// against the thresholds, and check, if not nil, on each as returned. It
+// returns the frames and the error that ended the stream.
+func readHolding(t *testing.T, fr *FrameReader, minShare int, borrow bool, check func(f []byte)) ([]held, error) {
+	t.Helper()
+	var got []held
 	for {
 		var f []byte
 		var s *Shared
@@ -89,41 +129,29 @@ func readKeeping(t *testing.T, r io.Reader, minShare int, borrow bool, want [][]
 		} else {
 			f, s, err = fr.ReadFrameShared(minShare)
 		}
-		if err == io.EOF {
-			break
-		}
 		if err != nil {
-			t.Fatal(err)
+			return got, err
 		}
-		checkFrame(t, f)
-		if s != nil {
-			inPlace++
-			if len(f) < minShare {
-				t.Fatalf("a %d-byte frame was handed out in place (threshold %d)", len(f), minShare)
-			}
+		if s != nil && len(f) < minShare {
+			t.Fatalf("a %d-byte frame was handed out in place (threshold %d)", len(f), minShare)
+		}
+		if borrowed && (s != nil || len(f) >= minShare) {
+			t.Fatalf("a %d-byte frame was borrowed (threshold %d, Shared %p)", len(f), minShare, s)
+		}
+		if check != nil {
+			check(f)
 		}
 		if borrowed {
-			lent++
-			if s != nil || len(f) >= minShare {
-				t.Fatalf("a %d-byte frame was borrowed (threshold %d, Shared %p)", len(f), minShare, s)
-			}
 			f = bytes.Clone(f)
 		}
 		got = append(got, held{f, s, borrowed})
 	}
-	if len(got) != len(want) {
-		t.Fatalf("read %d frames, want %d", len(got), len(want))
-	}
-	for i, h := range got {
-		if !bytes.Equal(h.frame, want[i]) {
-			t.Fatalf("frame %d (%d bytes, in place: %v, borrowed: %v) was changed after it was read", i, len(h.frame), h.shared != nil, h.copied)
-		}
-	}
-	if inPlace == 0 || (borrow && lent == 0) {
-		t.Fatalf("%d frames handed out in place, %d borrowed", inPlace, lent)
-	}
-	fr.Release()
-	for _, h := range got {
+}
+
+// releaseHeld lets go of frames readHolding returned: each reference, or
+// buffer back to pool.
+func releaseHeld(pool slab.Pool, hs []held) {
+	for _, h := range hs {
 		switch {
 		case h.shared != nil:
 			h.shared.Release()
@@ -131,8 +159,6 @@ func readKeeping(t *testing.T, r io.Reader, minShare int, borrow bool, want [][]
 			pool.Free(h.frame)
 		}
 	}
-	pool.checkBalanced(t)
-	t.Logf("%d of %d frames in place, %d borrowed", inPlace, len(got), lent)
 }
 
 // TestSharedBufferFreedWithLastReference: a read buffer that frames were
@@ -237,6 +263,19 @@ func TestReadFrameBorrowed(t *testing.T) {
 	pool.checkBalanced(t)
 }
 
+// readMore calls fr.ReadMore until done reports true or ReadMore reads
+// nothing, at most 100 times: a ReadMore that keeps reporting progress
+// fails the test instead of spinning.
+func readMore(t *testing.T, fr *FrameReader, done func() bool) {
+	t.Helper()
+	for range 100 {
+		if done() || !fr.ReadMore() {
+			return
+		}
+	}
+	t.Fatal("ReadMore reported progress 100 times in a row")
+}
+
 // tryLazySource is a lazySource that can also read without waiting: it
 // serves avail bytes at a time to TryRead and counts the calls.
 type tryLazySource struct {
@@ -291,8 +330,7 @@ func TestReadMore(t *testing.T) {
 		if fr.HasFrame() {
 			t.Fatal("the second frame is whole after the first read")
 		}
-		for fr.ReadMore() && !fr.HasFrame() {
-		}
+		readMore(t, fr, fr.HasFrame)
 		if !fr.HasFrame() || src.tries == 0 {
 			t.Fatalf("ReadMore did not complete the split frame (%d tries)", src.tries)
 		}
@@ -316,8 +354,7 @@ func TestReadMore(t *testing.T) {
 			pool.Free(f)
 		}
 		// Nothing is waiting now: no buffer is kept.
-		for fr.ReadMore() {
-		}
+		readMore(t, fr, func() bool { return false })
 		if fr.buf != nil {
 			t.Fatal("a buffer is held after ReadMore found nothing")
 		}
@@ -334,8 +371,7 @@ func TestReadMore(t *testing.T) {
 		fr := NewFrameReader(src, nil, 64<<10, 0)
 		var got [][]byte
 		for range 3 {
-			for !fr.HasFrame() && fr.ReadMore() {
-			}
+			readMore(t, fr, fr.HasFrame)
 			f, err := fr.ReadFrame()
 			if err != nil {
 				t.Fatal(err)

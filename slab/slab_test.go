@@ -499,35 +499,49 @@ func TestAtomStealOntoBusyStack(t *testing.T) {
 		c.push(st, c.index(pg, j), &pg.slots[j])
 	}
 	home, other := &c.stacks[0], &c.stacks[1]
-	// Empty both stacks of the page's other chunks first.
-	for {
-		if _, _, ok := c.pop(home); !ok {
-			break
+	// drain pops st empty (never more than a page's chunks) and returns
+	// the indexes of the chunks it took.
+	drain := func(st *atomStack) []uint32 {
+		var got []uint32
+		for range c.perPage + 1 {
+			pg, j, ok := c.pop(st)
+			if !ok {
+				return got
+			}
+			got = append(got, c.index(pg, j))
 		}
+		t.Fatal("a stack holds more chunks than the class has")
+		return nil
 	}
-	for {
-		if _, _, ok := c.pop(other); !ok {
-			break
-		}
+	// Empty both stacks of the page's other chunks first.
+	drain(home)
+	drain(other)
+	want := map[uint32]bool{}
+	for _, b := range held {
+		pg, j, _ := c.table.Load().find(b, c.chunk)
+		want[c.index(pg, j)] = true
 	}
 	free(home, held[0])
 	for _, b := range held[1:] {
 		free(other, b)
 	}
-	if _, _, ok := c.steal(home); !ok {
+	pg, j, ok := c.steal(home)
+	if !ok {
 		t.Fatal("steal found nothing")
 	}
 	if other.head.Load()&0xffffffff != 0 {
 		t.Fatal("the victim's stack is not empty after a steal")
 	}
-	n := 0
-	for {
-		if _, _, ok := c.pop(home); !ok {
-			break
-		}
-		n++
-	}
+	got := append(drain(home), c.index(pg, j))
+	n := len(got) - 1 // chunks on the stack after the steal
 	if n != len(held)-1 {
 		t.Fatalf("%d chunks on the stack after the steal, want %d", n, len(held)-1)
+	}
+	// The stolen chunk and the stack's are the freed ones, each once.
+	for _, idx := range got {
+		if !want[idx] {
+			t.Fatalf("chunk %d came back twice, or was never freed", idx)
+		}
+		delete(want, idx)
 	}
 }
