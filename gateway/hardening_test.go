@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fastway-go/fastway/internal/poll"
 	"github.com/fastway-go/fastway/proto"
 )
 
@@ -71,19 +72,23 @@ func goroutineBaseline(t testing.TB, g *testGW) int {
 func settleGoroutines(t testing.TB, base int) time.Duration {
 	t.Helper()
 	start := time.Now()
-	deadline := start.Add(2 * waitFor)
-	for {
-		n := runtime.NumGoroutine()
-		if n <= base {
-			return time.Since(start)
+	poll.UntilNil(t, 2*waitFor, "the goroutines to settle", func() error {
+		if n := runtime.NumGoroutine(); n > base {
+			return goroutineExcess{n, base}
 		}
-		if time.Now().After(deadline) {
-			buf := make([]byte, 1<<20)
-			buf = buf[:runtime.Stack(buf, true)]
-			t.Fatalf("%d goroutines after the test, baseline %d; stacks:\n%s", n, base, buf)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+		return nil
+	})
+	return time.Since(start)
+}
+
+// goroutineExcess is more goroutines than a baseline; its message lists
+// every goroutine's stack, taken when it is printed.
+type goroutineExcess struct{ n, base int }
+
+func (e goroutineExcess) Error() string {
+	buf := make([]byte, 1<<20)
+	buf = buf[:runtime.Stack(buf, true)]
+	return fmt.Sprintf("%d goroutines after the test, baseline %d; stacks:\n%s", e.n, e.base, buf)
 }
 
 // heapInuse returns HeapInuse after two garbage collections.

@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -47,9 +48,11 @@ func httpGet(t *testing.T, url string) (int, string) {
 // waitStatus polls url until it answers status.
 func waitStatus(t *testing.T, url string, status int) {
 	t.Helper()
-	poll.Until(t, timeout, fmt.Sprintf("GET %s to answer %d", url, status), func() bool {
-		got, _ := httpGet(t, url)
-		return got == status
+	poll.UntilNil(t, timeout, fmt.Sprintf("GET %s to answer %d", url, status), func() error {
+		if got, body := httpGet(t, url); got != status {
+			return fmt.Errorf("answered %d: %.200s", got, body)
+		}
+		return nil
 	})
 }
 
@@ -84,24 +87,22 @@ func scrape(t *testing.T, base string) map[string]float64 {
 // disconnects once torn down, a moment after the peer sees them.
 func waitMetrics(t *testing.T, base string, want map[string]float64) map[string]float64 {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		got := scrape(t, base)
+	var got map[string]float64
+	poll.UntilNil(t, timeout, "/metrics to show every series wanted", func() error {
+		got = scrape(t, base)
 		var diff []string
 		for k, v := range want {
 			if g, ok := got[k]; !ok || g != v {
 				diff = append(diff, fmt.Sprintf("%s = %v (present %v), want %v", k, g, ok, v))
 			}
 		}
-		if len(diff) == 0 {
-			return got
-		}
-		if time.Now().After(deadline) {
+		if len(diff) > 0 {
 			slices.Sort(diff)
-			t.Fatalf("/metrics after %v:\n%s", timeout, strings.Join(diff, "\n"))
+			return errors.New("\n" + strings.Join(diff, "\n"))
 		}
-		time.Sleep(5 * time.Millisecond)
-	}
+		return nil
+	})
+	return got
 }
 
 // unknownCommand is a command frame of a type the protocol does not have.

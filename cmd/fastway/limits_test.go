@@ -2,6 +2,7 @@ package main
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"slices"
@@ -10,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fastway-go/fastway/internal/poll"
 	"github.com/fastway-go/fastway/proto"
 )
 
@@ -53,19 +55,16 @@ func waitClosed(t *testing.T, pe *peer, what string) {
 // effect), and returns the result.
 func (p *proc) waitStats(want ...string) string {
 	p.t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		res := p.run("stats", false).kv["result"]
+	var res string
+	poll.UntilNil(p.t, timeout, fmt.Sprintf("stats to show %q", want), func() error {
+		res = p.run("stats", false).kv["result"]
 		fields := strings.Fields(res)
-		missing := slices.DeleteFunc(slices.Clone(want), func(w string) bool { return slices.Contains(fields, w) })
-		if len(missing) == 0 {
-			return res
+		if missing := slices.DeleteFunc(slices.Clone(want), func(w string) bool { return slices.Contains(fields, w) }); len(missing) > 0 {
+			return fmt.Errorf("stats %q lacks %q", res, missing)
 		}
-		if time.Now().After(deadline) {
-			p.t.Fatalf("stats %q lacks %q after %v", res, missing, timeout)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return nil
+	})
+	return res
 }
 
 // TestClientMaxConns: with -ClientMaxConns=2 a third client is closed at
