@@ -96,38 +96,22 @@ func (b *backend) handshake(key string) error {
 }
 
 // echo is the reader: it writes back every data frame, one write per read.
+// Commands need no answer (Connect, Close, Ping).
 func (b *backend) echo() {
 	defer b.wg.Done()
-	var out []byte
-	for {
-		for {
-			f, err := b.fr.next()
-			if err != nil {
-				b.fail(err)
-				return
-			}
-			if f == nil {
-				break
-			}
-			if proto.Header(f).ConnID() != 0 {
-				out = append(out, f...)
-			}
-			// Commands: Connect needs no answer; Close and Ping neither.
+	err := b.fr.serve(nil, func(f, out []byte) ([]byte, error) {
+		if proto.Header(f).ConnID() != 0 {
+			out = append(out, f...)
 		}
-		if len(out) > 0 {
-			b.wmu.Lock()
-			_, err := b.conn.Write(out)
-			b.wmu.Unlock()
-			if err != nil {
-				b.fail(err)
-				return
-			}
-			out = out[:0]
-		}
-		if err := b.fr.fill(); err != nil {
-			b.fail(err)
-			return
-		}
+		return out, nil
+	}, func(out []byte) error {
+		b.wmu.Lock()
+		defer b.wmu.Unlock()
+		_, err := b.conn.Write(out)
+		return err
+	})
+	if err != nil {
+		b.fail(err)
 	}
 }
 

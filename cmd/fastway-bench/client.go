@@ -224,34 +224,22 @@ func measureWindow(ctx context.Context, cfg *config, phase *atomic.Int32, client
 // done ends the run without an error.
 type frameHandler func(f, out []byte) (next []byte, done bool, err error)
 
-// pump is a client's read/write loop: it writes out, reads what the target
-// sent, and hands every whole frame to handle, whose replies go out in one
-// write at the next round.
+// pump is a client's read/write loop (frameReader.serve): it writes out,
+// reads what the target sent, and hands every whole frame to handle, whose
+// replies go out in one write at the next round.
 func (c *client) pump(out []byte, phase *atomic.Int32, handle frameHandler) error {
-	for {
-		if len(out) > 0 {
-			if _, err := c.conn.Write(out); err != nil {
-				return c.fail(phase, err)
-			}
-			out = out[:0]
+	err := c.fr.serve(out, func(f, out []byte) ([]byte, error) {
+		out, done, err := handle(f, out)
+		if err == nil && done {
+			err = errStop
 		}
-		if err := c.fr.fill(); err != nil {
-			return c.fail(phase, err)
-		}
-		for {
-			f, err := c.fr.next()
-			if err != nil {
-				return c.fail(phase, err)
-			}
-			if f == nil {
-				break
-			}
-			var done bool
-			if out, done, err = handle(f, out); err != nil {
-				return c.fail(phase, err)
-			} else if done {
-				return nil
-			}
-		}
+		return out, err
+	}, func(b []byte) error {
+		_, err := c.conn.Write(b)
+		return err
+	})
+	if err != nil {
+		return c.fail(phase, err)
 	}
+	return nil
 }

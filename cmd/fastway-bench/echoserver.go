@@ -127,36 +127,28 @@ func (s *echoServer) handle(conn net.Conn) {
 		s.relayConn(conn)
 		return
 	}
+	// The loop of frameReader.serve, written out with data frames handled
+	// inline: this process is the baseline every ratio divides by, and
+	// serve's handler call per frame measured 499-511 user-space
+	// instructions per round trip against 463-464 (perf stat, 10 x 1).
 	fr := newFrameReader(conn, echoBufMin, echoBufMax, s.maxPacket)
 	var out []byte
 	for {
+		if err := fr.fill(); err != nil {
+			return
+		}
 		for {
 			f, err := fr.next()
-			if err != nil {
-				return
-			}
-			if f == nil {
+			if err != nil || f == nil {
+				if err != nil {
+					return
+				}
 				break
 			}
 			if proto.Header(f).ConnID() != 0 {
-				out = append(out, f...)
-				continue
-			}
-			c, err := proto.DecodeCommand(f)
-			if err != nil {
-				return
-			}
-			switch c.Type {
-			case proto.CmdDial:
-				if c.RemoteID == 0 {
-					out = appendCmd(out, proto.Command{Type: proto.CmdRefuse})
-					break
-				}
-				out = appendCmd(out, proto.Command{Type: proto.CmdAccept, ConnID: s.newConnID(), RemoteID: c.RemoteID})
-			case proto.CmdPing, proto.CmdClose:
-				out = append(out, f...) // same bytes: Ping answers Ping, Close acknowledges Close
-			default:
-				return // Accept, Connect, Refuse are the gateway's to send
+				out = append(out, f...) // data: the fast path, inline
+			} else if out, err = s.answer(f, out); err != nil {
+				return // its end is the connection's
 			}
 		}
 		if len(out) > 0 {
@@ -165,9 +157,31 @@ func (s *echoServer) handle(conn net.Conn) {
 			}
 			out = out[:0]
 		}
-		if err := fr.fill(); err != nil {
-			return
+	}
+}
+
+// answer appends the echo process's reply to frame f to out: data and Ping
+// and Close come back as they are (Ping answers Ping, Close acknowledges
+// Close), Dial gets Accept with a new ConnID (Refuse for 0); anything else
+// is the gateway's to send and ends the connection.
+func (s *echoServer) answer(f, out []byte) ([]byte, error) {
+	if proto.Header(f).ConnID() != 0 {
+		return append(out, f...), nil
+	}
+	c, err := proto.DecodeCommand(f)
+	if err != nil {
+		return out, err
+	}
+	switch c.Type {
+	case proto.CmdDial:
+		if c.RemoteID == 0 {
+			return appendCmd(out, proto.Command{Type: proto.CmdRefuse}), nil
 		}
+		return appendCmd(out, proto.Command{Type: proto.CmdAccept, ConnID: s.newConnID(), RemoteID: c.RemoteID}), nil
+	case proto.CmdPing, proto.CmdClose:
+		return append(out, f...), nil
+	default:
+		return out, fmt.Errorf("%s sent to the echo process", c.Type)
 	}
 }
 

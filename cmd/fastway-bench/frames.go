@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"time"
@@ -11,10 +12,11 @@ import (
 
 // frameReader cuts frames out of a stream without copying them: next hands
 // out slices of its read buffer, valid until the following fill. Unlike
-// proto.FrameReader (which gives every frame its own pooled buffer so the
-// gateway can forward it), it tells exactly when no whole frame is left
+// proto.FrameReader (built for the gateway: pooled buffers, frames shared
+// or borrowed for forwarding), it tells exactly when no whole frame is left
 // buffered, which is when a load generator must flush its batched replies
-// before it blocks in read.
+// before it blocks in read (serve), and it keeps a load generator free of
+// the code it measures.
 type frameReader struct {
 	r         io.Reader
 	buf       []byte
@@ -62,6 +64,41 @@ func (fr *frameReader) await(what string) ([]byte, error) {
 		}
 		if err := fr.fill(); err != nil {
 			return nil, fmt.Errorf("waiting for %s: %w", what, err)
+		}
+	}
+}
+
+// errStop, returned by a serve handler, ends serve without an error.
+var errStop = errors.New("stop")
+
+// serve is a read/write loop: it writes out (if not empty), then reads,
+// hands every whole frame read to handle, which appends any reply to out,
+// writes the replies to one read with one write, and reads on, until
+// handle, a read or a write fails (errStop from handle: serve returns nil).
+func (fr *frameReader) serve(out []byte, handle func(f, out []byte) ([]byte, error), write func([]byte) error) error {
+	for {
+		if len(out) > 0 {
+			if err := write(out); err != nil {
+				return err
+			}
+			out = out[:0]
+		}
+		if err := fr.fill(); err != nil {
+			return err
+		}
+		for {
+			f, err := fr.next()
+			if err != nil {
+				return err
+			}
+			if f == nil {
+				break
+			}
+			if out, err = handle(f, out); err == errStop {
+				return nil
+			} else if err != nil {
+				return err
+			}
 		}
 	}
 }
