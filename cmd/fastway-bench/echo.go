@@ -105,8 +105,8 @@ func (c *echoConn) run(cfg *config, frameSize int, phase *atomic.Int32) error {
 		}
 	}
 	return c.pump(out, phase, func(f, out []byte) ([]byte, bool, error) {
-		t, ok, stop, err := c.received(f, frameSize, phase)
-		if !ok || stop {
+		t, stop, err := c.received(f, frameSize, phase)
+		if t == 0 || stop {
 			return out, stop, err
 		}
 		n := len(out)
@@ -116,30 +116,30 @@ func (c *echoConn) run(cfg *config, frameSize int, phase *atomic.Int32) error {
 	})
 }
 
-// received checks and times one frame that came back, at time t. ok says
-// it was a good echo; stop that the run is over.
-func (c *echoConn) received(f []byte, frameSize int, phase *atomic.Int32) (t int64, ok, stop bool, err error) {
+// received checks and times one frame that came back: t is when, for a
+// good echo (0 for anything else); stop says the run is over.
+func (c *echoConn) received(f []byte, frameSize int, phase *atomic.Int32) (t int64, stop bool, err error) {
 	if proto.Header(f).ConnID() == 0 {
-		return 0, false, false, c.command(f)
+		return 0, false, c.command(f)
 	}
 	if len(f) != frameSize {
 		c.bad++
-		return 0, false, false, nil
+		return 0, false, nil
 	}
-	t = nowNS()
+	t = nowNS() // > 0: time since the process started
 	sent := int64(binary.LittleEndian.Uint64(f[proto.HeaderSize:]))
 	if sent > t {
 		c.bad++
-		return 0, false, false, nil
+		return 0, false, nil
 	}
 	switch phase.Load() {
 	case phaseStop:
-		return 0, false, true, nil
+		return 0, true, nil
 	case phaseMeasure:
 		c.hist.record(uint64(t - sent))
 		c.rtts++
 	}
-	return t, true, false, nil
+	return t, false, nil
 }
 
 // pacedTick is how often a paced connection sending perConn messages a
@@ -168,7 +168,7 @@ func (c *echoConn) runPaced(frameSize int, perConn float64, offset time.Duration
 	stop := make(chan struct{})
 	go func() { sendErr <- c.sendPaced(frameSize, perConn, nowNS()+int64(offset), phase, stop) }()
 	err := c.pump(nil, phase, func(f, out []byte) ([]byte, bool, error) {
-		_, _, stop, err := c.received(f, frameSize, phase)
+		_, stop, err := c.received(f, frameSize, phase)
 		return out, stop, err
 	})
 	close(stop)
