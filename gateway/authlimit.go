@@ -20,9 +20,9 @@ import (
 type authLimiter struct {
 	burst    float64
 	interval time.Duration
-	now      func() time.Time
 
 	mu      sync.Mutex
+	now     func() time.Time // time.Now; read under mu, so tests may swap it
 	sources map[netip.Addr]*authBucket
 }
 
@@ -86,9 +86,9 @@ func (a *authLimiter) failed(addr net.Addr) {
 	if !ok {
 		return
 	}
-	now := a.now()
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	now := a.now()
 	b := a.sources[src]
 	if b == nil {
 		if len(a.sources) >= maxAuthSources {

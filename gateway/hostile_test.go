@@ -594,31 +594,38 @@ func TestHardeningAuthThrottle(t *testing.T) {
 		throttled(t, g) // and 127.0.0.1 still is
 	})
 	t.Run("refill", func(t *testing.T) {
-		const interval = 300 * time.Millisecond
+		// The gateway's clock is stepped by hand: one interval after the
+		// burst was spent the source may try once more, not before.
+		const interval = time.Hour
 		g := startGW(t, Config{ServerAuthFailBurst: 2, ServerAuthFailInterval: interval})
+		clock := time.Now()
+		g.authLimit.mu.Lock()
+		g.authLimit.now = func() time.Time { return clock } // read under mu
+		g.authLimit.mu.Unlock()
+		advance := func(d time.Duration) {
+			g.authLimit.mu.Lock()
+			clock = clock.Add(d)
+			g.authLimit.mu.Unlock()
+		}
 		fail(t, g)
 		fail(t, g)
 		eventually(t, "failures counted", func() bool { return g.Stats().AuthFailures == 2 })
-		spent := time.Now()
 		throttled(t, g)
-		// After one interval the source may try again, once.
-		var waited time.Duration
-		for {
-			time.Sleep(interval / 10)
-			conn := dialFrom(t, "127.0.0.1", g.serverAddr)
-			if err := proto.AuthenticateToGateway(conn, testKey, 9, waitFor); err == nil {
-				newPeer(t, conn).ping()
-				waited = time.Since(spent)
-				break
-			}
-			if time.Since(spent) > waitFor {
-				t.Fatal("source never let in again")
-			}
+		advance(interval * 9 / 10)
+		throttled(t, g)
+		advance(interval / 10)
+		fail(t, g) // the one refilled try, spent
+		eventually(t, "failure counted", func() bool { return g.Stats().AuthFailures == 3 })
+		throttled(t, g)
+		advance(interval)
+		conn := dialFrom(t, "127.0.0.1", g.serverAddr)
+		if err := proto.AuthenticateToGateway(conn, testKey, 9, waitFor); err != nil {
+			t.Fatalf("after another interval: %v", err)
 		}
-		if waited < interval*8/10 {
-			t.Fatalf("let in again after %v, before the %v interval", waited, interval)
+		newPeer(t, conn).ping()
+		if n := g.Stats().Disconnected(ReasonAuthThrottled); n != 3 {
+			t.Fatalf("%d connections throttled, want 3", n)
 		}
-		t.Logf("throttled source let in again %v after its burst was spent (interval %v)", waited.Round(time.Millisecond), interval)
 	})
 }
 
