@@ -26,9 +26,12 @@ func (w *writeTimes) Write(b []byte) (int, error) {
 // each period's end. It stops as soon as it is told to.
 func TestSendPacedKeepsItsOffset(t *testing.T) {
 	const (
-		period = 100 * time.Millisecond // 10 messages a second
-		offset = 50 * time.Millisecond
-		slack  = 40 * time.Millisecond // the sleep may overrun; not by a period's share
+		period = 200 * time.Millisecond // 5 messages a second
+		offset = 100 * time.Millisecond
+		// A sleep may overrun on a loaded machine, so a write is let be
+		// late by up to three quarters of a period; a sender that loses
+		// its offset writes early (never allowed) or a period late.
+		slack = period * 3 / 4
 	)
 	w := &writeTimes{at: make(chan int64, 8)}
 	c := &echoConn{client: &client{conn: w, ids: []uint32{1}}}
