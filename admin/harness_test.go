@@ -3,17 +3,18 @@ package admin
 import (
 	"context"
 	"errors"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"testing"
 	"time"
 
+	"go.uber.org/goleak"
+
 	"github.com/fastway-go/fastway/gateway"
+	"github.com/fastway-go/fastway/internal/httpget"
 	"github.com/fastway-go/fastway/internal/poll"
 	"github.com/fastway-go/fastway/proto"
-	"go.uber.org/goleak"
 )
 
 func TestMain(m *testing.M) {
@@ -173,14 +174,5 @@ func open(t testing.TB, c, s *rawPeer, id uint32) uint32 {
 // get fetches url and returns the status and body.
 func get(t testing.TB, client *http.Client, url string) (int, string) {
 	t.Helper()
-	resp, err := client.Get(url)
-	if err != nil {
-		t.Fatalf("GET %s: %v", url, err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatalf("GET %s: %v", url, err)
-	}
-	return resp.StatusCode, string(b)
+	return httpget.Get(t, client, url)
 }
