@@ -145,6 +145,9 @@ loop:
 	endSnap, err := snapshot(gw)
 	if err != nil {
 		close(stop)
+		if failure != nil {
+			return failure // what ended the load, not what it broke next
+		}
 		return err
 	}
 	fmt.Printf("end   %s\n", endSnap)

@@ -1,0 +1,104 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/fastway-go/fastway/internal/poll"
+)
+
+// fastwayBin is the fastway binary TestMain builds once for every test.
+var fastwayBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "fastway-soak-test-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	fastwayBin = filepath.Join(dir, "fastway")
+	if out, err := exec.Command("go", "build", "-o", fastwayBin, "../fastway").CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "go build: %v\n%s", err, out)
+		os.RemoveAll(dir)
+		os.Exit(1)
+	}
+	code := m.Run()
+	if code == 0 {
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintln(os.Stderr, "goleak:", err)
+			code = 1
+		}
+	}
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// short is a soak of a second and a half: small, but every part of a real
+// one (the binary, ops commands through SIGUSR1, servers, clients, the
+// echo checks and the final stats).
+func short(t *testing.T) options {
+	return options{
+		bin: fastwayBin, dir: t.TempDir(), key: "soak-test",
+		dur: 1500 * time.Millisecond, clients: 3, vconns: 2, servers: 2,
+		rate: 50, size: 64, report: 500 * time.Millisecond, drainFor: 5 * time.Second,
+	}
+}
+
+// TestSoakPasses: a short soak through the real binary passes, with every
+// message echoed and nothing counted as dropped.
+func TestSoakPasses(t *testing.T) {
+	if err := run(short(t)); err != nil {
+		t.Fatalf("soak failed: %v", err)
+	}
+}
+
+// TestSoakFailsWhenTheGatewayDies: a soak whose gateway is killed under
+// load reports a failure instead of passing or hanging.
+func TestSoakFailsWhenTheGatewayDies(t *testing.T) {
+	o := short(t)
+	o.dur = time.Minute // ended by the kill, not by the clock
+	done := make(chan error, 1)
+	go func() { done <- run(o) }()
+	var pid int
+	poll.UntilNil(t, 20*time.Second, "the gateway's pidfile", func() error {
+		b, err := os.ReadFile(filepath.Join(o.dir, "fastway.pid"))
+		if err != nil {
+			return err
+		}
+		pid, err = strconv.Atoi(strings.TrimSpace(string(b)))
+		return err
+	})
+	// The start snapshot is an ops command the gateway logs as done; it is
+	// taken once the load runs.
+	poll.UntilNil(t, 20*time.Second, "the load to start", func() error {
+		b, err := os.ReadFile(filepath.Join(o.dir, "fastway.log"))
+		if err == nil && !strings.Contains(string(b), "command done") {
+			err = fmt.Errorf("no ops command done yet")
+		}
+		return err
+	})
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Fatal("soak passed with its gateway killed")
+		}
+		if strings.Contains(err.Error(), "process already finished") {
+			t.Fatalf("soak reported %q, an effect, not what ended the load", err)
+		}
+		t.Logf("soak failed as it should: %v", err)
+	case <-time.After(30 * time.Second):
+		t.Fatal("soak still running 30 s after its gateway was killed")
+	}
+}
