@@ -36,9 +36,8 @@ type Config struct {
 	// runtime.SetBlockProfileRate: one blocking event is sampled per
 	// BlockProfileRate nanoseconds spent blocked (1 samples every event).
 	// The setting is process-wide and stays after the Interpreter is gone.
-	// Zero or negative leaves the process's rate unchanged, and since the
-	// runtime's default is off, "lookup block" then writes an empty profile
-	// unless other code enabled block profiling.
+	// Zero or negative leaves the process's rate unchanged (the runtime's
+	// default is off); the "blockprof start" command turns it on later.
 	BlockProfileRate int
 
 	// OnResult, if not nil, is called after each RunFile with the command

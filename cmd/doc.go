@@ -26,6 +26,8 @@
 //
 //	cpuprof start       start CPU profiling (an error if it is already running)
 //	cpuprof stop        stop it and write fastway.cpu.prof (an error if it is not running)
+//	blockprof start [N] turn block profiling on: one sample per N ns blocked (default 10000)
+//	blockprof stop      turn it off (the samples stay for lookup block)
 //	lookup block        write blocking stacks to fastway.block.prof
 //	lookup gc           log a GC summary: number of GCs, last GC and pause, pause total,
 //	                    GC CPU share, heap alloc/sys/objects, next GC target, goroutines
@@ -42,11 +44,12 @@
 // directory, renamed over the old profile once complete. The result logged
 // names the file and its size.
 //
-// The block profile is empty unless block profiling is on: set
-// Config.BlockProfileRate (New passes it to runtime.SetBlockProfileRate; 1
-// records every blocking event, which costs some speed) or call
-// runtime.SetBlockProfileRate elsewhere. The heap profile shows the heap as
-// of the last completed GC.
+// The block profile is empty unless block profiling is on: "blockprof
+// start" turns it on in a running process, Config.BlockProfileRate at New
+// (both call runtime.SetBlockProfileRate; a rate of 1 records every
+// blocking event, which costs some speed). "lookup block" says in its result
+// when profiling is off. The heap profile shows the heap as of the last
+// completed GC.
 //
 // When Serve stops (its context is done) while CPU profiling is running, it
 // stops profiling and writes fastway.cpu.prof, so a shutdown does not lose

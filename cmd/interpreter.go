@@ -6,7 +6,6 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"runtime"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -39,9 +38,10 @@ type Interpreter struct {
 func New(cfg Config) *Interpreter {
 	i := &Interpreter{cfg: cfg.withDefaults()}
 	if i.cfg.BlockProfileRate > 0 {
-		runtime.SetBlockProfileRate(i.cfg.BlockProfileRate)
+		setBlockProfileRate(i.cfg.BlockProfileRate)
 	}
 	i.builtins.register("cpuprof", "start | stop: start CPU profiling; stop writes "+cpuProfFile, i.cpuprofCmd)
+	i.builtins.register("blockprof", "start [RATE] | stop: turn block profiling on (one sample per RATE ns blocked, default 10000) or off; lookup block writes it", i.blockprofCmd)
 	i.builtins.register("lookup", "block | gc | goroutine | heap | threadcreate: write fastway.NAME.prof (gc: log a GC summary)", i.lookupCmd)
 	i.builtins.register("help", "[command]: list the commands, or describe one", i.helpCmd)
 	return i

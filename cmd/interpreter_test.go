@@ -20,7 +20,7 @@ func TestLookupProfiles(t *testing.T) {
 			cfg := Config{}
 			if name == "block" {
 				cfg.BlockProfileRate = 1
-				t.Cleanup(func() { runtime.SetBlockProfileRate(0) })
+				t.Cleanup(func() { setBlockProfileRate(0) })
 			}
 			i, _, _ := newTest(t, cfg)
 			if name == "block" {
@@ -62,6 +62,56 @@ func pingPong(n int) {
 	}
 	close(ping)
 	<-pong
+}
+
+// TestBlockProf: "blockprof start" turns block profiling on in a running
+// process (so "lookup block" has samples), "blockprof stop" turns it off,
+// and "lookup block" says when it is off rather than handing out an empty
+// profile without a word.
+func TestBlockProf(t *testing.T) {
+	t.Cleanup(func() { setBlockProfileRate(0) })
+	i, _, _ := newTest(t, Config{})
+	setBlockProfileRate(0)
+	res, err := i.Exec("lookup block")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(res, "block profiling is off") {
+		t.Errorf("lookup block with profiling off: result %q does not say so", res)
+	}
+	if res, err = i.Exec("blockprof start"); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(res, "one sample per 10µs blocked") {
+		t.Errorf("blockprof start: result %q does not give the default rate", res)
+	}
+	if blockRate.Load() != DefaultBlockProfileRate {
+		t.Errorf("rate %d after blockprof start, want %d", blockRate.Load(), DefaultBlockProfileRate)
+	}
+	if _, err = i.Exec("blockprof start 1"); err != nil {
+		t.Fatal(err)
+	}
+	pingPong(100)
+	if res, err = i.Exec("lookup block"); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(res, "off") {
+		t.Errorf("lookup block with profiling on: result %q", res)
+	}
+	if p := parseProfile(t, filepath.Join(i.cfg.Dir, "fastway.block.prof")); len(p.Sample) == 0 {
+		t.Error("block profile has no samples after blockprof start and blocking")
+	}
+	if res, err = i.Exec("blockprof stop"); err != nil {
+		t.Fatal(err)
+	}
+	if blockRate.Load() != 0 || !strings.Contains(res, "off") {
+		t.Errorf("after blockprof stop: rate %d, result %q", blockRate.Load(), res)
+	}
+	for _, bad := range []string{"blockprof", "blockprof go", "blockprof start 0", "blockprof start x", "blockprof start 1 2", "blockprof stop now"} {
+		if _, err := i.Exec(bad); !errors.Is(err, ErrBadArgs) {
+			t.Errorf("%q: err = %v, want ErrBadArgs", bad, err)
+		}
+	}
 }
 
 func TestLookupOverwrites(t *testing.T) {
@@ -235,7 +285,7 @@ func TestHelp(t *testing.T) {
 		t.Fatal(err)
 	}
 	lines := strings.Split(res, "\n")
-	want := []string{"cpuprof", "help", "lookup", "stats", "zzpkg"}
+	want := []string{"blockprof", "cpuprof", "help", "lookup", "stats", "zzpkg"}
 	if len(lines) != len(want) {
 		t.Fatalf("help =\n%s\nwant one line for each of %q", res, want)
 	}

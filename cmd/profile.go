@@ -8,7 +8,9 @@ import (
 	"runtime"
 	"runtime/debug"
 	"runtime/pprof"
+	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -78,6 +80,47 @@ func (i *Interpreter) cpuProfiling() bool {
 	return i.cpu.f != nil
 }
 
+// DefaultBlockProfileRate is the rate "blockprof start" sets when given
+// none: one blocking event sampled per 10 µs spent blocked, cheap enough to
+// leave on for a while in production (1 records every event).
+const DefaultBlockProfileRate = 10000
+
+// blockRate is the process's block profile rate as last set through this
+// package (New with Config.BlockProfileRate, or "blockprof"); the runtime
+// has no getter. Zero: off, as far as this package knows.
+var blockRate atomic.Int64
+
+// setBlockProfileRate sets the process's block profile rate and records it.
+func setBlockProfileRate(rate int) {
+	runtime.SetBlockProfileRate(rate)
+	blockRate.Store(int64(max(rate, 0)))
+}
+
+// blockprofCmd is the "blockprof start [RATE] | stop" command: it turns the
+// process's block profiling on (one sample per RATE nanoseconds blocked,
+// default DefaultBlockProfileRate) or off, without a restart. "lookup block"
+// writes what was sampled; turning it off keeps the samples.
+func (i *Interpreter) blockprofCmd(args []string) (string, error) {
+	switch {
+	case len(args) >= 1 && len(args) <= 2 && args[0] == "start":
+		rate := DefaultBlockProfileRate
+		if len(args) == 2 {
+			n, err := strconv.Atoi(args[1])
+			if err != nil || n < 1 {
+				return "", badArgs("blockprof", args, "start [RATE], RATE a whole number of nanoseconds >= 1, or stop")
+			}
+			rate = n
+		}
+		setBlockProfileRate(rate)
+		return fmt.Sprintf("block profiling on, one sample per %v blocked; lookup block writes %s",
+			time.Duration(rate), i.path("fastway.block.prof")), nil
+	case len(args) == 1 && args[0] == "stop":
+		setBlockProfileRate(0)
+		return "block profiling off; lookup block still writes what was sampled", nil
+	}
+	return "", badArgs("blockprof", args, "start [RATE] or stop")
+}
+
 // lookupCmd is the "lookup NAME" command.
 func (i *Interpreter) lookupCmd(args []string) (string, error) {
 	if len(args) == 1 {
@@ -86,13 +129,18 @@ func (i *Interpreter) lookupCmd(args []string) (string, error) {
 			return gcSummary(), nil
 		}
 		for _, p := range lookupProfiles {
-			if p == name {
-				return i.writeFile("fastway."+name+".prof", func(w io.Writer) error {
-					// debug=0: the gzipped protobuf format that go tool
-					// pprof reads.
-					return pprof.Lookup(name).WriteTo(w, 0)
-				})
+			if p != name {
+				continue
 			}
+			res, err := i.writeFile("fastway."+name+".prof", func(w io.Writer) error {
+				// debug=0: the gzipped protobuf format that go tool
+				// pprof reads.
+				return pprof.Lookup(name).WriteTo(w, 0)
+			})
+			if err == nil && name == "block" && blockRate.Load() == 0 {
+				res += "; block profiling is off (blockprof start turns it on), so it holds only what was sampled before"
+			}
+			return res, err
 		}
 	}
 	return "", badArgs("lookup", args, "block, gc, goroutine, heap or threadcreate")

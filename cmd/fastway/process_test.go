@@ -66,14 +66,22 @@ func TestCommands(t *testing.T) {
 	exchange(t, clientAddr, serverAddr, 1)
 	p.run("cpuprof stop", false)
 	parseProfile(t, filepath.Join(p.dir, "fastway.cpu.prof"))
+	if res := p.run("lookup block", false).kv["result"]; !strings.Contains(res, "block profiling is off") {
+		t.Errorf("lookup block before blockprof start: result %q does not say profiling is off", res)
+	}
+	p.run("blockprof start", false)
+	exchange(t, clientAddr, serverAddr, 3)
 	for _, name := range []string{"block", "goroutine", "heap", "threadcreate"} {
-		p.run("lookup "+name, false)
+		if res := p.run("lookup "+name, false).kv["result"]; strings.Contains(res, "off") {
+			t.Errorf("lookup %s with block profiling on: result %q", name, res)
+		}
 		parseProfile(t, filepath.Join(p.dir, "fastway."+name+".prof"))
 	}
+	p.run("blockprof stop", false)
 	p.run("lookup gc", false)
 
 	res := p.run("stats", false).kv["result"]
-	for _, want := range []string{"conns.client=", "conns.virtual=", "accepted.client=1", "accepted.server=1", "dials.accepted=1",
+	for _, want := range []string{"conns.client=", "conns.virtual=", "accepted.client=2", "accepted.server=2", "dials.accepted=2",
 		"dials.refused.unknown_id=0", "disconnects.peer_closed=", "client.bytes_in="} {
 		if !strings.Contains(res, want) {
 			t.Errorf("stats result %q lacks %q", res, want)
@@ -83,7 +91,7 @@ func TestCommands(t *testing.T) {
 		t.Errorf("stats result %q is not one line", res)
 	}
 	res = p.run("help", false).kv["result"]
-	for _, want := range []string{"cpuprof", "lookup", "help", "stats"} {
+	for _, want := range []string{"blockprof", "cpuprof", "lookup", "help", "stats"} {
 		if !strings.Contains(res, want) {
 			t.Errorf("help result %q lacks %q", res, want)
 		}
