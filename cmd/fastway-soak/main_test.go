@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -11,36 +10,14 @@ import (
 	"testing"
 	"time"
 
-	"go.uber.org/goleak"
-
 	"github.com/fastway-go/fastway/internal/poll"
+	"github.com/fastway-go/fastway/internal/testbin"
 )
 
 // fastwayBin is the fastway binary TestMain builds once for every test.
 var fastwayBin string
 
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "fastway-soak-test-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	fastwayBin = filepath.Join(dir, "fastway")
-	if out, err := exec.Command("go", "build", "-o", fastwayBin, "../fastway").CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "go build: %v\n%s", err, out)
-		os.RemoveAll(dir)
-		os.Exit(1)
-	}
-	code := m.Run()
-	if code == 0 {
-		if err := goleak.Find(); err != nil {
-			fmt.Fprintln(os.Stderr, "goleak:", err)
-			code = 1
-		}
-	}
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { testbin.Main(m, "../fastway", &fastwayBin) }
 
 // short is a soak of a second and a half: small, but every part of a real
 // one (the binary, ops commands through SIGUSR1, servers, clients, the
