@@ -224,14 +224,12 @@ func (l *link) readLoop() {
 		if !l.handle(outFrame{frame, ref}, borrowed) {
 			break
 		}
-		if !fr.HasFrame() {
-			// A read that filled the buffer likely left more in the
-			// socket: read it (without waiting) before writing, so that
-			// each destination gets one write for all of it; but never
-			// more than maxReadAhead reads in a row.
-			for ahead < maxReadAhead && !fr.HasFrame() && fr.ReadMore() {
-				ahead++
-			}
+		// A read that filled the buffer likely left more in the socket:
+		// read it (without waiting) before writing, so that each
+		// destination gets one write for all of it; but never more than
+		// maxReadAhead reads in a row.
+		for ahead < maxReadAhead && !fr.HasFrame() && fr.ReadMore() {
+			ahead++
 		}
 		if !fr.HasFrame() {
 			// The next read would wait on the socket: first write out
