@@ -12,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/fastway-go/fastway/internal/poll"
 	"github.com/fastway-go/fastway/proto"
 )
 
@@ -181,8 +180,7 @@ func TestServerKilledWhileDialed(t *testing.T) {
 	var wg sync.WaitGroup
 	var resetCloses atomic.Int64 // Closes the clients did not ask for
 	for i := range clients {
-		c := newRawConn(dialRaw(t, g.clientAddr))
-		defer c.Close()
+		c := newRawConn(dialRaw(t, g.clientAddr)) // closed by dialRaw's cleanup
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -201,9 +199,11 @@ func TestServerKilledWhileDialed(t *testing.T) {
 				for ; !refused && pending < inFlight; pending++ {
 					out = append(out, dial...)
 				}
-				if _, err := c.Write(out); err != nil {
-					errs.fail("client %d: write: %v", i, err)
-					return
+				if len(out) > 0 {
+					if _, err := c.Write(out); err != nil {
+						errs.fail("client %d: write: %v", i, err)
+						return
+					}
 				}
 				cmd, err := c.readCmd()
 				if err != nil {
@@ -236,7 +236,7 @@ func TestServerKilledWhileDialed(t *testing.T) {
 			}
 		}()
 	}
-	poll.Until(t, waitFor, "dials under way", func() bool { return connects.Load() >= 40*clients })
+	eventually(t, "dials under way", func() bool { return connects.Load() >= 40*clients })
 	srv.Conn.(*net.TCPConn).SetLinger(0)
 	srv.Close()
 	<-srvDone

@@ -128,11 +128,18 @@ func TestFinishedLinkDropsScratch(t *testing.T) {
 	if !ok {
 		t.Fatal("the client's link is not registered")
 	}
+	sl := g.servers.newest(1) // a server link's writer keeps vecSpare too
+	if sl == nil {
+		t.Fatal("the server's link is not registered")
+	}
 	c.conn.Close()
 	s.expectCmd(proto.Command{Type: proto.CmdClose, ConnID: id})
-	eventually(t, "the link to finish", func() bool {
-		l.mu.Lock()
-		defer l.mu.Unlock()
-		return l.gone && l.routes == nil && l.wstate == nil && l.spare == nil && l.vecSpare == nil
-	})
+	s.conn.Close()
+	for _, l := range []*link{l, sl} {
+		eventually(t, l.side.String()+" link to finish", func() bool {
+			l.mu.Lock()
+			defer l.mu.Unlock()
+			return l.gone && l.routes == nil && l.wstate == nil && l.spare == nil && l.vecSpare == nil
+		})
+	}
 }

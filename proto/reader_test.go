@@ -14,8 +14,8 @@ import (
 
 // countingPool is a slab.Pool that records every Alloc and Free, so a test
 // can see what a FrameReader allocated and whether it gave everything back.
-// It overwrites freed buffers with 0xEE. With roundUp it hands out slices whose capacity is the next power of two,
-// as a size-class pool does.
+// It overwrites freed buffers with 0xEE. With roundUp it hands out slices
+// whose capacity is the next power of two, as a size-class pool does.
 type countingPool struct {
 	roundUp bool
 

@@ -339,20 +339,12 @@ func TestReadMore(t *testing.T) {
 			if err != nil || !bytes.Equal(g, want) {
 				t.Fatalf("frame %d: %v", Header(want).ConnID(), err)
 			}
-			if gs != nil {
-				gs.Release()
-			} else {
-				pool.Free(g)
-			}
+			releaseHeld(pool, []held{{frame: g, shared: gs}})
 		}
 		if !bytes.Equal(f, frames[0]) {
 			t.Fatal("the first frame changed while ReadMore read on")
 		}
-		if s != nil {
-			s.Release()
-		} else {
-			pool.Free(f)
-		}
+		releaseHeld(pool, []held{{frame: f, shared: s}})
 		// Nothing is waiting now: no buffer is kept.
 		readMore(t, fr, func() bool { return false })
 		if fr.buf != nil {
