@@ -44,8 +44,8 @@
 // directory, renamed over the old profile once complete. The result logged
 // names the file and its size.
 //
-// The block profile is empty unless block profiling is on: "blockprof
-// start" turns it on in a running process, Config.BlockProfileRate at New
+// The block profile holds only what was sampled while block profiling was
+// on: "blockprof start" turns it on in a running process, Config.BlockProfileRate at New
 // (both call runtime.SetBlockProfileRate; a rate of 1 records every
 // blocking event, which costs some speed). "lookup block" says in its result
 // when profiling is off. The heap profile shows the heap as of the last
