@@ -81,7 +81,7 @@ func (b *backend) handshake(key string) error {
 	if err := b.conn.SetDeadline(time.Now().Add(setupTimeout)); err != nil {
 		return err
 	}
-	if _, err := b.conn.Write(cmdFrame(proto.Command{Type: proto.CmdPing})); err != nil {
+	if _, err := b.conn.Write(proto.Command{Type: proto.CmdPing}.Encode(nil)); err != nil {
 		return err
 	}
 	for {
@@ -125,7 +125,7 @@ func (b *backend) ping() {
 	defer b.wg.Done()
 	t := time.NewTicker(serverPingEvery)
 	defer t.Stop()
-	ping := cmdFrame(proto.Command{Type: proto.CmdPing})
+	ping := proto.Command{Type: proto.CmdPing}.Encode(nil)
 	for {
 		select {
 		case <-b.stopCh:

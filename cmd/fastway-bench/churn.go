@@ -74,7 +74,7 @@ func (c *churnConn) dial(out []byte, now int64) []byte {
 	c.sent[(c.head+c.n)%len(c.sent)] = now
 	c.n++
 	c.dialsSoFar++
-	return appendCmd(out, proto.Command{Type: proto.CmdDial, RemoteID: remoteID(c.servers, c.idx+c.dialsSoFar)})
+	return proto.Command{Type: proto.CmdDial, RemoteID: remoteID(c.servers, c.idx+c.dialsSoFar)}.Encode(out)
 }
 
 // reply returns the send time of the oldest outstanding Dial, which the
@@ -97,35 +97,35 @@ func (c *churnConn) run(dials int, phase *atomic.Int32) error {
 	for range dials {
 		out = c.dial(out, now)
 	}
-	return c.pump(out, phase, func(f, out []byte) ([]byte, bool, error) {
+	return c.pump(out, phase, func(f, out []byte) ([]byte, error) {
 		if proto.Header(f).ConnID() != 0 {
-			return out, false, nil // no data is sent in churn mode
+			return out, nil // no data is sent in churn mode
 		}
 		cmd, err := proto.DecodeCommand(f)
 		if err != nil {
-			return out, false, err
+			return out, err
 		}
 		if cmd.Type != proto.CmdAccept && cmd.Type != proto.CmdRefuse {
-			return out, false, nil // Close acknowledgements, Ping answers
+			return out, nil // Close acknowledgements, Ping answers
 		}
 		sent, ok := c.reply()
 		if !ok {
-			return out, false, fmt.Errorf("%s with no Dial outstanding", cmd.Type)
+			return out, fmt.Errorf("%s with no Dial outstanding", cmd.Type)
 		}
 		t := nowNS()
 		p := phase.Load()
 		if p == phaseStop {
-			return out, true, nil
+			return out, errStop
 		}
 		if cmd.Type == proto.CmdAccept {
 			if p == phaseMeasure {
 				c.hist.record(uint64(t - sent))
 				c.accepts++
 			}
-			out = appendCmd(out, proto.Command{Type: proto.CmdClose, ConnID: cmd.ConnID})
+			out = proto.Command{Type: proto.CmdClose, ConnID: cmd.ConnID}.Encode(out)
 		} else if p == phaseMeasure {
 			c.refused++
 		}
-		return c.dial(out, t), false, nil
+		return c.dial(out, t), nil
 	})
 }

@@ -68,7 +68,7 @@ func (c *client) dialVConns(servers, n int) error {
 	}
 	var b []byte
 	for j := range n {
-		b = appendCmd(b, proto.Command{Type: proto.CmdDial, RemoteID: remoteID(servers, c.idx*n+j)})
+		b = proto.Command{Type: proto.CmdDial, RemoteID: remoteID(servers, c.idx*n+j)}.Encode(b)
 	}
 	if _, err := c.conn.Write(b); err != nil {
 		return err
@@ -174,7 +174,7 @@ func closeClients(cs []*client) {
 }
 
 // runClients runs load(i, phase) for every client i, each on its own
-// goroutine and all started together, through the warm-up and the measured
+// goroutine, through the warm-up and the measured
 // window (measureWindow), and returns the window and each client's error.
 // load reads phase to know when to count and when to stop.
 func runClients(ctx context.Context, cfg *config, clients []*client, load func(i int, phase *atomic.Int32) error) (window, []error, error) {
@@ -183,16 +183,13 @@ func runClients(ctx context.Context, cfg *config, clients []*client, load func(i
 		phase atomic.Int32
 		wg    sync.WaitGroup
 	)
-	start := make(chan struct{})
 	for i := range clients {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			<-start
 			errs[i] = load(i, &phase)
 		}()
 	}
-	close(start)
 	w, err := measureWindow(ctx, cfg, &phase, clients, &wg)
 	return w, errs, err
 }
@@ -220,21 +217,12 @@ func measureWindow(ctx context.Context, cfg *config, phase *atomic.Int32, client
 	return w, err
 }
 
-// frameHandler handles one frame a client read, appending any reply to out.
-// done ends the run without an error.
-type frameHandler func(f, out []byte) (next []byte, done bool, err error)
-
 // pump is a client's read/write loop (frameReader.serve): it writes out,
 // reads what the target sent, and hands every whole frame to handle, whose
-// replies go out in one write at the next round.
-func (c *client) pump(out []byte, phase *atomic.Int32, handle frameHandler) error {
-	err := c.fr.serve(out, func(f, out []byte) ([]byte, error) {
-		out, done, err := handle(f, out)
-		if err == nil && done {
-			err = errStop
-		}
-		return out, err
-	}, func(b []byte) error {
+// replies go out in one write at the next round; handle returns errStop
+// when the run is over.
+func (c *client) pump(out []byte, phase *atomic.Int32, handle func(f, out []byte) ([]byte, error)) error {
+	err := c.fr.serve(out, handle, func(b []byte) error {
 		_, err := c.conn.Write(b)
 		return err
 	})

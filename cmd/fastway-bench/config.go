@@ -147,6 +147,9 @@ func (c config) validate() error {
 	if c.rate < 0 {
 		bad("-rate %d is negative", c.rate)
 	}
+	if c.rate > 0 && c.mode != modeEcho {
+		bad("-rate is for -mode echo, not %s", c.mode)
+	}
 	if c.size < tsSize {
 		bad("-size %d: need at least %d bytes for the send timestamp", c.size, tsSize)
 	}

@@ -104,42 +104,42 @@ func (c *echoConn) run(cfg *config, frameSize int, phase *atomic.Int32) error {
 			binary.LittleEndian.PutUint64(out[n+proto.HeaderSize:], uint64(now))
 		}
 	}
-	return c.pump(out, phase, func(f, out []byte) ([]byte, bool, error) {
-		t, stop, err := c.received(f, frameSize, phase)
-		if t == 0 || stop {
-			return out, stop, err
+	return c.pump(out, phase, func(f, out []byte) ([]byte, error) {
+		t, err := c.received(f, frameSize, phase)
+		if t == 0 || err != nil {
+			return out, err
 		}
 		n := len(out)
 		out = append(out, f...)
 		binary.LittleEndian.PutUint64(out[n+proto.HeaderSize:], uint64(t))
-		return out, false, nil
+		return out, nil
 	})
 }
 
 // received checks and times one frame that came back: t is when, for a
-// good echo (0 for anything else); stop says the run is over.
-func (c *echoConn) received(f []byte, frameSize int, phase *atomic.Int32) (t int64, stop bool, err error) {
+// good echo (0 for anything else); errStop says the run is over.
+func (c *echoConn) received(f []byte, frameSize int, phase *atomic.Int32) (t int64, err error) {
 	if proto.Header(f).ConnID() == 0 {
-		return 0, false, c.command(f)
+		return 0, c.command(f)
 	}
 	if len(f) != frameSize {
 		c.bad++
-		return 0, false, nil
+		return 0, nil
 	}
 	t = nowNS() // > 0: time since the process started
 	sent := int64(binary.LittleEndian.Uint64(f[proto.HeaderSize:]))
 	if sent > t {
 		c.bad++
-		return 0, false, nil
+		return 0, nil
 	}
 	switch phase.Load() {
 	case phaseStop:
-		return 0, true, nil
+		return 0, errStop
 	case phaseMeasure:
 		c.hist.record(uint64(t - sent))
 		c.rtts++
 	}
-	return t, false, nil
+	return t, nil
 }
 
 // pacedTick is how often a paced connection sending perConn messages a
@@ -167,9 +167,9 @@ func (c *echoConn) runPaced(frameSize int, perConn float64, offset time.Duration
 	sendErr := make(chan error, 1)
 	stop := make(chan struct{})
 	go func() { sendErr <- c.sendPaced(frameSize, perConn, nowNS()+int64(offset), phase, stop) }()
-	err := c.pump(nil, phase, func(f, out []byte) ([]byte, bool, error) {
-		_, stop, err := c.received(f, frameSize, phase)
-		return out, stop, err
+	err := c.pump(nil, phase, func(f, out []byte) ([]byte, error) {
+		_, err := c.received(f, frameSize, phase)
+		return out, err
 	})
 	close(stop)
 	if serr := <-sendErr; err == nil {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -36,6 +37,10 @@ type echoServer struct {
 
 	nextID atomic.Uint32 // last ConnID handed out
 
+	// dialCtx is cancelled by close, so a relay's dial under way ends with it.
+	dialCtx    context.Context
+	cancelDial context.CancelFunc
+
 	mu     sync.Mutex
 	conns  map[net.Conn]struct{}
 	closed bool
@@ -51,7 +56,9 @@ const (
 )
 
 func newEchoServer(ln net.Listener, maxPacket int) *echoServer {
-	return &echoServer{ln: ln, maxPacket: maxPacket, conns: make(map[net.Conn]struct{})}
+	s := &echoServer{ln: ln, maxPacket: maxPacket, conns: make(map[net.Conn]struct{})}
+	s.dialCtx, s.cancelDial = context.WithCancel(context.Background())
+	return s
 }
 
 // serve accepts connections until close; it returns nil after close.
@@ -98,6 +105,7 @@ func (s *echoServer) isClosed() bool {
 func (s *echoServer) close() {
 	s.mu.Lock()
 	s.closed = true
+	s.cancelDial()
 	s.ln.Close()
 	for c := range s.conns {
 		c.Close()
@@ -139,15 +147,15 @@ func (s *echoServer) handle(conn net.Conn) {
 		}
 		for {
 			f, err := fr.next()
-			if err != nil || f == nil {
-				if err != nil {
-					return
-				}
+			if err != nil {
+				return
+			}
+			if f == nil {
 				break
 			}
 			if proto.Header(f).ConnID() != 0 {
 				out = append(out, f...) // data: the fast path, inline
-			} else if out, err = s.answer(f, out); err != nil {
+			} else if out, err = s.command(f, out); err != nil {
 				return // its end is the connection's
 			}
 		}
@@ -160,14 +168,12 @@ func (s *echoServer) handle(conn net.Conn) {
 	}
 }
 
-// answer appends the echo process's reply to frame f to out: data and Ping
+// command appends the echo process's reply to command frame f to out: Ping
 // and Close come back as they are (Ping answers Ping, Close acknowledges
 // Close), Dial gets Accept with a new ConnID (Refuse for 0); anything else
-// is the gateway's to send and ends the connection.
-func (s *echoServer) answer(f, out []byte) ([]byte, error) {
-	if proto.Header(f).ConnID() != 0 {
-		return append(out, f...), nil
-	}
+// is the gateway's to send and ends the connection. (Data frames are
+// echoed inline by handle.)
+func (s *echoServer) command(f, out []byte) ([]byte, error) {
 	c, err := proto.DecodeCommand(f)
 	if err != nil {
 		return out, err
@@ -175,9 +181,9 @@ func (s *echoServer) answer(f, out []byte) ([]byte, error) {
 	switch c.Type {
 	case proto.CmdDial:
 		if c.RemoteID == 0 {
-			return appendCmd(out, proto.Command{Type: proto.CmdRefuse}), nil
+			return proto.Command{Type: proto.CmdRefuse}.Encode(out), nil
 		}
-		return appendCmd(out, proto.Command{Type: proto.CmdAccept, ConnID: s.newConnID(), RemoteID: c.RemoteID}), nil
+		return proto.Command{Type: proto.CmdAccept, ConnID: s.newConnID(), RemoteID: c.RemoteID}.Encode(out), nil
 	case proto.CmdPing, proto.CmdClose:
 		return append(out, f...), nil
 	default:
@@ -189,7 +195,8 @@ func (s *echoServer) answer(f, out []byte) ([]byte, error) {
 // until either side ends. Closing conn (close does) ends the first copy,
 // which closes up and so ends the second.
 func (s *echoServer) relayConn(conn net.Conn) {
-	up, err := net.DialTimeout("tcp", s.relay, setupTimeout)
+	d := net.Dialer{Timeout: setupTimeout}
+	up, err := d.DialContext(s.dialCtx, "tcp", s.relay)
 	if err != nil {
 		if s.stderr != nil {
 			fmt.Fprintf(s.stderr, "fastway-bench: relay: %v\n", err)

@@ -28,7 +28,16 @@ func startEchoRelay(t *testing.T, relay string) string {
 	served := make(chan error, 1)
 	go func() { served <- s.serve() }()
 	t.Cleanup(func() {
-		s.close()
+		// close ends every connection (a relay's both copies) and waits
+		// for them: bounded here, so a copy that does not end fails the
+		// test instead of hanging it.
+		closed := make(chan struct{})
+		go func() { s.close(); close(closed) }()
+		select {
+		case <-closed:
+		case <-time.After(10 * time.Second):
+			t.Fatal("the echo server's close did not end its connections within 10 s")
+		}
 		if err := <-served; err != nil {
 			t.Errorf("serve: %v", err)
 		}
@@ -84,15 +93,15 @@ func TestEchoServerAnswers(t *testing.T) {
 
 	// Two pipelined Dials: two Accepts, in order, with distinct ConnIDs.
 	var b []byte
-	b = appendCmd(b, proto.Command{Type: proto.CmdDial, RemoteID: 7})
-	b = appendCmd(b, proto.Command{Type: proto.CmdDial, RemoteID: 9})
+	b = proto.Command{Type: proto.CmdDial, RemoteID: 7}.Encode(b)
+	b = proto.Command{Type: proto.CmdDial, RemoteID: 9}.Encode(b)
 	write(t, c, b)
 	a1, a2 := readCmd(t, c), readCmd(t, c)
 	if a1.Type != proto.CmdAccept || a1.RemoteID != 7 || a1.ConnID == 0 ||
 		a2.Type != proto.CmdAccept || a2.RemoteID != 9 || a2.ConnID == 0 || a2.ConnID == a1.ConnID {
 		t.Fatalf("replies %+v %+v, want Accept of 7 then 9 with distinct ConnIDs", a1, a2)
 	}
-	if got := readCmdAfter(t, c, appendCmd(nil, proto.Command{Type: proto.CmdDial})); got.Type != proto.CmdRefuse {
+	if got := readCmdAfter(t, c, proto.Command{Type: proto.CmdDial}.Encode(nil)); got.Type != proto.CmdRefuse {
 		t.Fatalf("Dial(0) got %+v, want Refuse", got)
 	}
 
@@ -106,16 +115,16 @@ func TestEchoServerAnswers(t *testing.T) {
 		}
 	}
 
-	if got := readCmdAfter(t, c, appendCmd(nil, proto.Command{Type: proto.CmdPing})); got.Type != proto.CmdPing {
+	if got := readCmdAfter(t, c, proto.Command{Type: proto.CmdPing}.Encode(nil)); got.Type != proto.CmdPing {
 		t.Fatalf("Ping got %+v", got)
 	}
 	cl := proto.Command{Type: proto.CmdClose, ConnID: a2.ConnID}
-	if got := readCmdAfter(t, c, appendCmd(nil, cl)); got != cl {
+	if got := readCmdAfter(t, c, cl.Encode(nil)); got != cl {
 		t.Fatalf("Close got %+v, want %+v", got, cl)
 	}
 
 	// Accept is the gateway's to send: the connection is closed.
-	write(t, c, appendCmd(nil, proto.Command{Type: proto.CmdAccept, ConnID: 1, RemoteID: 1}))
+	write(t, c, proto.Command{Type: proto.CmdAccept, ConnID: 1, RemoteID: 1}.Encode(nil))
 	if n, err := c.Read(make([]byte, 1)); err != io.EOF {
 		t.Fatalf("after Accept from a client: read %d, %v; want EOF", n, err)
 	}

@@ -141,17 +141,3 @@ func (fr *frameReader) fill() error {
 func nowNS() int64 { return int64(time.Since(epoch)) }
 
 var epoch = time.Now()
-
-// cmdFrame returns a command's frame in a new buffer (for set-up code; hot
-// loops use Command.Put into their batch).
-func cmdFrame(c proto.Command) []byte { return c.Encode(nil) }
-
-// appendCmd appends command c to the batch b without allocating once b has
-// grown to its working size.
-func appendCmd(b []byte, c proto.Command) []byte {
-	n := proto.CmdSize(c.Type)
-	start := len(b)
-	b = append(b, make([]byte, n)...)
-	c.Put(b[start:])
-	return b
-}

@@ -20,8 +20,8 @@ func TestFrameReaderSplitInput(t *testing.T) {
 		want = append(want, f)
 		stream = append(stream, f...)
 	}
-	stream = appendCmd(stream, proto.Command{Type: proto.CmdPing})
-	want = append(want, appendCmd(nil, proto.Command{Type: proto.CmdPing}))
+	stream = proto.Command{Type: proto.CmdPing}.Encode(stream)
+	want = append(want, proto.Command{Type: proto.CmdPing}.Encode(nil))
 
 	for name, r := range map[string]func() io.Reader{
 		"whole":   func() io.Reader { return bytes.NewReader(stream) },

@@ -44,7 +44,7 @@ func (s *idleState) fail(err error) {
 	s.mu.Unlock()
 }
 
-var pingFrame = cmdFrame(proto.Command{Type: proto.CmdPing})
+var pingFrame = proto.Command{Type: proto.CmdPing}.Encode(nil)
 
 func runIdle(ctx context.Context, cfg *config, src srcAddrs, r *report) error {
 	if cfg.gwpid == 0 {

@@ -269,3 +269,31 @@ func TestSrcIP(t *testing.T) {
 		t.Errorf("a non-loopback target got a source address")
 	}
 }
+
+// TestConfigRejects: settings that make no sense are refused with an error
+// that names the flag, before anything connects.
+func TestConfigRejects(t *testing.T) {
+	for _, tc := range []struct {
+		flag string
+		mod  func(c *config)
+	}{
+		{"-rate", func(c *config) { c.mode, c.rate = modeIdle, 100 }},
+		{"-rate", func(c *config) { c.mode, c.rate = modeChurn, 100 }},
+		{"-rate", func(c *config) { c.rate = -1 }},
+		{"-size", func(c *config) { c.size = 4 }},
+		{"-conns", func(c *config) { c.conns = 0 }},
+		{"-mode", func(c *config) { c.mode = "flood" }},
+	} {
+		cfg := smokeConfig(modeEcho, "127.0.0.1:1", "127.0.0.1:2", "k")
+		tc.mod(&cfg)
+		err := cfg.validate()
+		if err == nil || !strings.Contains(err.Error(), tc.flag) {
+			t.Errorf("%+v: validate = %v, want an error about %s", cfg, err, tc.flag)
+		}
+	}
+	cfg := smokeConfig(modeEcho, "127.0.0.1:1", "127.0.0.1:2", "k")
+	cfg.rate = 100
+	if err := cfg.validate(); err != nil {
+		t.Errorf("-rate in echo mode: %v", err)
+	}
+}
