@@ -115,10 +115,16 @@ func run(o options) error {
 	// before it stops, so both count the same goroutines.
 	began := time.Now()
 	stop := make(chan struct{})
+	// stopLoad ends the senders and waits for them, on every path out.
+	var stopOnce sync.Once
+	stopLoad := func() {
+		stopOnce.Do(func() { close(stop) })
+		l.senders.Wait()
+	}
+	defer stopLoad()
 	l.run(stop)
 	start, err := snapshot(gw)
 	if err != nil {
-		close(stop)
 		return err
 	}
 	fmt.Printf("start %s\n", start)
@@ -144,15 +150,13 @@ loop:
 	tick.Stop()
 	endSnap, err := snapshot(gw)
 	if err != nil {
-		close(stop)
 		if failure != nil {
 			return failure // what ended the load, not what it broke next
 		}
 		return err
 	}
 	fmt.Printf("end   %s\n", endSnap)
-	close(stop)
-	l.senders.Wait()
+	stopLoad()
 	elapsed := time.Since(began)
 	// Wait for the last echoes.
 	deadline := time.Now().Add(o.drainFor)

@@ -46,6 +46,22 @@ func TestSoakFailsWhenTheGatewayDies(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- run(o) }()
 	var pid int
+	ended := false
+	t.Cleanup(func() {
+		// Should the test fail before the soak ends, end it: kill its
+		// gateway, which fails the load, and wait for run to return.
+		if ended {
+			return
+		}
+		if pid > 0 {
+			syscall.Kill(pid, syscall.SIGKILL)
+		}
+		select {
+		case <-done:
+		case <-time.After(30 * time.Second):
+			t.Error("the soak did not end within 30 s of its gateway being killed")
+		}
+	})
 	poll.UntilNil(t, 20*time.Second, "the gateway's pidfile", func() error {
 		b, err := os.ReadFile(filepath.Join(o.dir, "fastway.pid"))
 		if err != nil {
@@ -68,6 +84,7 @@ func TestSoakFailsWhenTheGatewayDies(t *testing.T) {
 	}
 	select {
 	case err := <-done:
+		ended = true
 		if err == nil {
 			t.Fatal("soak passed with its gateway killed")
 		}
