@@ -4,7 +4,7 @@
 # against a fresh gateway and against a fresh bare echo process
 # (fastway-bench -listen), which is the box's physical limit measured in the
 # same run; the latency case also runs through a bare relay in front of an
-# echo process (fastway-bench -listen -relay), the floor of any two-hop
+# echo process (fastway-bench -listen ADDR -relay ECHO), the floor of any two-hop
 # proxy. Each pair of runs is repeated REPS times, the repetitions
 # interleaved with the other cases', and every figure is the median of its
 # runs: on a shared box single runs of the same binary differ by up to 2×.
@@ -54,7 +54,7 @@ fatal() {
 
 for v in DUR REPS WARMUP IDLE_CONNS MANY_CONNS; do
 	[[ ${!v} =~ ^[0-9]+$ && ${!v} -gt 0 ]] || [[ $v == WARMUP && ${!v} =~ ^[0-9]+$ ]] ||
-		die "$v=${!v}: need a whole number of seconds or connections"
+		die "$v=${!v}: need a whole number (WARMUP may be 0)"
 done
 
 # Client, gateway and echo process each hold one descriptor per connection.
@@ -229,11 +229,31 @@ pairs() {
 	done
 }
 
+# median2: the median of the numbers read, one per line, with two decimals
+# (n/a lines are left out; n/a when none is left).
+median2() {
+	sort -g | awk '$1 != "n/a" { v[++n] = $1 } END {
+		if (n == 0) { print "n/a"; exit }
+		printf "%.2f\n", (n % 2) ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2 }'
+}
+
 # pratio ...: the median of pairs ... (n/a when no pair has both runs).
-pratio() {
-	pairs "$@" | grep -v n/a | sort -g | awk '{ v[NR] = $1 } END {
-		if (NR == 0) { print "n/a"; exit }
-		printf "%.2f\n", (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+pratio() { pairs "$@" | median2; }
+
+# spreads CASE KIND: each run's tail spread, p99 ÷ p50, one per line.
+spreads() {
+	local rep line
+	for ((rep = 1; rep <= REPS; rep++)); do
+		line=${LINE[$1.$2.$rep]:-}
+		ratio "$(kv "$line" p99_us)" "$(kv "$line" p50_us)"
+	done
+}
+
+# spread_growth KIND: for each repetition, the MANY case's tail spread ÷
+# the 100-connection case's, one per line.
+spread_growth() {
+	paste -d' ' <(spreads many "$1") <(spreads echo64 "$1") |
+		while read -r m e; do ratio "$m" "$e"; done
 }
 
 # all CASE KIND KEY: KEY of every run against KIND, slash-separated.
@@ -275,7 +295,8 @@ IDLE=(-mode idle -conns "$IDLE_CONNS" -vconns 1 -interval 10s -srcips 16)
 for ((rep = 1; rep <= REPS; rep++)); do
 	for kind in gw echo; do run echo64 "$kind" "$rep" "${E64[@]}"; done
 	for kind in gw echo; do run echo4k "$kind" "$rep" "${E4K[@]}"; done
-	for kind in gw echo relay; do run lat "$kind" "$rep" "${LAT[@]}"; done
+	# The gateway's run between the two it is divided by.
+	for kind in echo gw relay; do run lat "$kind" "$rep" "${LAT[@]}"; done
 	for kind in gw echo; do run many "$kind" "$rep" "${MANY[@]}"; done
 	run churn gw "$rep" "${CHURN[@]}"
 	run echo10 echo "$rep" "${E10[@]}" # churn's denominator, right after it
@@ -303,18 +324,14 @@ xlat=$(or_na "$(get lat relay p50_us)")
 rxlat=$(pratio lat gw p50_us lat relay p50_us)
 g99=$(or_na "$(get echo64 gw p99_us)")
 e99=$(or_na "$(get echo64 echo p99_us)")
-g50=$(or_na "$(get echo64 gw p50_us)")
-e50=$(or_na "$(get echo64 echo p50_us)")
 gm99=$(or_na "$(get many gw p99_us)")
 em99=$(or_na "$(get many echo p99_us)")
-gm50=$(or_na "$(get many gw p50_us)")
-em50=$(or_na "$(get many echo p50_us)")
-gspread=$(ratio "$g99" "$g50")
-espread=$(ratio "$e99" "$e50")
-gmspread=$(ratio "$gm99" "$gm50")
-emspread=$(ratio "$em99" "$em50")
-gspread_grow=$(ratio "$gmspread" "$gspread")
-espread_grow=$(ratio "$emspread" "$espread")
+gspread=$(spreads echo64 gw | median2)
+espread=$(spreads echo64 echo | median2)
+gmspread=$(spreads many gw | median2)
+emspread=$(spreads many echo | median2)
+gspread_grow=$(spread_growth gw | median2)
+espread_grow=$(spread_growth echo | median2)
 gch=$(or_na "$(get churn gw dials_per_gw_cpu_s)")
 ech=$(or_na "$(get churn echo dials_per_gw_cpu_s)")
 e10=$(or_na "$(get echo10 echo msgs_per_gw_cpu_s)")
@@ -361,6 +378,8 @@ section=$tmp/section.md
 	echo "latency of every message grows with the messages in flight ($MANY_CONNS ÷ 100"
 	echo "times as many at $MANY_CONNS connections), on either target, by Little's law;"
 	echo "what the connection count must not change is the shape of the tail, p99 ÷ p50."
+	echo "The spread rows are the medians of each run's own p99 ÷ p50, the growth row"
+	echo "the median of each repetition's $MANY_CONNS ÷ 100 ratio of them."
 	echo
 	echo "Each run's figures (gateway, then bare echo):"
 	echo
