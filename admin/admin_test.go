@@ -11,8 +11,10 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/fastway-go/fastway/gateway"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/fastway-go/fastway/gateway"
+	"github.com/fastway-go/fastway/internal/httpget"
 )
 
 // newHTTPClient returns a client whose idle connections are closed when
@@ -42,16 +44,16 @@ func TestProbes(t *testing.T) {
 		{"/healthz", 200, "ok\n"},
 		{"/readyz", 200, "ok\n"},
 	} {
-		if status, body := get(t, client, url+tc.path); status != tc.status || body != tc.body {
+		if status, body := httpget.Get(t, client, url+tc.path); status != tc.status || body != tc.body {
 			t.Errorf("GET %s: %d %q, want %d %q", tc.path, status, body, tc.status, tc.body)
 		}
 	}
 
 	g.stop(t)
-	if status, body := get(t, client, url+"/readyz"); status != http.StatusServiceUnavailable || body != "not ready\n" {
+	if status, body := httpget.Get(t, client, url+"/readyz"); status != http.StatusServiceUnavailable || body != "not ready\n" {
 		t.Errorf("GET /readyz after Shutdown: %d %q, want 503", status, body)
 	}
-	if status, _ := get(t, client, url+"/healthz"); status != 200 {
+	if status, _ := httpget.Get(t, client, url+"/healthz"); status != 200 {
 		t.Errorf("GET /healthz after the gateway's Shutdown: %d, want 200 (the process lives)", status)
 	}
 }
@@ -64,7 +66,7 @@ func TestReadyzNeedsBothPorts(t *testing.T) {
 	errc := make(chan error, 1)
 	go func() { errc <- g.ServeClients(ln) }()
 	url, client := startAdmin(t, &testGateway{Gateway: g})
-	if status, _ := get(t, client, url+"/readyz"); status != http.StatusServiceUnavailable {
+	if status, _ := httpget.Get(t, client, url+"/readyz"); status != http.StatusServiceUnavailable {
 		t.Errorf("GET /readyz with the server port closed: %d, want 503", status)
 	}
 	g.Stop()
@@ -77,7 +79,7 @@ func TestServersJSON(t *testing.T) {
 	g := startGateway(t, gateway.Config{})
 	url, client := startAdmin(t, g)
 
-	if status, body := get(t, client, url+"/servers"); status != 200 || strings.TrimSpace(body) != "[]" {
+	if status, body := httpget.Get(t, client, url+"/servers"); status != 200 || strings.TrimSpace(body) != "[]" {
 		t.Errorf("GET /servers with none registered: %d %q, want 200 []", status, body)
 	}
 	s2old := g.dialServer(t, 2)
@@ -135,7 +137,7 @@ func TestMetricsEndpoint(t *testing.T) {
 	if ct := resp.Header.Get("Content-Type"); !strings.HasPrefix(ct, "text/plain") {
 		t.Errorf("Content-Type %q, want the text format", ct)
 	}
-	status, body := get(t, client, url+"/metrics")
+	status, body := httpget.Get(t, client, url+"/metrics")
 	if status != 200 {
 		t.Fatalf("GET /metrics: %d", status)
 	}
@@ -219,7 +221,7 @@ func TestServeShutdown(t *testing.T) {
 	go func() { served <- s.Serve(ln) }()
 	client := newHTTPClient(t)
 	url := "http://" + ln.Addr().String()
-	if status, _ := get(t, client, url+"/healthz"); status != 200 {
+	if status, _ := httpget.Get(t, client, url+"/healthz"); status != 200 {
 		t.Fatalf("GET /healthz: %d", status)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), within)

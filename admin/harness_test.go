@@ -5,14 +5,12 @@ import (
 	"errors"
 	"log/slog"
 	"net"
-	"net/http"
 	"testing"
 	"time"
 
 	"go.uber.org/goleak"
 
 	"github.com/fastway-go/fastway/gateway"
-	"github.com/fastway-go/fastway/internal/httpget"
 	"github.com/fastway-go/fastway/internal/poll"
 	"github.com/fastway-go/fastway/proto"
 )
@@ -169,10 +167,4 @@ func open(t testing.TB, c, s *rawPeer, id uint32) uint32 {
 		t.Fatalf("Connect on ConnID %d, Accept on %d", con.ConnID, acc.ConnID)
 	}
 	return acc.ConnID
-}
-
-// get fetches url and returns the status and body.
-func get(t testing.TB, client *http.Client, url string) (int, string) {
-	t.Helper()
-	return httpget.Get(t, client, url)
 }
