@@ -170,22 +170,29 @@ func (fr *FrameReader) emptyBuf() {
 }
 
 // makeRoom makes sure the buffer exists, has the size a lazy reader chose,
-// and has room after rpos for n bytes, moving the unread bytes to its start
-// (or, when frames were handed out of it, to a new buffer).
+// and has room after rpos for n bytes (n is at least what is buffered),
+// moving the unread bytes to its start or, when frames were handed out of
+// it, to a new buffer. A new buffer always holds at least n bytes, whatever
+// size the reader adapted to: the buffered bytes are never cut short.
 func (fr *FrameReader) makeRoom(n int) {
+	want := max(fr.size, n)
 	if fr.buf == nil {
-		fr.alloc()
+		fr.alloc(want)
 	}
-	if len(fr.buf) < fr.size || (len(fr.buf) > fr.size && fr.wpos-fr.rpos <= fr.size/2) {
-		// A lazy reader resized: grow for a busy stream, or shrink back
-		// while it trickles (a slow partial frame does not keep a 64 KiB
-		// buffer).
-		fr.regrow()
-	} else if len(fr.buf)-fr.rpos < n {
+	switch buffered := fr.wpos - fr.rpos; {
+	case len(fr.buf) < want:
+		// A lazy reader grew for a busy stream, or a frame needs more
+		// room than the buffer has.
+		fr.regrow(want)
+	case len(fr.buf) > want && buffered <= fr.size/2:
+		// A lazy reader shrank while it trickles: a slow partial frame
+		// does not keep a 64 KiB buffer.
+		fr.regrow(want)
+	case len(fr.buf)-fr.rpos < n:
 		if fr.shared != nil {
 			// Handed-out frames sit before rpos: move the rest to a
 			// new buffer rather than over them.
-			fr.regrow()
+			fr.regrow(max(want, len(fr.buf)))
 		} else {
 			fr.wpos = copy(fr.buf, fr.buf[fr.rpos:fr.wpos])
 			fr.rpos = 0
@@ -215,7 +222,10 @@ func (fr *FrameReader) ReadMore() bool {
 	if fr.rpos == fr.wpos {
 		fr.emptyBuf()
 	}
-	fr.makeRoom(fr.wpos - fr.rpos + 1)
+	// Room for one more byte at least, but no more room than the buffer
+	// has or the reader chose: a buffer full of the start of a larger
+	// frame is left to ReadFrame, which reads it into a buffer of its own.
+	fr.makeRoom(min(fr.wpos-fr.rpos+1, max(fr.size, len(fr.buf))))
 	space := len(fr.buf) - fr.wpos
 	if space == 0 {
 		// The buffer holds the start of a frame larger than itself,
@@ -265,11 +275,12 @@ func (fr *FrameReader) adapt(m, space int) {
 	}
 }
 
-// regrow moves the buffered bytes into a new buffer of fr.size.
-func (fr *FrameReader) regrow() {
+// regrow moves the buffered bytes into a new buffer of at least size
+// bytes, and never one too small to hold them all.
+func (fr *FrameReader) regrow(size int) {
 	old, shared := fr.buf, fr.shared
 	fr.shared = nil
-	fr.alloc()
+	fr.alloc(max(size, fr.wpos-fr.rpos))
 	fr.wpos = copy(fr.buf, old[fr.rpos:fr.wpos])
 	fr.rpos = 0
 	fr.release(old, shared)
@@ -294,8 +305,9 @@ func (fr *FrameReader) release(buf []byte, shared *Shared) {
 	}
 }
 
-func (fr *FrameReader) alloc() {
-	fr.buf = fr.pool.Alloc(fr.size)
+// alloc takes a read buffer of at least size bytes from the pool.
+func (fr *FrameReader) alloc(size int) {
+	fr.buf = fr.pool.Alloc(size)
 	fr.buf = fr.buf[:cap(fr.buf)]
 }
 
@@ -303,7 +315,7 @@ func (fr *FrameReader) alloc() {
 // they run: rpos == wpos == 0).
 func (fr *FrameReader) getBuf() []byte {
 	if fr.buf == nil {
-		fr.alloc()
+		fr.alloc(fr.size)
 	}
 	return fr.buf
 }
