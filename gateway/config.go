@@ -17,10 +17,12 @@ const (
 	DefaultClientBufferSize       = 2 << 10
 	DefaultClientIdleTimeout      = 30 * time.Second
 	DefaultClientSendChanSize     = 1000
+	DefaultClientSendQueueBytes   = 1 << 20
 	DefaultServerAuthTimeout      = proto.DefaultAuthTimeout // 3 s
 	DefaultServerBufferSize       = 64 << 10
 	DefaultServerIdleTimeout      = 30 * time.Second
 	DefaultServerSendChanSize     = 100000
+	DefaultServerSendQueueBytes   = 256 << 10
 	DefaultServerMaxHandshakes    = 1024
 	DefaultLargeFrameBudget       = 64 << 20
 	DefaultServerAuthFailBurst    = 5
@@ -53,9 +55,18 @@ type Config struct {
 	// (0: 30 s; negative: never).
 	ClientIdleTimeout time.Duration
 	// ClientSendChanSize is how many frames may wait to be written to one
-	// client; a client whose queue is full is disconnected as a slow
-	// consumer (0: 1000). The queue grows with use; it is not preallocated.
+	// client behind a batch its writer has not finished writing; past it
+	// the client is disconnected as a slow consumer (0: 1000). Frames a
+	// reader queued and writes at the end of its own batch do not count:
+	// a burst does not make a reading client slow. The queue grows with
+	// use; it is not preallocated.
 	ClientSendChanSize int
+	// ClientSendQueueBytes bounds, in bytes, the frames waiting to be
+	// written to one client plus those being written; a frame that finds
+	// it reached disconnects the client as a slow consumer. One client
+	// thus holds less than ClientSendQueueBytes + MaxPacket of the
+	// gateway's memory (0: 1 MiB).
+	ClientSendQueueBytes int
 
 	// ClientMaxConns caps the client connections open at once (physical
 	// connections, not virtual ones); past it new clients are closed at
@@ -87,6 +98,14 @@ type Config struct {
 	// server; when it is full, the clients sending to that server are
 	// paused (back-pressure), never dropped (0: 100000).
 	ServerSendChanSize int
+	// ServerSendQueueBytes bounds, in bytes, the frames waiting to be
+	// written to one server plus those being written; when it is reached
+	// the clients sending to that server are paused (back-pressure), never
+	// dropped. It also bounds the time a frame waits in the gateway behind
+	// other clients' frames: at most about ServerSendQueueBytes + MaxPacket
+	// at the server's read rate (256 KiB at 20 MiB/s: 13 ms), on top of
+	// what the sockets' kernel buffers hold (0: 256 KiB).
+	ServerSendQueueBytes int
 
 	// Logger receives connection state changes (nil: slog.Default()).
 	Logger *slog.Logger
@@ -112,10 +131,12 @@ func (c Config) withDefaults() Config {
 	setInt(&c.ClientBufferSize, DefaultClientBufferSize)
 	setDur(&c.ClientIdleTimeout, DefaultClientIdleTimeout)
 	setInt(&c.ClientSendChanSize, DefaultClientSendChanSize)
+	setInt(&c.ClientSendQueueBytes, DefaultClientSendQueueBytes)
 	setDur(&c.ServerAuthTimeout, DefaultServerAuthTimeout)
 	setInt(&c.ServerBufferSize, DefaultServerBufferSize)
 	setDur(&c.ServerIdleTimeout, DefaultServerIdleTimeout)
 	setInt(&c.ServerSendChanSize, DefaultServerSendChanSize)
+	setInt(&c.ServerSendQueueBytes, DefaultServerSendQueueBytes)
 	setInt(&c.ServerMaxHandshakes, DefaultServerMaxHandshakes)
 	setInt(&c.ServerAuthFailBurst, DefaultServerAuthFailBurst)
 	setDur(&c.ServerAuthFailInterval, DefaultServerAuthFailInterval)
@@ -146,8 +167,10 @@ func (c Config) Validate() error {
 		{"ClientMaxConns", c.ClientMaxConns},
 		{"ClientBufferSize", c.ClientBufferSize},
 		{"ClientSendChanSize", c.ClientSendChanSize},
+		{"ClientSendQueueBytes", c.ClientSendQueueBytes},
 		{"ServerBufferSize", c.ServerBufferSize},
 		{"ServerSendChanSize", c.ServerSendChanSize},
+		{"ServerSendQueueBytes", c.ServerSendQueueBytes},
 	} {
 		if f.v < 0 {
 			errs = append(errs, fmt.Errorf("%s %d is negative", f.name, f.v))

@@ -50,7 +50,8 @@ func (p *bytesPool) resetPeak() int64 {
 // message each per round); in phase B the server also pushes a 4 KiB frame
 // per round, at full speed, to a 100th client that never reads. That client
 // is disconnected as a slow consumer within a bounded time and with bounded
-// memory (the gateway queues at most ClientSendChanSize frames for it),
+// memory (the gateway holds less than ClientSendQueueBytes plus one frame
+// for it, queued and being written),
 // while the 99 lose nothing and keep their throughput.
 //
 // The server runs at most window rounds ahead of the slowest honest client
@@ -60,7 +61,7 @@ func TestHardeningSlowConsumer(t *testing.T) {
 	rounds := scaled(3000, 1500, 500)
 	pool := &bytesPool{Pool: slab.NewAtomPool(slab.DefaultMinChunk, slab.DefaultMaxChunk, slab.DefaultFactor, slab.DefaultPageSize)}
 	g := startGW(t, Config{MemPool: pool})
-	chanSize := g.Config().ClientSendChanSize
+	queueBytes := g.Config().ClientSendQueueBytes
 
 	srv := newRawConn(dialRaw(t, g.serverAddr))
 	if err := proto.AuthenticateToGateway(srv, testKey, 1, waitFor); err != nil {
@@ -244,19 +245,19 @@ func TestHardeningSlowConsumer(t *testing.T) {
 	rateB := float64(honest*(endB-endA)) / timeB.Seconds()
 	t.Logf("99 honest clients: without the slow client %.0f msg/s (%d rounds in %v), with it %.0f msg/s (%d rounds in %v), ratio %.2f; none lost",
 		rateA, endA, timeA.Round(time.Millisecond), rateB, endB-endA, timeB.Round(time.Millisecond), rateB/rateA)
-	t.Logf("slow client disconnected %v after it stopped reading (queue limit %d frames of %d B); gateway buffers in use, peak above the phase's start: %s without, %s with the slow client",
-		disconnect.Round(time.Millisecond), chanSize, slowSize+proto.HeaderSize, mib(bufA), mib(bufB))
+	t.Logf("slow client disconnected %v after it stopped reading (queue limit %s, frames of %d B); gateway buffers in use, peak above the phase's start: %s without, %s with the slow client",
+		disconnect.Round(time.Millisecond), mib(int64(queueBytes)), slowSize+proto.HeaderSize, mib(bufA), mib(bufB))
 	t.Logf("process heap in use (garbage included), peak above the phase's start: %s without, %s with the slow client; %s after both phases and a GC",
 		mib(heapA), mib(heapB), mib(residual))
 	if rateB < rateA/2 {
 		t.Fatalf("honest throughput with the slow client %.0f msg/s, below half of %.0f", rateB, rateA)
 	}
-	// What the gateway may hold for the slow client: its queue of
-	// ClientSendChanSize frames plus the batch its writer took from the
-	// queue and is blocked writing (up to as many again), each frame in a
-	// pool chunk of at most twice its size; plus the honest clients' window
-	// and 1 MiB of read buffers.
-	if bound := int64(2*chanSize*2*(slowSize+proto.HeaderSize) + window*honest*2*(msgSize+proto.HeaderSize) + 1<<20); bufB > bound {
+	// What the gateway may hold for the slow client: its queue and the
+	// batch its writer took from it and is blocked writing, together under
+	// ClientSendQueueBytes plus one frame, each frame in a pool chunk of at
+	// most twice its size; plus the honest clients' window and 1 MiB of
+	// read buffers.
+	if bound := int64(2*(queueBytes+slowSize+proto.HeaderSize) + window*honest*2*(msgSize+proto.HeaderSize) + 1<<20); bufB > bound {
 		t.Fatalf("the gateway's buffers grew by %s with the slow client, above %s", mib(bufB), mib(bound))
 	}
 	if pool.inUse.Load() > 1<<20 {

@@ -246,7 +246,7 @@ func TestHardeningGracefulDrain(t *testing.T) {
 // is left hard, and returns the context's error soon after.
 func TestHardeningDrainDeadline(t *testing.T) {
 	const deadline = 500 * time.Millisecond
-	g, errc := startGWManual(t, Config{ClientSendChanSize: 100000})
+	g, errc := startGWManual(t, Config{ClientSendChanSize: 100000, ClientSendQueueBytes: 1 << 30})
 	base := goroutineBaseline(t, g)
 	s := g.dialServer(t, 1)
 	stuck := g.dialClient(t)

@@ -176,3 +176,60 @@ func writeShaped(seed uint64, c net.Conn, b []byte) error {
 	}
 	return nil
 }
+
+// TestIntegrityBurstToReadingClient is the review's second trigger: a
+// server writes 1,001 data frames of 16 bytes to one client in one write,
+// more than ClientSendChanSize (1,000), while the client reads. They were
+// all queued by the server's reader before it wrote any, and the client
+// was dropped as a slow consumer. A reading client is never one: every
+// frame arrives. Two servers writing 999 frames each at once to one
+// client must not trip it either.
+func TestIntegrityBurstToReadingClient(t *testing.T) {
+	for _, tc := range []struct{ servers, frames int }{{1, 1001}, {2, 999}, {4, 999}} {
+		t.Run(fmt.Sprintf("servers=%d", tc.servers), func(t *testing.T) {
+			g := startGW(t, Config{})
+			c := g.dialClient(t)
+			want := make(map[uint32][][]byte)
+			type burst struct {
+				s *peer
+				b []byte
+			}
+			var bursts []burst
+			for i := range tc.servers {
+				s := g.dialServer(t, uint32(i+1))
+				id, _ := open(t, c, s, uint32(i+1))
+				var b []byte
+				for j := range tc.frames {
+					f := proto.EncodeData(nil, id, fmt.Appendf(nil, "%02d frame %07d", i, j))
+					b = append(b, f...)
+					want[id] = append(want[id], f)
+				}
+				bursts = append(bursts, burst{s, b})
+			}
+			errc := make(chan error, len(bursts))
+			for _, b := range bursts {
+				go func() {
+					b.s.conn.SetWriteDeadline(time.Now().Add(waitFor))
+					_, err := b.s.conn.Write(b.b)
+					errc <- err
+				}()
+			}
+			got := make(map[uint32][][]byte)
+			for _, f := range readData(t, c, tc.servers*tc.frames) {
+				id := proto.Header(f).ConnID()
+				got[id] = append(got[id], f)
+			}
+			for range bursts {
+				if err := <-errc; err != nil {
+					t.Fatal(err)
+				}
+			}
+			for id := range want {
+				checkFrames(t, got[id], want[id])
+			}
+			if n := g.Stats().Disconnected(ReasonSlowConsumer); n != 0 {
+				t.Fatalf("%d slow-consumer disconnects of a reading client", n)
+			}
+		})
+	}
+}

@@ -13,3 +13,6 @@ type writeState struct{}
 
 // writeNow is never called off unix: links there have no RawConn.
 func (l *link) writeNow(batch []outFrame) (int64, error) { panic("fastway: inline writes need unix") }
+
+// iovBytes is never called off unix.
+func iovBytes(batch []outFrame) int64 { panic("fastway: inline writes need unix") }

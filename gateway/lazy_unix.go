@@ -83,6 +83,9 @@ type writeState struct {
 // maxIov bounds the iovecs of one writev (Linux's IOV_MAX is 1024).
 const maxIov = 1024
 
+// iovBytes is how many bytes of batch one writeNow tries to write.
+func iovBytes(batch []outFrame) int64 { return batchBytes(batch[:min(len(batch), maxIov)]) }
+
 // writeNow makes one non-blocking writev attempt of batch and returns how
 // many bytes went out: all, some, or none when the socket buffer is full.
 // The caller owns l's writer turn.

@@ -54,7 +54,8 @@ type link struct {
 	side  side
 	id    uint32 // client ID (gateway-assigned) or server ID
 	idle  time.Duration
-	limit int // send queue limit, in frames
+	limit      int // send queue limit, in frames
+	limitBytes int // send queue limit, in bytes (queued and being written)
 	stats linkCounters
 	since time.Time // when the link was accepted (servers: authenticated)
 
@@ -94,6 +95,17 @@ type link struct {
 	waiters  int        // pushers blocked on space
 	queue    []outFrame // frames waiting for the writer (small ones packed together, see enqueue)
 	queued   int        // frames in queue
+	// queuedBytes is the bytes of the frames in queue; batchBytes those of
+	// the batch the writer holds, until it is written (takeBatch). Their
+	// sum is what the link's peer makes the gateway hold; limitBytes
+	// bounds it.
+	queuedBytes, batchBytes int
+	// turnOwner is the reader whose dirty list holds l's writer turn, to
+	// be flushed when that reader's batch ends (see enqueue), or nil.
+	turnOwner *link
+	// stalled is set when l's writer found l's socket full, until it
+	// writes a batch in full (see full).
+	stalled bool
 	pushers  int        // changes of pushing reader since contended() last asked
 	lastFrom *link      // the reader that pushed last
 	// contention scores how many readers feed this link (writer turn
@@ -121,9 +133,9 @@ type link struct {
 func newLink(g *Gateway, conn net.Conn, s side, id uint32) *link {
 	l := &link{gw: g, conn: conn, side: s, id: id, since: time.Now()}
 	if s == sideClient {
-		l.idle, l.limit = g.cfg.ClientIdleTimeout, g.cfg.ClientSendChanSize
+		l.idle, l.limit, l.limitBytes = g.cfg.ClientIdleTimeout, g.cfg.ClientSendChanSize, g.cfg.ClientSendQueueBytes
 	} else {
-		l.idle, l.limit = g.cfg.ServerIdleTimeout, g.cfg.ServerSendChanSize
+		l.idle, l.limit, l.limitBytes = g.cfg.ServerIdleTimeout, g.cfg.ServerSendChanSize, g.cfg.ServerSendQueueBytes
 	}
 	l.space.L = &l.mu
 	l.routes = make([]*vconn, 1<<routeCacheBits[s])

@@ -72,8 +72,8 @@ var tailChunk = [2]int{sideClient: 2 << 10, sideServer: 16 << 10}
 // released here), or, when small is not nil, a copy of small. Copies go
 // into the spare room of the pooled buffer last queued, or into a new one
 // (firstChunk or tailChunk bytes), so that small frames queued together
-// share one buffer and one iovec, and cost no pool buffer each. The queue's limit counts
-// frames, however they are packed.
+// share one buffer and one iovec, and cost no pool buffer each. The queue is
+// bounded in bytes and in frames, however they are packed (see full).
 //
 // When no writer owns l, the pusher takes ownership. If it has a reader
 // (from != nil) and l's socket allows a non-blocking write, l goes on from's
@@ -82,11 +82,30 @@ var tailChunk = [2]int{sideClient: 2 << 10, sideServer: 16 << 10}
 // one writev and no goroutine is started. Otherwise a writer goroutine is
 // started at once.
 func (l *link) enqueue(from *link, frame outFrame, small []byte, mode pushMode) error {
+	size := len(small)
+	if small == nil {
+		size = len(frame.b)
+	}
 	l.mu.Lock()
-	for mode == pushWait && !l.closed && l.queued >= l.limit {
+	for !l.closed && mode != pushForce && l.full(from, mode) {
+		if from != nil && l.turnOwner == from {
+			// This reader holds l's writer turn and has not written yet:
+			// what fills the queue is its own batch, not l's peer being
+			// slow. Write it out first (flushDirty), then look again.
+			l.mu.Unlock()
+			from.flushDirty()
+			l.mu.Lock()
+			continue
+		}
+		if mode == pushDrop {
+			l.mu.Unlock()
+			l.gw.release(frame)
+			l.close(ReasonSlowConsumer, nil, false)
+			return errLinkClosed
+		}
 		if from != nil && len(from.dirty) > 0 {
-			// Flush what this reader owns before waiting: l itself may
-			// be on its dirty list, and only this reader would write it.
+			// Flush what this reader owns before waiting: only this
+			// reader would write the links on its dirty list.
 			l.mu.Unlock()
 			from.flushDirty()
 			l.mu.Lock()
@@ -99,12 +118,6 @@ func (l *link) enqueue(from *link, frame outFrame, small []byte, mode pushMode) 
 	if l.closed {
 		l.mu.Unlock()
 		l.gw.release(frame) // nothing, for a copy
-		return errLinkClosed
-	}
-	if mode == pushDrop && l.queued >= l.limit {
-		l.mu.Unlock()
-		l.gw.release(frame)
-		l.close(ReasonSlowConsumer, nil, false)
 		return errLinkClosed
 	}
 	if l.queue == nil {
@@ -125,6 +138,7 @@ func (l *link) enqueue(from *link, frame outFrame, small []byte, mode pushMode) 
 		l.queue = append(l.queue, outFrame{b: append(b[:0], small...)})
 	}
 	l.queued++
+	l.queuedBytes += size
 	if from != l.lastFrom {
 		l.lastFrom = from
 		l.pushers++
@@ -134,18 +148,60 @@ func (l *link) enqueue(from *link, frame outFrame, small []byte, mode pushMode) 
 	if start {
 		l.writing = true
 	}
+	ownTurn := start && from != nil && l.raw != nil
+	if ownTurn {
+		l.turnOwner = from
+	}
 	l.mu.Unlock()
 	if n > 1 {
 		l.gw.counters.noteQueueLen(l.side, n)
 	}
-	if start {
-		if from != nil && l.raw != nil {
-			from.dirty = append(from.dirty, l)
-		} else {
-			l.startWriter(nil, 0)
-		}
+	switch {
+	case ownTurn:
+		from.dirty = append(from.dirty, l)
+	case start:
+		l.startWriter(nil, 0)
 	}
 	return nil
+}
+
+// full reports whether l's queue has no room for a frame pushed by from in
+// mode. The caller holds l.mu.
+//
+// The byte bound counts what is queued and what the writer holds: the
+// memory l's peer makes the gateway keep. A frame is taken while the
+// total is under it, so the total stays below limitBytes + MaxPacket.
+//
+// The frame bound counts queued frames. Toward a client it counts them
+// only while its socket is full (stalled: the writer's last attempt could
+// not write all it tried; on connections without non-blocking writes,
+// such as TLS, while a write is under way): frames a reader queued in one
+// batch, to be written at its end, or queued while the client takes what
+// it is sent, are not frames the client failed to take (a server writing 1,001 small frames in one burst must not make
+// a reading client a slow consumer; neither must two servers each writing
+// fewer than the bound). When from itself holds the turn, full reports
+// true so that enqueue writes from's batch out and looks again.
+func (l *link) full(from *link, mode pushMode) bool {
+	if l.limitBytes > 0 && l.queuedBytes+l.batchBytes >= l.limitBytes {
+		return true
+	}
+	switch {
+	case l.queued < l.limit:
+		return false
+	case mode == pushWait, l.turnOwner == from:
+		return true
+	case l.turnOwner != nil:
+		return false // another reader writes it at the end of its batch
+	}
+	return l.stalled
+}
+
+// setStalled records that l's writer found l's socket full: frames queued
+// now wait for l's peer (see full). The caller owns l's writer turn.
+func (l *link) setStalled() {
+	l.mu.Lock()
+	l.stalled = true
+	l.mu.Unlock()
 }
 
 // flushDirty writes, from the calling reader, the links this reader took
@@ -154,6 +210,9 @@ func (l *link) enqueue(from *link, frame outFrame, small []byte, mode pushMode) 
 func (l *link) flushDirty() {
 	for i, d := range l.dirty {
 		l.dirty[i] = nil
+		d.mu.Lock()
+		d.turnOwner = nil
+		d.mu.Unlock()
 		// Here, near the top of the reader's stack: setting a deadline
 		// runs deep in the runtime (see readLoop).
 		d.refreshWriteDeadline()
@@ -191,7 +250,11 @@ func (l *link) flushInline() {
 			return
 		}
 		if total := batchBytes(batch); n < total {
-			// The socket is full: a goroutine waits to write the rest.
+			// The socket is full (or the batch has more frames than one
+			// writev takes): a goroutine waits to write the rest.
+			if n < iovBytes(batch) {
+				l.setStalled()
+			}
 			l.startWriter(batch, n)
 			return
 		}
@@ -251,9 +314,14 @@ func (l *link) contended() bool {
 func (l *link) takeBatch(keep []outFrame) []outFrame {
 	l.mu.Lock()
 	batch := l.queue
+	l.batchBytes = 0 // the last batch is written
+	l.stalled = false
 	if len(batch) == 0 || (l.closed && !l.flush) {
-		l.queue, l.queued = nil, 0
+		l.queue, l.queued, l.queuedBytes = nil, 0, 0
 		l.writing = false
+		if l.waiters > 0 {
+			l.space.Broadcast()
+		}
 		closeNow := l.closed
 		if !closeNow && cap(keep) <= l.spareMax() {
 			l.spare = keep // small enough to keep while idle
@@ -271,6 +339,7 @@ func (l *link) takeBatch(keep []outFrame) []outFrame {
 	}
 	l.queue = keep
 	l.turnFrames, l.queued = l.queued, 0
+	l.batchBytes, l.queuedBytes = l.queuedBytes, 0
 	if l.waiters > 0 {
 		l.space.Broadcast()
 	}
@@ -295,6 +364,7 @@ func (l *link) writeFailed(batch []outFrame, err error) {
 	l.writing = false
 	rest := l.queue
 	l.queue, l.queued, l.spare = nil, 0, nil
+	l.queuedBytes, l.batchBytes = 0, 0
 	done := l.finishedLocked()
 	l.mu.Unlock()
 	l.gw.freeAll(rest)
@@ -360,11 +430,30 @@ func (l *link) writeLoop(batch []outFrame, skip int64) {
 			}
 		}
 		l.refreshWriteDeadline()
+		if skip == 0 && l.raw != nil {
+			// One non-blocking attempt first: it tells whether the
+			// peer's socket is full (see full), and costs no syscall
+			// more when it is not.
+			n, err := l.writeNow(batch)
+			if err != nil {
+				l.stats.bytesOut.Add(uint64(n))
+				l.writeFailed(batch, err)
+				return
+			}
+			if n < iovBytes(batch) {
+				l.setStalled()
+			}
+			skip = n
+		} else if l.raw == nil {
+			l.setStalled() // a blocking write: the peer may not be taking it
+		}
 		var n int64
 		var err error
-		n, vec, err = l.writeBatch(batch, skip, vec)
+		if skip < batchBytes(batch) {
+			n, vec, err = l.writeBatch(batch, skip, vec)
+		}
 		if err != nil {
-			l.stats.bytesOut.Add(uint64(n))
+			l.stats.bytesOut.Add(uint64(skip + n))
 			l.writeFailed(batch, err)
 			return
 		}

@@ -13,7 +13,7 @@ import (
 // TestShutdownFlushesQueuedFrames: frames the gateway has accepted (read and
 // queued) are written before the connections close.
 func TestShutdownFlushesQueuedFrames(t *testing.T) {
-	tg, errc := startGWManual(t, Config{ClientSendChanSize: 100000})
+	tg, errc := startGWManual(t, Config{ClientSendChanSize: 100000, ClientSendQueueBytes: 1 << 30})
 	g := tg.Gateway
 	s := tg.dialServer(t, 1)
 	c := tg.dialClient(t)
@@ -74,7 +74,7 @@ func TestShutdownFlushesQueuedFrames(t *testing.T) {
 // TestShutdownDeadlineClosesHard: a client that never reads cannot hold up
 // Shutdown past its context.
 func TestShutdownDeadlineClosesHard(t *testing.T) {
-	tg, errc := startGWManual(t, Config{ClientSendChanSize: 100000})
+	tg, errc := startGWManual(t, Config{ClientSendChanSize: 100000, ClientSendQueueBytes: 1 << 30})
 	g := tg.Gateway
 	s := tg.dialServer(t, 1)
 	c := tg.dialClient(t)

@@ -63,9 +63,10 @@ func TestSnetThroughGatewaySurvivesCuts(t *testing.T) {
 				ReconnWaitTimeout:  10 * time.Second,
 			}
 			g := New(Config{
-				ServerAuthPassword: testKey,
-				Logger:             discard(),
-				ClientSendChanSize: 4 * total / msgSize, // a reconnect may stall the client for a while
+				ServerAuthPassword:   testKey,
+				Logger:               discard(),
+				ClientSendChanSize:   4 * total / msgSize, // a reconnect may stall the client for a while
+				ClientSendQueueBytes: 4 * total,
 			})
 			cl, sl := snetListen(t, cfg), snetListen(t, cfg)
 			errc := make(chan error, 2)
