@@ -176,6 +176,9 @@ func (c Config) Validate() error {
 			errs = append(errs, fmt.Errorf("%s %d is negative", f.name, f.v))
 		}
 	}
+	if c.LargeFrameBudget > 0 && int64(c.MaxPacket) > c.LargeFrameBudget {
+		errs = append(errs, fmt.Errorf("MaxPacket %d is above LargeFrameBudget %d: no frame that large could be read", c.MaxPacket, c.LargeFrameBudget))
+	}
 	if c.ServerAuthFailInterval < 0 {
 		errs = append(errs, fmt.Errorf("ServerAuthFailInterval %v is negative", c.ServerAuthFailInterval))
 	}

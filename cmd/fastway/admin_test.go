@@ -300,7 +300,8 @@ func checkStatsMatchMetrics(t *testing.T, p *proc, base string) {
 // answer; once the client goes, fastway exits 0 and the admin port closes.
 func TestAdminReadyzDuringShutdown(t *testing.T) {
 	t.Parallel()
-	p := startProc(t, t.TempDir(), adminArgs...)
+	// The client's queue may hold what the server sends it (32 MiB).
+	p := startProc(t, t.TempDir(), append(slices.Clone(adminArgs), "-ClientSendQueueBytes=64M")...)
 	clientAddr, serverAddr := p.ready()
 	base := p.adminURL()
 	waitStatus(t, base+"/readyz", http.StatusOK)

@@ -43,19 +43,28 @@ const (
 // could not hold what they do.
 const minSnetBuffer = 16 << 10
 
+// maxSnetBuffer bounds -ClientSnetBuffer and -ServerSnetBuffer from above:
+// every snet connection may grow its rewrite buffer to it.
+const maxSnetBuffer = 64 << 20
+
+// minTimeout bounds the handshake, reconnect and idle timeouts from below:
+// a shorter one could not be met by any peer across a real network.
+const minTimeout = 100 * time.Millisecond
+
 // maxSize bounds every size flag: nothing in the gateway needs a buffer,
 // frame or page larger than this.
 const maxSize = 1 << 30
 
 // options holds the command line, one field per flag.
 type options struct {
-	ReusePort       bool
-	MaxPacket       size
-	MemPoolType     string
-	MemPoolFactor   int
-	MemPoolMaxChunk size
-	MemPoolMinChunk size
-	MemPoolPageSize size
+	ReusePort        bool
+	MaxPacket        size
+	LargeFrameBudget size
+	MemPoolType      string
+	MemPoolFactor    int
+	MemPoolMaxChunk  size
+	MemPoolMinChunk  size
+	MemPoolPageSize  size
 
 	ClientAddr            string
 	ClientMaxConns        int
@@ -63,6 +72,7 @@ type options struct {
 	ClientBufferSize      size
 	ClientIdleTimeout     time.Duration
 	ClientSendChanSize    int
+	ClientSendQueueBytes  size
 	ClientSnetEnable      bool
 	ClientSnetEncrypt     bool
 	ClientSnetBuffer      size
@@ -80,6 +90,7 @@ type options struct {
 	ServerBufferSize       size
 	ServerIdleTimeout      time.Duration
 	ServerSendChanSize     int
+	ServerSendQueueBytes   size
 	ServerSnetEnable       bool
 	ServerSnetEncrypt      bool
 	ServerSnetBuffer       size
@@ -110,12 +121,12 @@ type flagSection struct {
 // sections orders the usage text. Every flag is in exactly one section
 // (TestUsageListsEveryFlag).
 var sections = []flagSection{
-	{"Gateway", []string{"ReusePort", "MaxPacket", "MemPoolType", "MemPoolFactor", "MemPoolMaxChunk", "MemPoolMinChunk", "MemPoolPageSize"}},
-	{"Client side", []string{"ClientAddr", "ClientMaxConns", "ClientMaxConn", "ClientBufferSize", "ClientIdleTimeout", "ClientSendChanSize",
+	{"Gateway", []string{"ReusePort", "MaxPacket", "LargeFrameBudget", "MemPoolType", "MemPoolFactor", "MemPoolMaxChunk", "MemPoolMinChunk", "MemPoolPageSize"}},
+	{"Client side", []string{"ClientAddr", "ClientMaxConns", "ClientMaxConn", "ClientBufferSize", "ClientIdleTimeout", "ClientSendChanSize", "ClientSendQueueBytes",
 		"ClientTLSCert", "ClientTLSKey",
 		"ClientSnetEnable", "ClientSnetEncrypt", "ClientSnetBuffer", "ClientSnetInitTimeout", "ClientSnetWaitTimeout"}},
 	{"Server side", []string{"ServerAddr", "ServerAuthPassword", "ServerAuthTimeout", "ServerMaxHandshakes", "ServerAuthFailBurst", "ServerAuthFailInterval",
-		"ServerBufferSize", "ServerIdleTimeout", "ServerSendChanSize",
+		"ServerBufferSize", "ServerIdleTimeout", "ServerSendChanSize", "ServerSendQueueBytes",
 		"ServerTLSCert", "ServerTLSKey", "ServerTLSClientCA",
 		"ServerSnetEnable", "ServerSnetEncrypt", "ServerSnetBuffer", "ServerSnetInitTimeout", "ServerSnetWaitTimeout"}},
 	{"Ops", []string{"ShutdownTimeout", "PidFile", "CmdFile", "AdminAddr", "LogLevel", "LogFormat"}},
@@ -136,6 +147,7 @@ func newFlagSet(o *options) *flag.FlagSet {
 
 	fs.BoolVar(&o.ReusePort, "ReusePort", false, "listen with SO_REUSEPORT, so several processes can share the ports (rolling restarts)")
 	sizeVar(&o.MaxPacket, "MaxPacket", proto.DefaultMaxPacket, "largest frame accepted, in bytes (the Length field); a larger one closes its connection")
+	sizeVar(&o.LargeFrameBudget, "LargeFrameBudget", gateway.DefaultLargeFrameBudget, "bytes all frames larger than their connection's read buffer may hold, together, while their body arrives; a frame past it closes its sender (at least MaxPacket)")
 	fs.StringVar(&o.MemPoolType, "MemPoolType", defaultMemPoolType, "buffer pool: sync, atom or chan (none: no pooling)")
 	fs.IntVar(&o.MemPoolFactor, "MemPoolFactor", slab.DefaultFactor, "ratio between the pool's neighbouring chunk sizes (at least 2)")
 	sizeVar(&o.MemPoolMaxChunk, "MemPoolMaxChunk", slab.DefaultMaxChunk, "largest pooled chunk; larger buffers come from the heap")
@@ -147,7 +159,8 @@ func newFlagSet(o *options) *flag.FlagSet {
 	fs.IntVar(&o.ClientMaxConn, "ClientMaxConn", gateway.DefaultClientMaxConn, "virtual connections one client may have dialed at once")
 	sizeVar(&o.ClientBufferSize, "ClientBufferSize", gateway.DefaultClientBufferSize, "starting read buffer per client connection (grows to 64K while reads fill it; none held while idle)")
 	fs.DurationVar(&o.ClientIdleTimeout, "ClientIdleTimeout", gateway.DefaultClientIdleTimeout, "close a client that sends nothing for this long (0: never)")
-	fs.IntVar(&o.ClientSendChanSize, "ClientSendChanSize", gateway.DefaultClientSendChanSize, "frames queued to one client before it is dropped as a slow consumer")
+	fs.IntVar(&o.ClientSendChanSize, "ClientSendChanSize", gateway.DefaultClientSendChanSize, "frames queued to one client behind its full socket before it is dropped as a slow consumer")
+	sizeVar(&o.ClientSendQueueBytes, "ClientSendQueueBytes", gateway.DefaultClientSendQueueBytes, "bytes queued and being written to one client before it is dropped as a slow consumer")
 	fs.StringVar(&o.ClientTLSCert, "ClientTLSCert", "", "PEM certificate chain: the client port speaks TLS 1.2+ (with -ClientTLSKey; empty: plain TCP)")
 	fs.StringVar(&o.ClientTLSKey, "ClientTLSKey", "", "PEM private key of -ClientTLSCert")
 	fs.BoolVar(&o.ClientSnetEnable, "ClientSnetEnable", false, "snet on the client port: clients resume their stream after a broken TCP connection")
@@ -165,6 +178,7 @@ func newFlagSet(o *options) *flag.FlagSet {
 	sizeVar(&o.ServerBufferSize, "ServerBufferSize", gateway.DefaultServerBufferSize, "read buffer per server connection (none held while idle)")
 	fs.DurationVar(&o.ServerIdleTimeout, "ServerIdleTimeout", gateway.DefaultServerIdleTimeout, "close a server that sends nothing for this long (0: never)")
 	fs.IntVar(&o.ServerSendChanSize, "ServerSendChanSize", gateway.DefaultServerSendChanSize, "frames queued to one server before its clients are paused")
+	sizeVar(&o.ServerSendQueueBytes, "ServerSendQueueBytes", gateway.DefaultServerSendQueueBytes, "bytes queued and being written to one server before its clients are paused (bounds the wait behind other clients)")
 	fs.StringVar(&o.ServerTLSCert, "ServerTLSCert", "", "PEM certificate chain: the server port speaks TLS 1.2+ (with -ServerTLSKey; empty: plain TCP)")
 	fs.StringVar(&o.ServerTLSKey, "ServerTLSKey", "", "PEM private key of -ServerTLSCert")
 	fs.StringVar(&o.ServerTLSClientCA, "ServerTLSClientCA", "", "PEM CA certificates: servers must present a certificate signed by one (mutual TLS; needs ServerTLSCert)")
@@ -248,6 +262,9 @@ func (o *options) validate() error {
 		v    size
 	}{
 		{"MaxPacket", o.MaxPacket},
+		{"LargeFrameBudget", o.LargeFrameBudget},
+		{"ClientSendQueueBytes", o.ClientSendQueueBytes},
+		{"ServerSendQueueBytes", o.ServerSendQueueBytes},
 		{"MemPoolMaxChunk", o.MemPoolMaxChunk},
 		{"MemPoolMinChunk", o.MemPoolMinChunk},
 		{"MemPoolPageSize", o.MemPoolPageSize},
@@ -262,6 +279,17 @@ func (o *options) validate() error {
 	}
 	if o.MaxPacket < proto.MinLength {
 		return fmt.Errorf("-MaxPacket=%s: want at least %s", o.MaxPacket.String(), formatSize(proto.MinLength))
+	}
+	if o.LargeFrameBudget < o.MaxPacket {
+		return fmt.Errorf("-LargeFrameBudget=%s is below -MaxPacket=%s: no frame of MaxPacket bytes could ever be read", o.LargeFrameBudget.String(), o.MaxPacket.String())
+	}
+	for _, f := range []struct {
+		name string
+		v    size
+	}{{"ClientSnetBuffer", o.ClientSnetBuffer}, {"ServerSnetBuffer", o.ServerSnetBuffer}} {
+		if f.v > maxSnetBuffer {
+			return fmt.Errorf("-%s=%s: want at most %s (every snet connection may hold it)", f.name, f.v.String(), formatSize(maxSnetBuffer))
+		}
 	}
 	for _, f := range []struct {
 		name string
@@ -324,6 +352,20 @@ func (o *options) validate() error {
 	} {
 		if f.v <= 0 {
 			return fmt.Errorf("-%s=%v: must be positive", f.name, f.v)
+		}
+		if f.v < minTimeout {
+			return fmt.Errorf("-%s=%v: want at least %v (no handshake or reconnect completes faster)", f.name, f.v, minTimeout)
+		}
+	}
+	for _, f := range []struct {
+		name string
+		v    time.Duration
+	}{
+		{"ClientIdleTimeout", o.ClientIdleTimeout},
+		{"ServerIdleTimeout", o.ServerIdleTimeout},
+	} {
+		if f.v > 0 && f.v < minTimeout {
+			return fmt.Errorf("-%s=%v: want 0 (never) or at least %v", f.name, f.v, minTimeout)
 		}
 	}
 	clientPort, err := checkAddr("ClientAddr", o.ClientAddr)
@@ -492,6 +534,9 @@ func (o *options) gatewayConfig() (gateway.Config, error) {
 	}
 	cfg := gateway.Config{
 		MaxPacket:              int(o.MaxPacket),
+		LargeFrameBudget:       int64(o.LargeFrameBudget),
+		ClientSendQueueBytes:   int(o.ClientSendQueueBytes),
+		ServerSendQueueBytes:   int(o.ServerSendQueueBytes),
 		MemPool:                pool,
 		ClientMaxConns:         o.ClientMaxConns,
 		ClientMaxConn:          o.ClientMaxConn,

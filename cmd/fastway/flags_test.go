@@ -43,6 +43,11 @@ func TestBadFlags(t *testing.T) {
 		{"zero max conn", []string{"-ClientMaxConn=0"}, "-ClientMaxConn=0: want at least 1"},
 		{"negative timeout", []string{"-ClientIdleTimeout=-1s"}, "-ClientIdleTimeout=-1s: must not be negative"},
 		{"zero auth timeout", []string{"-ServerAuthTimeout=0"}, "-ServerAuthTimeout=0s: must be positive"},
+		{"MaxPacket above the large-frame budget", []string{"-MaxPacket=100M"}, "-LargeFrameBudget=64M is below -MaxPacket=100M"},
+		{"snet buffer too large", []string{"-ClientSnetBuffer=1G"}, "-ClientSnetBuffer=1G: want at most 64M"},
+		{"absurd auth timeout", []string{"-ServerAuthTimeout=1ns"}, "-ServerAuthTimeout=1ns: want at least 100ms"},
+		{"absurd idle timeout", []string{"-ClientIdleTimeout=1ms"}, "-ClientIdleTimeout=1ms: want 0 (never) or at least 100ms"},
+		{"zero send queue bytes", []string{"-ServerSendQueueBytes=0"}, "-ServerSendQueueBytes=0B: want a size from 1B to 1G"},
 		{"bad duration", []string{"-ServerIdleTimeout=soon"}, `invalid value "soon" for flag -ServerIdleTimeout`},
 		{"address without port", []string{"-ClientAddr=localhost"}, `-ClientAddr="localhost": address localhost: missing port in address`},
 		{"port out of range", []string{"-ServerAddr=127.0.0.1:70000"}, `-ServerAddr="127.0.0.1:70000": port must be a number from 0 to 65535`},
@@ -154,7 +159,7 @@ func TestGoodFlags(t *testing.T) {
 		{"snet off explicitly", []string{"-ServerAuthPassword=x", "-ClientSnetEnable=false", "-ServerSnetEncrypt=false"}, ""},
 		{"snet on both ports", []string{"-ServerAuthPassword=x", "-ClientSnetEnable", "-ClientSnetEncrypt", "-ServerSnetEnable=true"}, ""},
 		{"snet tuned", []string{"-ServerAuthPassword=x", "-ClientSnetEnable", "-ClientSnetBuffer=16K", "-ClientSnetInitTimeout=1s",
-			"-ClientSnetWaitTimeout=5m", "-ServerSnetEnable", "-ServerSnetBuffer=1G", "-ServerSnetWaitTimeout=1ms"}, ""},
+			"-ClientSnetWaitTimeout=5m", "-ServerSnetEnable", "-ServerSnetBuffer=64M", "-ServerSnetWaitTimeout=100ms"}, ""},
 		{"caps off", []string{"-ServerAuthPassword=x", "-ClientMaxConns=0", "-ServerMaxHandshakes=0", "-ServerAuthFailBurst=0"}, ""},
 		{"caps set", []string{"-ServerAuthPassword=x", "-ClientMaxConns=100000", "-ServerMaxHandshakes=1", "-ServerAuthFailBurst=1", "-ServerAuthFailInterval=1m"}, ""},
 		{"no drain", []string{"-ServerAuthPassword=x", "-ShutdownTimeout=0"}, ""},
@@ -268,8 +273,8 @@ func TestHelp(t *testing.T) {
 	}
 	out := stdout.String()
 	defaults := flagDefaults()
-	if len(defaults) != 43 {
-		t.Errorf("%d flags, want 43", len(defaults))
+	if len(defaults) != 46 {
+		t.Errorf("%d flags, want 46", len(defaults))
 	}
 	for name, def := range defaults {
 		if !strings.Contains(out, "  -"+name+"="+def+" ") {

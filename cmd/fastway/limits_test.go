@@ -101,7 +101,8 @@ func TestClientMaxConns(t *testing.T) {
 func TestShutdownTimeout(t *testing.T) {
 	t.Parallel()
 	const drain = 500 * time.Millisecond
-	p := startProc(t, t.TempDir(), append(slices.Clone(loopbackArgs), "-ShutdownTimeout="+drain.String())...)
+	// The client's queue may hold what the server sends it (32 MiB).
+	p := startProc(t, t.TempDir(), append(slices.Clone(loopbackArgs), "-ShutdownTimeout="+drain.String(), "-ClientSendQueueBytes=64M")...)
 	clientAddr, serverAddr := p.ready()
 	srv := dialServer(t, loopback(t, serverAddr), 1)
 	cl := dialPeer(t, loopback(t, clientAddr))
