@@ -34,13 +34,23 @@ const (
 type Config struct {
 	// MaxPacket bounds a frame's Length field, in bytes (0: 512 KiB).
 	MaxPacket int
-	// LargeFrameBudget bounds, in bytes and across all connections, what
-	// frames larger than their connection's read buffer may hold while
-	// their body is still arriving. A peer that announces a MaxPacket-sized
-	// frame and trickles its body cannot hold more than this together with
-	// every other such peer; a frame that would pass it closes its sender
-	// (reason "connection limit"). (0: 64 MiB; negative: unlimited.)
+	// LargeFrameBudget bounds, in bytes and across all client
+	// connections, what frames larger than their connection's read buffer
+	// may hold while their body is still arriving. Such a frame's buffer
+	// grows as its body arrives, so a client that announces a
+	// MaxPacket-sized frame and trickles its body holds about what it sent
+	// (at most twice that, and 16 KiB more); a frame that would pass the
+	// budget closes its sender (reason "connection limit"). Servers are
+	// authenticated and do not count against it. (0: 64 MiB; negative:
+	// unlimited.)
 	LargeFrameBudget int64
+	// LargeFrameBudgetPerSource bounds what the client connections of one
+	// source (an IPv4 address, or an IPv6 /64) may hold of
+	// LargeFrameBudget together; a frame past it closes its sender, even
+	// when the budget has room, so one source cannot take the budget from
+	// everyone. (0: an eighth of LargeFrameBudget, at least MaxPacket;
+	// negative: no per-source bound.)
+	LargeFrameBudgetPerSource int64
 	// MemPool supplies frame and read buffers (nil: a sync pool with the
 	// slab defaults, 64 B to 64 KiB; it measured fastest on this project's
 	// benchmarks, see docs/benchmarks.md).
@@ -127,6 +137,9 @@ func (c Config) withDefaults() Config {
 	if c.LargeFrameBudget == 0 {
 		c.LargeFrameBudget = DefaultLargeFrameBudget
 	}
+	if c.LargeFrameBudgetPerSource == 0 {
+		c.LargeFrameBudgetPerSource = max(c.LargeFrameBudget/8, int64(c.MaxPacket)+proto.SizeOfLength)
+	}
 	setInt(&c.ClientMaxConn, DefaultClientMaxConn)
 	setInt(&c.ClientBufferSize, DefaultClientBufferSize)
 	setDur(&c.ClientIdleTimeout, DefaultClientIdleTimeout)
@@ -176,8 +189,12 @@ func (c Config) Validate() error {
 			errs = append(errs, fmt.Errorf("%s %d is negative", f.name, f.v))
 		}
 	}
-	if c.LargeFrameBudget > 0 && int64(c.MaxPacket) > c.LargeFrameBudget {
+	// A frame is its Length field and Length bytes: MaxPacket + 4 at most.
+	if c.LargeFrameBudget > 0 && int64(c.MaxPacket)+proto.SizeOfLength > c.LargeFrameBudget {
 		errs = append(errs, fmt.Errorf("MaxPacket %d is above LargeFrameBudget %d: no frame that large could be read", c.MaxPacket, c.LargeFrameBudget))
+	}
+	if c.LargeFrameBudget > 0 && c.LargeFrameBudgetPerSource > 0 && int64(c.MaxPacket)+proto.SizeOfLength > c.LargeFrameBudgetPerSource {
+		errs = append(errs, fmt.Errorf("MaxPacket %d is above LargeFrameBudgetPerSource %d: no frame that large could be read", c.MaxPacket, c.LargeFrameBudgetPerSource))
 	}
 	if c.ServerAuthFailInterval < 0 {
 		errs = append(errs, fmt.Errorf("ServerAuthFailInterval %v is negative", c.ServerAuthFailInterval))

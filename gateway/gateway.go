@@ -6,6 +6,7 @@ import (
 	"errors"
 	"log/slog"
 	"net"
+	"net/netip"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -31,7 +32,8 @@ type Gateway struct {
 
 	authLimit *authLimiter
 	logLimit  logLimiter
-	budget    *proto.Budget // LargeFrameBudget, shared by every link's reader (nil: unlimited)
+	budget    *proto.Budget // LargeFrameBudget, shared by every client link's reader (nil: unlimited)
+	shares    *budgetShares // each client source's share of budget (nil: none)
 
 	clock        atomic.Int64 // coarse Unix nanoseconds, see clock.go
 	clockRunning bool         // guarded by mu
@@ -54,11 +56,16 @@ func New(cfg Config) *Gateway {
 	}
 	cfg = cfg.withDefaults()
 	var budget *proto.Budget
+	var shares *budgetShares
 	if cfg.LargeFrameBudget > 0 {
 		budget = proto.NewBudget(cfg.LargeFrameBudget)
+		if cfg.LargeFrameBudgetPerSource > 0 {
+			shares = &budgetShares{budget: budget, limit: cfg.LargeFrameBudgetPerSource, sources: make(map[netip.Prefix]*budgetShare)}
+		}
 	}
 	return &Gateway{
 		budget:    budget,
+		shares:    shares,
 		cfg:       cfg,
 		log:       cfg.Logger,
 		authLimit: newAuthLimiter(cfg.ServerAuthFailBurst, cfg.ServerAuthFailInterval),
@@ -167,6 +174,7 @@ func (g *Gateway) acceptClient(conn net.Conn) {
 		return
 	}
 	l := newLink(g, conn, sideClient, 0)
+	l.share = g.shares.get(conn.RemoteAddr())
 	for {
 		// Client IDs are never 0 and never collide with a live one.
 		l.id = g.nextClientID.Add(1)
@@ -176,6 +184,7 @@ func (g *Gateway) acceptClient(conn net.Conn) {
 	}
 	if !g.track(l) {
 		g.clients.remove(l.id, nil)
+		g.shares.put(l.share)
 		conn.Close()
 		return
 	}
@@ -286,11 +295,15 @@ func (g *Gateway) handshake(conn net.Conn) {
 // counters into the totals.
 func (g *Gateway) untrack(l *link) {
 	g.mu.Lock()
-	if _, ok := g.links[l]; ok {
+	_, ok := g.links[l]
+	if ok {
 		delete(g.links, l)
 		g.counters.retire(l.side, &l.stats)
 	}
 	g.mu.Unlock()
+	if ok {
+		g.shares.put(l.share)
+	}
 	l.dropScratch()
 }
 

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"fmt"
 	"net"
 	"testing"
 	"time"
@@ -128,34 +129,87 @@ func TestLogLimiter(t *testing.T) {
 	}
 }
 
-// TestLargeFrameBudget: peers that announce large frames and trickle their
-// bodies hold at most LargeFrameBudget bytes together; the one that would
-// pass it is closed (reason "connection limit"), the others are untouched,
-// and a completed frame gives its bytes back.
+// dialClientFrom connects a raw client from source address src (any
+// 127.0.0.0/8 address is this host's).
+func (g *testGW) dialClientFrom(t testing.TB, src string) *peer {
+	t.Helper()
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}, Timeout: waitFor}
+	c, err := d.Dial("tcp", g.clientAddr)
+	if err != nil {
+		t.Fatalf("dial from %s: %v", src, err)
+	}
+	return newPeer(t, c)
+}
+
+// TestLargeFrameBudget mounts the review's attack on LargeFrameBudget:
+// attackers announce 512 KiB frames and send 100 bytes of each. They hold
+// what they sent (plus the 16 KiB a frame's buffer starts with), not what
+// they announced, so 128 of them from one address, and 1,000 from 1,000
+// addresses, leave room for everyone else: a fresh client's 3 KiB frame,
+// an existing client's 100 KiB frame and the server's 100 KiB frame all
+// arrive. A source that really sends more than its share (two 400 KiB
+// partial frames past a 512 KiB share) loses the connection that passes
+// it, while every other connection keeps its frame.
 func TestLargeFrameBudget(t *testing.T) {
-	const frameLen = 256 << 10 // Length of each large frame
-	g := startGW(t, Config{MaxPacket: 512 << 10, LargeFrameBudget: 2*(frameLen+4) + 100})
-	s := g.dialServer(t, 1)
-	var holders []*peer
-	var ids []uint32
-	for range 2 {
-		c := g.dialClient(t)
-		id, _ := open(t, c, s, 1)
-		frame := proto.EncodeData(nil, id, make([]byte, frameLen-proto.SizeOfConnID))
-		c.write(frame[:100]) // header and a little body: the frame is reserved
-		holders, ids = append(holders, c), append(ids, id)
+	attackers := scaled(1000, 300, 200)
+	raiseNoFile(t, uint64(3*attackers+200))
+	setup := func(t *testing.T, cfg Config) (g *testGW, s, honest *peer, hid uint32) {
+		g = startGW(t, cfg)
+		s = g.dialServer(t, 1)
+		honest = g.dialClientFrom(t, "127.0.0.2")
+		hid, _ = open(t, honest, s, 1)
+		return g, s, honest, hid
 	}
-	eventually(t, "budget used", func() bool { return g.budget.Used() == 2*(frameLen+4) })
-	third := g.dialClient(t)
-	third.write(proto.EncodeData(nil, 99, make([]byte, frameLen-proto.SizeOfConnID))[:100])
-	third.expectEOF()
-	eventually(t, "limit counted", func() bool { return g.Stats().Disconnected(ReasonLimit) == 1 })
-	// The holders finish their frames; they arrive whole and the budget
-	// is free again.
-	for i, c := range holders {
-		frame := proto.EncodeData(nil, ids[i], make([]byte, frameLen-proto.SizeOfConnID))
-		c.write(frame[100:])
-		s.expect(frame)
+	announce := func(c *peer, id uint32, sent int) []byte {
+		frame := proto.EncodeData(nil, id, make([]byte, 512<<10-proto.SizeOfConnID))
+		c.write(frame[:sent])
+		return frame
 	}
-	eventually(t, "budget released", func() bool { return g.budget.Used() == 0 })
+	for _, tc := range []struct {
+		name    string
+		n       int
+		sources int
+	}{{"128 from one address", 128, 1}, {fmt.Sprintf("%d from %d addresses", attackers, attackers), attackers, attackers}} {
+		t.Run(tc.name, func(t *testing.T) {
+			g, s, honest, hid := setup(t, Config{})
+			for i := range tc.n {
+				k := i % tc.sources
+				src := fmt.Sprintf("127.1.%d.%d", k/250, 1+k%250)
+				announce(g.dialClientFrom(t, src), 99, 100)
+			}
+			eventually(t, "attackers holding", func() bool { return g.budget.Used() >= int64(tc.n)*(16<<10) })
+			if used := g.budget.Used(); used > int64(tc.n)*(100+16<<10+64) {
+				t.Fatalf("%d attackers hold %s of the budget", tc.n, mib(used))
+			}
+			fresh := g.dialClientFrom(t, "127.0.0.3")
+			fid, _ := open(t, fresh, s, 1)
+			for _, f := range []struct {
+				from, to *peer
+				id       uint32
+				size     int
+			}{{fresh, s, fid, 3 << 10}, {honest, s, hid, 100 << 10}, {s, honest, hid, 100 << 10}} {
+				frame := proto.EncodeData(nil, f.id, make([]byte, f.size))
+				f.from.write(frame)
+				f.to.expect(frame)
+			}
+			if n := g.Stats().Disconnected(ReasonLimit); n != 0 {
+				t.Fatalf("%d connections closed as over a limit", n)
+			}
+			t.Logf("%d attackers hold %s of the large-frame budget; honest frames pass", tc.n, mib(g.budget.Used()))
+		})
+	}
+	t.Run("a source over its share", func(t *testing.T) {
+		g, s, honest, _ := setup(t, Config{LargeFrameBudgetPerSource: 512<<10 + 8})
+		a, b := g.dialClientFrom(t, "127.0.0.4"), g.dialClientFrom(t, "127.0.0.4")
+		aid, _ := open(t, a, s, 1)
+		bid, _ := open(t, b, s, 1)
+		fa := announce(a, aid, 400<<10)
+		eventually(t, "the first frame held", func() bool { return g.budget.Used() >= 400<<10 })
+		announce(b, bid, 400<<10)
+		b.drainToEOF()
+		eventually(t, "limit counted", func() bool { return g.Stats().Disconnected(ReasonLimit) == 1 })
+		a.write(fa[400<<10:])
+		checkFrames(t, readData(t, s, 1), [][]byte{fa})
+		honest.ping()
+	})
 }

@@ -49,15 +49,16 @@ const (
 // ends, and a writer (writeLoop) that runs only while frames are queued, so an
 // idle link costs one goroutine. See docs/architecture.md.
 type link struct {
-	gw    *Gateway
-	conn  net.Conn
-	side  side
-	id    uint32 // client ID (gateway-assigned) or server ID
-	idle  time.Duration
+	gw         *Gateway
+	conn       net.Conn
+	side       side
+	id         uint32 // client ID (gateway-assigned) or server ID
+	idle       time.Duration
 	limit      int // send queue limit, in frames
 	limitBytes int // send queue limit, in bytes (queued and being written)
-	stats linkCounters
-	since time.Time // when the link was accepted (servers: authenticated)
+	stats      linkCounters
+	since      time.Time    // when the link was accepted (servers: authenticated)
+	share      *budgetShare // a client's source's share of LargeFrameBudget, or nil
 
 	lastDeadline int64       // reader only: when the read deadline was last pushed out (Unix ns)
 	lastWrite    int64       // writer only: when the write deadline was last pushed out (Unix ns)
@@ -90,11 +91,11 @@ type link struct {
 	routes []*vconn
 
 	// mu guards the send queue and the closing state.
-	mu       sync.Mutex
-	space    sync.Cond  // signalled when the writer takes frames or the link closes
-	waiters  int        // pushers blocked on space
-	queue    []outFrame // frames waiting for the writer (small ones packed together, see enqueue)
-	queued   int        // frames in queue
+	mu      sync.Mutex
+	space   sync.Cond  // signalled when the writer takes frames or the link closes
+	waiters int        // pushers blocked on space
+	queue   []outFrame // frames waiting for the writer (small ones packed together, see enqueue)
+	queued  int        // frames in queue
 	// queuedBytes is the bytes of the frames in queue; batchBytes those of
 	// the batch the writer holds, until it is written (takeBatch). Their
 	// sum is what the link's peer makes the gateway hold; limitBytes
@@ -105,9 +106,9 @@ type link struct {
 	turnOwner *link
 	// stalled is set when l's writer found l's socket full, until it
 	// writes a batch in full (see full).
-	stalled bool
-	pushers  int        // changes of pushing reader since contended() last asked
-	lastFrom *link      // the reader that pushed last
+	stalled  bool
+	pushers  int   // changes of pushing reader since contended() last asked
+	lastFrom *link // the reader that pushed last
 	// contention scores how many readers feed this link (writer turn
 	// owner only; see contended).
 	contention int
@@ -272,7 +273,16 @@ func (l *link) newFrameReader() *proto.FrameReader {
 		bufSize = cfg.ServerBufferSize
 	}
 	fr := proto.NewFrameReader(l, cfg.MemPool, bufSize, cfg.MaxPacket)
-	fr.SetBudget(l.gw.budget)
+	// Servers are authenticated, and their frames are what clients wait
+	// for: only clients reserve in LargeFrameBudget, each in its source's
+	// share when there is one.
+	switch {
+	case l.side == sideServer:
+	case l.share != nil:
+		fr.SetBudgetShare(l.share.BudgetShare)
+	default:
+		fr.SetBudget(l.gw.budget)
+	}
 	return fr
 }
 

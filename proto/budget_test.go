@@ -60,3 +60,61 @@ func TestFrameReaderBudget(t *testing.T) {
 		t.Fatalf("small frame with an empty budget: %v", err)
 	}
 }
+
+// blockingReader returns data, then blocks until release is closed, then
+// reports io.EOF.
+type blockingReader struct {
+	data    []byte
+	release chan struct{}
+}
+
+func (r *blockingReader) Read(p []byte) (int, error) {
+	if len(r.data) > 0 {
+		n := copy(p, r.data)
+		r.data = r.data[n:]
+		return n, nil
+	}
+	<-r.release
+	return 0, io.EOF
+}
+
+// TestBudgetCountsWhatArrived: a peer that announces a MaxPacket-sized
+// frame and sends 100 bytes of it holds about what it sent, not what it
+// announced; a share bounds a group of readers within the budget, and the
+// reader over it is refused while the budget itself has room.
+func TestBudgetCountsWhatArrived(t *testing.T) {
+	large := EncodeData(nil, 7, make([]byte, 512<<10))
+	b := NewBudget(64 << 20)
+	share := b.NewShare(2 * (largeFirst + 64)) // two frames: 64 bytes buffered, then largeFirst more
+	var readers []*blockingReader
+	errs := make(chan error, 3)
+	for range 3 {
+		r := &blockingReader{data: bytes.Clone(large[:100]), release: make(chan struct{})}
+		readers = append(readers, r)
+		fr := NewFrameReader(r, nil, 64, 1<<20)
+		fr.SetBudgetShare(share)
+		go func() {
+			_, err := fr.ReadFrame()
+			errs <- err
+		}()
+	}
+	// Two hold 100 + largeFirst bytes each at most; the third is over the
+	// share and refused.
+	if err := <-errs; !errors.Is(err, ErrBudgetExceeded) {
+		t.Fatalf("third reader: %v, want ErrBudgetExceeded", err)
+	}
+	if u := share.Used(); u > 2*(100+largeFirst) || u != b.Used() {
+		t.Fatalf("share holds %d bytes, budget %d: want at most %d, and the same", u, b.Used(), 2*(100+largeFirst))
+	}
+	for _, r := range readers {
+		close(r.release)
+	}
+	for range 2 {
+		if err := <-errs; !errors.Is(err, io.ErrUnexpectedEOF) {
+			t.Fatalf("holder: %v, want io.ErrUnexpectedEOF", err)
+		}
+	}
+	if b.Used() != 0 || share.Used() != 0 {
+		t.Fatalf("after the frames failed: budget %d, share %d, want 0", b.Used(), share.Used())
+	}
+}

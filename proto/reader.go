@@ -39,7 +39,7 @@ type FrameReader struct {
 	lent      bool   // the buffer is empty and to be let go of, but a borrowed frame is in it
 	deferred  error  // an error ReadMore met, returned by the next read
 
-	budget *Budget // shared bound on large frames still arriving, or nil
+	budget budget // shared bound on large frames still arriving, or nil
 
 	// shared is set once a frame of buf was handed out in place
 	// (ReadFrameShared): it holds the reader's own reference to buf, and
@@ -467,45 +467,89 @@ func (s *Shared) Release() {
 	}
 }
 
+// largeFirst is the most a large frame's buffer starts with beyond the
+// bytes already buffered: it grows (doubling) as the body arrives, so a peer
+// that announces a large frame and sends little of it holds little.
+const largeFirst = 16 << 10
+
 // readLarge reads a frame larger than the read buffer: what is buffered,
-// then the rest straight into the frame. While its body is arriving the
-// frame counts against the reader's Budget, if it has one. It is kept out of
-// ReadFrame so that ReadFrame's stack frame stays small: a reader blocked in
-// it for an idle connection then fits in the smallest goroutine stack.
+// then the rest straight into the frame's own buffer, which starts small and
+// doubles as the body arrives, up to the frame's size. What that buffer
+// holds counts against the reader's Budget (and its share of it), if it has
+// one, until the frame is complete: a peer holds about what it has sent
+// (twice at most), not what it announced. It is kept out of ReadFrame so
+// that ReadFrame's stack frame stays small: a reader blocked in it for an
+// idle connection then fits in the smallest goroutine stack.
 func (fr *FrameReader) readLarge(size int) ([]byte, error) {
 	if fr.lazy != nil && fr.size < maxAdaptiveBuffer {
 		// Frames this large are coming: read the next ones (up to 64 KiB)
 		// through the buffer, several per syscall.
 		fr.size = min(maxAdaptiveBuffer, max(fr.size, 1<<bits.Len(uint(size))))
 	}
-	if fr.budget != nil {
-		if !fr.budget.reserve(int64(size)) {
-			return nil, fmt.Errorf("%w: %d-byte frame", ErrBudgetExceeded, size)
+	got := fr.wpos - fr.rpos
+	var held int64 // reserved in the budget
+	grow := func(frame []byte, n int) ([]byte, error) {
+		if fr.budget != nil {
+			if !fr.budget.reserve(int64(n) - held) {
+				return nil, fmt.Errorf("%w: %d-byte frame (%d bytes of it held)", ErrBudgetExceeded, size, got)
+			}
+			held = int64(n)
 		}
-		defer fr.budget.release(int64(size))
+		next := fr.pool.Alloc(n)[:n]
+		if frame != nil {
+			copy(next, frame[:got])
+			fr.pool.Free(frame)
+		}
+		return next, nil
 	}
-	frame := fr.pool.Alloc(size)
-	n := copy(frame, fr.buf[fr.rpos:fr.wpos])
+	defer func() {
+		if held > 0 {
+			fr.budget.release(held)
+		}
+	}()
+	frame, err := grow(nil, min(size, got+largeFirst))
+	if err != nil {
+		return nil, err
+	}
+	copy(frame, fr.buf[fr.rpos:fr.wpos])
 	fr.rpos, fr.wpos = 0, 0
 	if fr.shared != nil {
 		fr.dropBuf() // never read over frames handed out
 	}
-	if _, err := io.ReadFull(fr.r, frame[n:]); err != nil {
-		fr.pool.Free(frame)
-		if err == io.EOF {
-			err = io.ErrUnexpectedEOF
+	empty := 0
+	for got < size {
+		if got == len(frame) {
+			if frame, err = grow(frame, min(size, 2*len(frame))); err != nil {
+				return nil, err
+			}
 		}
-		return nil, fmt.Errorf("fastway: reading %d-byte frame: %w", size, err)
+		n, err := fr.r.Read(frame[got:])
+		got += n
+		if err != nil && got < size {
+			fr.pool.Free(frame)
+			if err == io.EOF {
+				err = io.ErrUnexpectedEOF
+			}
+			return nil, fmt.Errorf("fastway: reading %d-byte frame: %w", size, err)
+		}
+		if n > 0 {
+			empty = 0
+		} else if empty++; empty >= maxEmptyReads {
+			fr.pool.Free(frame)
+			return nil, fmt.Errorf("fastway: reading %d-byte frame: %w", size, io.ErrNoProgress)
+		}
 	}
 	return frame, nil
 }
 
 // Budget bounds the bytes that frames larger than their reader's buffer hold
 // while their body is still arriving, across every FrameReader that shares
-// it. Without one, a peer that announces a MaxPacket-sized frame and then
-// sends its body slowly holds MaxPacket bytes for as long as it keeps the
-// connection alive; with one, all such peers together hold at most its
-// limit, and a frame that would pass it fails with ErrBudgetExceeded.
+// it. Such a frame's buffer grows as its body arrives (see readLarge), so a
+// peer that announces a MaxPacket-sized frame and sends its body slowly
+// holds about what it has sent; all such peers together hold at most the
+// limit, and a frame that would pass it fails with ErrBudgetExceeded. A
+// BudgetShare bounds one group of readers (the connections of one source
+// address) within it.
 type Budget struct {
 	limit int64
 	used  atomic.Int64
@@ -517,22 +561,76 @@ func NewBudget(limit int64) *Budget { return &Budget{limit: limit} }
 // Used returns the bytes reserved now.
 func (b *Budget) Used() int64 { return b.used.Load() }
 
-func (b *Budget) reserve(n int64) bool {
+func (b *Budget) reserve(n int64) bool { return reserveIn(&b.used, b.limit, n) }
+
+func (b *Budget) release(n int64) { b.used.Add(-n) }
+
+// reserveIn adds n to used unless that would pass limit.
+func reserveIn(used *atomic.Int64, limit, n int64) bool {
 	for {
-		u := b.used.Load()
-		if u+n > b.limit {
+		u := used.Load()
+		if u+n > limit {
 			return false
 		}
-		if b.used.CompareAndSwap(u, u+n) {
+		if used.CompareAndSwap(u, u+n) {
 			return true
 		}
 	}
 }
 
-func (b *Budget) release(n int64) { b.used.Add(-n) }
+// BudgetShare is a part of a Budget that a group of readers may take at
+// most: what they reserve counts against both.
+type BudgetShare struct {
+	b     *Budget
+	limit int64
+	used  atomic.Int64
+}
+
+// NewShare returns a share of at most limit bytes of b.
+func (b *Budget) NewShare(limit int64) *BudgetShare { return &BudgetShare{b: b, limit: limit} }
+
+// Used returns the bytes the share's readers reserved now.
+func (s *BudgetShare) Used() int64 { return s.used.Load() }
+
+func (s *BudgetShare) reserve(n int64) bool {
+	if !reserveIn(&s.used, s.limit, n) {
+		return false
+	}
+	if !s.b.reserve(n) {
+		s.used.Add(-n)
+		return false
+	}
+	return true
+}
+
+func (s *BudgetShare) release(n int64) {
+	s.used.Add(-n)
+	s.b.release(n)
+}
+
+// budget is what a FrameReader reserves its large frames in: a Budget or a
+// BudgetShare.
+type budget interface {
+	reserve(n int64) bool
+	release(n int64)
+}
 
 // SetBudget makes the reader count its large frames against b (nil: none).
-func (fr *FrameReader) SetBudget(b *Budget) { fr.budget = b }
+func (fr *FrameReader) SetBudget(b *Budget) {
+	fr.budget = nil
+	if b != nil {
+		fr.budget = b
+	}
+}
+
+// SetBudgetShare makes the reader count its large frames against s, and
+// so against s's Budget (nil: none).
+func (fr *FrameReader) SetBudgetShare(s *BudgetShare) {
+	fr.budget = nil
+	if s != nil {
+		fr.budget = s
+	}
+}
 
 // Release returns the read buffer to the pool. Bytes buffered but not read
 // are discarded; the reader may still be used (it allocates a new buffer).

@@ -60,11 +60,13 @@ type options struct {
 	ReusePort        bool
 	MaxPacket        size
 	LargeFrameBudget size
-	MemPoolType      string
-	MemPoolFactor    int
-	MemPoolMaxChunk  size
-	MemPoolMinChunk  size
-	MemPoolPageSize  size
+	// LargeFrameBudgetPerSource is 0 for the gateway's default.
+	LargeFrameBudgetPerSource size
+	MemPoolType               string
+	MemPoolFactor             int
+	MemPoolMaxChunk           size
+	MemPoolMinChunk           size
+	MemPoolPageSize           size
 
 	ClientAddr            string
 	ClientMaxConns        int
@@ -121,7 +123,7 @@ type flagSection struct {
 // sections orders the usage text. Every flag is in exactly one section
 // (TestUsageListsEveryFlag).
 var sections = []flagSection{
-	{"Gateway", []string{"ReusePort", "MaxPacket", "LargeFrameBudget", "MemPoolType", "MemPoolFactor", "MemPoolMaxChunk", "MemPoolMinChunk", "MemPoolPageSize"}},
+	{"Gateway", []string{"ReusePort", "MaxPacket", "LargeFrameBudget", "LargeFrameBudgetPerSource", "MemPoolType", "MemPoolFactor", "MemPoolMaxChunk", "MemPoolMinChunk", "MemPoolPageSize"}},
 	{"Client side", []string{"ClientAddr", "ClientMaxConns", "ClientMaxConn", "ClientBufferSize", "ClientIdleTimeout", "ClientSendChanSize", "ClientSendQueueBytes",
 		"ClientTLSCert", "ClientTLSKey",
 		"ClientSnetEnable", "ClientSnetEncrypt", "ClientSnetBuffer", "ClientSnetInitTimeout", "ClientSnetWaitTimeout"}},
@@ -147,7 +149,8 @@ func newFlagSet(o *options) *flag.FlagSet {
 
 	fs.BoolVar(&o.ReusePort, "ReusePort", false, "listen with SO_REUSEPORT, so several processes can share the ports (rolling restarts)")
 	sizeVar(&o.MaxPacket, "MaxPacket", proto.DefaultMaxPacket, "largest frame accepted, in bytes (the Length field); a larger one closes its connection")
-	sizeVar(&o.LargeFrameBudget, "LargeFrameBudget", gateway.DefaultLargeFrameBudget, "bytes all frames larger than their connection's read buffer may hold, together, while their body arrives; a frame past it closes its sender (at least MaxPacket)")
+	sizeVar(&o.LargeFrameBudget, "LargeFrameBudget", gateway.DefaultLargeFrameBudget, "bytes the client frames larger than their connection's read buffer may hold together while their body arrives (about what has arrived of each); a frame past it closes its sender (at least MaxPacket)")
+	fs.Var(&o.LargeFrameBudgetPerSource, "LargeFrameBudgetPerSource", "what the client connections of one source address (IPv6: one /64) may hold of LargeFrameBudget; past it the frame's sender is closed (0: an eighth of it, at least MaxPacket)")
 	fs.StringVar(&o.MemPoolType, "MemPoolType", defaultMemPoolType, "buffer pool: sync, atom or chan (none: no pooling)")
 	fs.IntVar(&o.MemPoolFactor, "MemPoolFactor", slab.DefaultFactor, "ratio between the pool's neighbouring chunk sizes (at least 2)")
 	sizeVar(&o.MemPoolMaxChunk, "MemPoolMaxChunk", slab.DefaultMaxChunk, "largest pooled chunk; larger buffers come from the heap")
@@ -280,8 +283,12 @@ func (o *options) validate() error {
 	if o.MaxPacket < proto.MinLength {
 		return fmt.Errorf("-MaxPacket=%s: want at least %s", o.MaxPacket.String(), formatSize(proto.MinLength))
 	}
-	if o.LargeFrameBudget < o.MaxPacket {
-		return fmt.Errorf("-LargeFrameBudget=%s is below -MaxPacket=%s: no frame of MaxPacket bytes could ever be read", o.LargeFrameBudget.String(), o.MaxPacket.String())
+	// A frame is its 4-byte Length field and Length bytes.
+	if o.LargeFrameBudget < o.MaxPacket+proto.SizeOfLength {
+		return fmt.Errorf("-LargeFrameBudget=%s is below -MaxPacket=%s plus its 4-byte header: no frame of MaxPacket bytes could ever be read", o.LargeFrameBudget.String(), o.MaxPacket.String())
+	}
+	if o.LargeFrameBudgetPerSource != 0 && o.LargeFrameBudgetPerSource < o.MaxPacket+proto.SizeOfLength {
+		return fmt.Errorf("-LargeFrameBudgetPerSource=%s is below -MaxPacket=%s plus its 4-byte header: no frame of MaxPacket bytes could ever be read", o.LargeFrameBudgetPerSource.String(), o.MaxPacket.String())
 	}
 	for _, f := range []struct {
 		name string
@@ -533,24 +540,25 @@ func (o *options) gatewayConfig() (gateway.Config, error) {
 		return gateway.Config{}, fmt.Errorf("-MemPool flags: %s", strings.TrimPrefix(err.Error(), "fastway: "))
 	}
 	cfg := gateway.Config{
-		MaxPacket:              int(o.MaxPacket),
-		LargeFrameBudget:       int64(o.LargeFrameBudget),
-		ClientSendQueueBytes:   int(o.ClientSendQueueBytes),
-		ServerSendQueueBytes:   int(o.ServerSendQueueBytes),
-		MemPool:                pool,
-		ClientMaxConns:         o.ClientMaxConns,
-		ClientMaxConn:          o.ClientMaxConn,
-		ClientBufferSize:       int(o.ClientBufferSize),
-		ClientIdleTimeout:      never(o.ClientIdleTimeout),
-		ClientSendChanSize:     o.ClientSendChanSize,
-		ServerAuthPassword:     o.ServerAuthPassword,
-		ServerAuthTimeout:      o.ServerAuthTimeout,
-		ServerMaxHandshakes:    unlimited(o.ServerMaxHandshakes),
-		ServerAuthFailBurst:    unlimited(o.ServerAuthFailBurst),
-		ServerAuthFailInterval: o.ServerAuthFailInterval,
-		ServerBufferSize:       int(o.ServerBufferSize),
-		ServerIdleTimeout:      never(o.ServerIdleTimeout),
-		ServerSendChanSize:     o.ServerSendChanSize,
+		MaxPacket:                 int(o.MaxPacket),
+		LargeFrameBudget:          int64(o.LargeFrameBudget),
+		LargeFrameBudgetPerSource: int64(o.LargeFrameBudgetPerSource),
+		ClientSendQueueBytes:      int(o.ClientSendQueueBytes),
+		ServerSendQueueBytes:      int(o.ServerSendQueueBytes),
+		MemPool:                   pool,
+		ClientMaxConns:            o.ClientMaxConns,
+		ClientMaxConn:             o.ClientMaxConn,
+		ClientBufferSize:          int(o.ClientBufferSize),
+		ClientIdleTimeout:         never(o.ClientIdleTimeout),
+		ClientSendChanSize:        o.ClientSendChanSize,
+		ServerAuthPassword:        o.ServerAuthPassword,
+		ServerAuthTimeout:         o.ServerAuthTimeout,
+		ServerMaxHandshakes:       unlimited(o.ServerMaxHandshakes),
+		ServerAuthFailBurst:       unlimited(o.ServerAuthFailBurst),
+		ServerAuthFailInterval:    o.ServerAuthFailInterval,
+		ServerBufferSize:          int(o.ServerBufferSize),
+		ServerIdleTimeout:         never(o.ServerIdleTimeout),
+		ServerSendChanSize:        o.ServerSendChanSize,
 	}
 	if err := cfg.Validate(); err != nil {
 		return gateway.Config{}, errors.New(strings.ReplaceAll(err.Error(), "\n", "; "))

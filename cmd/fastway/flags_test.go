@@ -43,7 +43,7 @@ func TestBadFlags(t *testing.T) {
 		{"zero max conn", []string{"-ClientMaxConn=0"}, "-ClientMaxConn=0: want at least 1"},
 		{"negative timeout", []string{"-ClientIdleTimeout=-1s"}, "-ClientIdleTimeout=-1s: must not be negative"},
 		{"zero auth timeout", []string{"-ServerAuthTimeout=0"}, "-ServerAuthTimeout=0s: must be positive"},
-		{"MaxPacket above the large-frame budget", []string{"-MaxPacket=100M"}, "-LargeFrameBudget=64M is below -MaxPacket=100M"},
+		{"MaxPacket above the large-frame budget", []string{"-MaxPacket=100M"}, "-LargeFrameBudget=64M is below -MaxPacket=100M plus its 4-byte header"},
 		{"snet buffer too large", []string{"-ClientSnetBuffer=1G"}, "-ClientSnetBuffer=1G: want at most 64M"},
 		{"absurd auth timeout", []string{"-ServerAuthTimeout=1ns"}, "-ServerAuthTimeout=1ns: want at least 100ms"},
 		{"absurd idle timeout", []string{"-ClientIdleTimeout=1ms"}, "-ClientIdleTimeout=1ms: want 0 (never) or at least 100ms"},
@@ -273,8 +273,8 @@ func TestHelp(t *testing.T) {
 	}
 	out := stdout.String()
 	defaults := flagDefaults()
-	if len(defaults) != 46 {
-		t.Errorf("%d flags, want 46", len(defaults))
+	if len(defaults) != 47 {
+		t.Errorf("%d flags, want 47", len(defaults))
 	}
 	for name, def := range defaults {
 		if !strings.Contains(out, "  -"+name+"="+def+" ") {
