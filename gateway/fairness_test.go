@@ -1,0 +1,190 @@
+package gateway
+
+import (
+	"io"
+	"net"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/fastway-go/fastway/proto"
+	"github.com/fastway-go/fastway/slab"
+)
+
+// pacedReader reads from r at most rate bytes per second.
+type pacedReader struct {
+	r     io.Reader
+	rate  float64
+	start time.Time
+	n     int64
+}
+
+func (p *pacedReader) Read(b []byte) (int, error) {
+	if p.start.IsZero() {
+		p.start = time.Now()
+	}
+	// Sleep until the bytes read so far are due: pacing, not correctness.
+	if due := p.start.Add(time.Duration(float64(p.n) / p.rate * float64(time.Second))); time.Until(due) > 0 {
+		time.Sleep(time.Until(due))
+	}
+	n, err := p.r.Read(b[:min(len(b), 16<<10)])
+	p.n += int64(n)
+	return n, err
+}
+
+// heldToward returns the bytes the gateway holds for link l: queued and
+// being written.
+func heldToward(l *link) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.queuedBytes + l.batchBytes
+}
+
+// TestServerQueueBoundedInBytes: a client floods a server that stops
+// reading with 16 KiB frames. What the gateway holds for the server stays
+// under ServerSendQueueBytes plus a frame (the client is paused by
+// back-pressure instead), the frames all arrive once the server reads,
+// and the buffers go back to the pool.
+func TestServerQueueBoundedInBytes(t *testing.T) {
+	pool := &bytesPool{Pool: slab.NewSyncPool(slab.DefaultMinChunk, slab.DefaultMaxChunk, slab.DefaultFactor)}
+	g := startGW(t, Config{MemPool: pool})
+	s := g.dialServer(t, 1)
+	s.conn.(*net.TCPConn).SetReadBuffer(64 << 10)
+	c := g.dialClient(t)
+	id, _ := open(t, c, s, 1)
+	srv := g.servers.newest(1)
+	const frames, size = 2000, 16 << 10 // 32 MiB: far more than the sockets hold
+	frame := proto.EncodeData(nil, id, make([]byte, size))
+	errc := make(chan error, 1)
+	go func() {
+		c.conn.SetWriteDeadline(time.Now().Add(4 * waitFor))
+		for range frames {
+			if _, err := c.conn.Write(frame); err != nil {
+				errc <- err
+				return
+			}
+		}
+		errc <- nil
+	}()
+	limit := g.Config().ServerSendQueueBytes
+	eventually(t, "the server's queue full", func() bool { return heldToward(srv) >= limit })
+	// The client is paused: nothing more is queued however long it pushes.
+	peak := 0
+	for range 50 {
+		peak = max(peak, heldToward(srv))
+	}
+	if bound := limit + len(frame); peak > bound {
+		t.Fatalf("the gateway holds %d bytes for the server, above %d", peak, bound)
+	}
+	inUse := pool.inUse.Load()
+	t.Logf("server not reading: the gateway holds %s for it (bound %s), %s of pool buffers in all",
+		mib(int64(peak)), mib(int64(limit+len(frame))), mib(inUse))
+	if inUse > int64(4*limit+(2<<20)) {
+		t.Fatalf("%s of buffers in use while the server stalls", mib(inUse))
+	}
+	for range frames {
+		checkFrames(t, readData(t, s, 1), [][]byte{frame})
+	}
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "buffers back", func() bool { return pool.inUse.Load() < 1<<20 })
+}
+
+// TestLightClientLatencyBesideHeavy: a server reads at 20 MiB/s and echoes
+// what a light client sends; a heavy client floods the same server at full
+// speed. The light client's round trips stay short: the gateway holds at
+// most ServerSendQueueBytes for the server (13 ms at 20 MiB/s) ahead of a
+// light frame, on top of what the sockets' kernel buffers hold.
+func TestLightClientLatencyBesideHeavy(t *testing.T) {
+	const rate = 20 << 20
+	g := startGW(t, Config{})
+	s := g.dialServer(t, 1)
+	// A server's receive buffer of its own choosing; the gateway's send
+	// buffer is the kernel's (autotuned).
+	s.conn.(*net.TCPConn).SetReadBuffer(256 << 10)
+	heavy, light := g.dialClient(t), g.dialClient(t)
+	hid, _ := open(t, heavy, s, 1)
+	lid, _ := open(t, light, s, 1)
+	srv := g.servers.newest(1)
+
+	// The server: paced reads, echoes of the light client's frames.
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	var echoErr atomic.Value
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		fr := proto.NewFrameReader(&pacedReader{r: s.conn, rate: rate}, nil, 64<<10, 1<<20)
+		for {
+			s.conn.SetReadDeadline(time.Now().Add(waitFor))
+			f, err := fr.ReadFrame()
+			if err != nil {
+				select {
+				case <-stop:
+				default:
+					echoErr.Store(err)
+				}
+				return
+			}
+			if proto.Header(f).ConnID() == lid {
+				s.conn.SetWriteDeadline(time.Now().Add(waitFor))
+				if _, err := s.conn.Write(f); err != nil {
+					echoErr.Store(err)
+					return
+				}
+			}
+		}
+	}()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		frame := proto.EncodeData(nil, hid, make([]byte, 16<<10))
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			heavy.conn.SetWriteDeadline(time.Now().Add(200 * time.Millisecond))
+			heavy.conn.Write(frame) // a timeout is the pause; go on pushing
+		}
+	}()
+	eventually(t, "the server's queue filled by the heavy client", func() bool {
+		return heldToward(srv) >= g.Config().ServerSendQueueBytes/2
+	})
+
+	const pings = 20
+	var rtts []time.Duration
+	peakHeld := 0
+	msg := make([]byte, 1<<10)
+	for i := range pings {
+		msg[0] = byte(i)
+		start := time.Now()
+		light.sendData(lid, string(msg))
+		f := readData(t, light, 1)[0]
+		rtts = append(rtts, time.Since(start))
+		if f[proto.HeaderSize] != byte(i) {
+			t.Fatalf("echo %d: got echo %d", i, f[proto.HeaderSize])
+		}
+		peakHeld = max(peakHeld, heldToward(srv))
+		time.Sleep(10 * time.Millisecond) // pacing of the light client
+	}
+	close(stop)
+	heavy.conn.Close()
+	s.conn.Close()
+	wg.Wait()
+	if err := echoErr.Load(); err != nil {
+		t.Fatalf("server: %v", err)
+	}
+	slices.Sort(rtts)
+	p50, p99 := rtts[len(rtts)/2], rtts[len(rtts)*99/100]
+	t.Logf("light client beside a heavy one, server reading at 20 MiB/s: round trip p50 %v, p99 %v, max %v; the gateway held at most %s for the server (%v at 20 MiB/s)",
+		p50.Round(time.Millisecond), p99.Round(time.Millisecond), rtts[len(rtts)-1].Round(time.Millisecond),
+		mib(int64(peakHeld)), time.Duration(float64(peakHeld)/rate*float64(time.Second)).Round(time.Millisecond))
+	if p99 > 500*time.Millisecond {
+		t.Fatalf("light client's p99 round trip %v, want under 500ms", p99)
+	}
+}
