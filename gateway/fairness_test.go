@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"bytes"
 	"io"
 	"net"
 	"slices"
@@ -186,5 +187,93 @@ func TestLightClientLatencyBesideHeavy(t *testing.T) {
 		mib(int64(peakHeld)), time.Duration(float64(peakHeld)/rate*float64(time.Second)).Round(time.Millisecond))
 	if p99 > 500*time.Millisecond {
 		t.Fatalf("light client's p99 round trip %v, want under 500ms", p99)
+	}
+}
+
+// TestPausedClientStillServed: a client floods server 1, which reads at
+// 20 MiB/s, so back-pressure pauses it, while it also sends Pings and
+// frames to server 2 in the same stream. Both are served once the gateway
+// reads them, which it does as server 1 takes the bytes ahead of them:
+// only the client's own data in the socket buffers between it and the
+// gateway, and ServerSendQueueBytes in the gateway, are ahead of a Ping.
+func TestPausedClientStillServed(t *testing.T) {
+	const rate = 20 << 20
+	g := startGW(t, Config{})
+	s1, s2 := g.dialServer(t, 1), g.dialServer(t, 2)
+	s1.conn.(*net.TCPConn).SetReadBuffer(256 << 10)
+	c := g.dialClient(t)
+	id1, _ := open(t, c, s1, 1)
+	id2, _ := open(t, c, s2, 2)
+
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { // server 1: paced reads, discarded
+		defer wg.Done()
+		p := &pacedReader{r: s1.conn, rate: rate}
+		buf := make([]byte, 64<<10)
+		for {
+			s1.conn.SetReadDeadline(time.Now().Add(waitFor))
+			if _, err := p.Read(buf); err != nil {
+				return
+			}
+		}
+	}()
+	// The client's stream: 4 MiB of flood, then a Ping and a frame to
+	// server 2, a few times over.
+	const rounds = 3
+	flood := proto.EncodeData(nil, id1, make([]byte, 16<<10))
+	sent := make(chan time.Time, rounds)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for i := range rounds {
+			for range 256 {
+				c.conn.SetWriteDeadline(time.Now().Add(4 * waitFor))
+				if _, err := c.conn.Write(flood); err != nil {
+					return
+				}
+			}
+			var b []byte
+			b = proto.Command{Type: proto.CmdPing}.Encode(b)
+			b = proto.EncodeData(b, id2, []byte{byte(i)})
+			sent <- time.Now()
+			if _, err := c.conn.Write(b); err != nil {
+				return
+			}
+		}
+		<-stop
+	}()
+	var pings, others []time.Duration
+	for i := range rounds {
+		at := <-sent
+		for {
+			c.conn.SetReadDeadline(time.Now().Add(4 * waitFor))
+			f, err := c.fr.ReadFrame()
+			if err != nil {
+				t.Fatalf("round %d: waiting for the Ping answer: %v", i, err)
+			}
+			if proto.Header(f).ConnID() == 0 && f[proto.HeaderSize] == byte(proto.CmdPing) {
+				break
+			}
+		}
+		pings = append(pings, time.Since(at))
+		s2.conn.SetReadDeadline(time.Now().Add(4 * waitFor))
+		if f := readData(t, s2, 1)[0]; !bytes.Equal(f, proto.EncodeData(nil, id2, []byte{byte(i)})) {
+			t.Fatalf("round %d: server 2 got %x", i, f)
+		}
+		others = append(others, time.Since(at))
+	}
+	close(stop)
+	c.conn.Close()
+	s1.conn.Close()
+	wg.Wait()
+	t.Logf("a client paused toward server 1 (reading at 20 MiB/s): its Pings answered after %v, its frames to server 2 delivered after %v (from the write of each, behind 4 MiB of its own flood)", pings, others)
+	// What is ahead of each: the socket buffers' worth of the client's own
+	// flood, a few MiB, at 20 MiB/s.
+	for i := range rounds {
+		if pings[i] > 2*time.Second || others[i] > 2*time.Second {
+			t.Fatalf("round %d: Ping answered after %v, server 2's frame after %v; want under 2s", i, pings[i], others[i])
+		}
 	}
 }
