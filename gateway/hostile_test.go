@@ -661,3 +661,35 @@ func TestHardeningLargeFrameHeaderCost(t *testing.T) {
 	t.Logf("%d connections that announced a %d-byte frame and sent 108 bytes of it held %s of buffers (%s each) until they closed",
 		conns, maxPacket, mib(held), mib(held/conns))
 }
+
+// TestHardeningPartialFrameInGrownBuffer: clients first make their read
+// buffer grow to 64 KiB (a burst of Pings), then leave a partial 60 KiB
+// frame in it. The review measured 3,000 such connections holding 172 MB,
+// uncounted by any budget. A frame that has not arrived whole, when nothing
+// more is waiting, is now read as a large frame: each holds what arrived
+// plus 16 KiB, counted in LargeFrameBudget, and no grown read buffer.
+func TestHardeningPartialFrameInGrownBuffer(t *testing.T) {
+	conns := scaled(1000, 200, 100)
+	raiseNoFile(t, uint64(3*conns+100))
+	pool := &bytesPool{Pool: slab.NewSyncPool(slab.DefaultMinChunk, slab.DefaultMaxChunk, slab.DefaultFactor)}
+	g := startGW(t, Config{MemPool: pool})
+	before := pool.inUse.Load()
+	var pings []byte
+	for len(pings) < 256<<10 {
+		pings = proto.Command{Type: proto.CmdPing}.Encode(pings)
+	}
+	partial := proto.EncodeData(nil, 1, make([]byte, 60<<10))[:100]
+	for i := range conns {
+		c := g.dialClientFrom(t, fmt.Sprintf("127.2.%d.%d", i/250, 1+i%250))
+		c.conn.(*net.TCPConn).SetReadBuffer(512 << 10) // room for the Ping answers
+		c.write(pings)
+		c.write(partial)
+	}
+	eventually(t, "every partial frame held", func() bool { return g.budget.Used() >= int64(conns)*(16<<10) })
+	held := pool.inUse.Load() - before
+	t.Logf("%d connections, each with a grown read buffer and 100 bytes of a 60 KiB frame: %s of buffers (%s each; the Ping answers queued to them included), %s of the budget",
+		conns, mib(held), mib(held/int64(conns)), mib(g.budget.Used()))
+	if per := held / int64(conns); per > 48<<10 {
+		t.Fatalf("%s per connection, want the partial frame's 16 KiB and the answers queued to it, not a 64 KiB read buffer", mib(per))
+	}
+}

@@ -381,7 +381,7 @@ func (fr *FrameReader) next(minShare int, borrow bool) ([]byte, *Shared, bool, e
 	var frame []byte
 	var shared *Shared
 	borrowed := false
-	if size <= len(fr.buf) {
+	if size <= len(fr.buf) && !fr.parkLarge(size) {
 		// Small frame: gather it in the read buffer, with any that follow.
 		if err := fr.fill(size); err != nil {
 			return nil, nil, false, err
@@ -467,6 +467,38 @@ func (s *Shared) Release() {
 	}
 }
 
+// parkLarge reports whether the frame of size bytes at rpos, which fits the
+// read buffer but is larger than the configured buffer size, should be read
+// as a large frame (readLarge) instead: it has not arrived whole, and
+// nothing more has arrived to complete it, so the reader would wait holding
+// a read buffer grown past its configured size. A large frame holds only
+// what arrived of it, counted against the budget; thousands of connections
+// that each leave a partial frame in a 64 KiB buffer would otherwise hold
+// 64 KiB each, uncounted. A lazy reader that is a TryReader decides; others
+// always fill the buffer.
+func (fr *FrameReader) parkLarge(size int) bool {
+	if size <= fr.bufSize || fr.lazy == nil || fr.wpos-fr.rpos >= size || fr.deferred != nil {
+		return false
+	}
+	tr, ok := fr.r.(TryReader)
+	if !ok {
+		return false
+	}
+	for fr.wpos-fr.rpos < size {
+		fr.makeRoom(size)
+		m, err := tr.TryRead(fr.buf[fr.wpos:])
+		fr.wpos += m
+		if err != nil {
+			fr.deferred = err // the next read returns it
+			return false
+		}
+		if m == 0 {
+			return true // nothing more has arrived: read it as large
+		}
+	}
+	return false
+}
+
 // largeFirst is the most a large frame's buffer starts with beyond the
 // bytes already buffered: it grows (doubling) as the body arrives, so a peer
 // that announces a large frame and sends little of it holds little.
@@ -513,8 +545,10 @@ func (fr *FrameReader) readLarge(size int) ([]byte, error) {
 	}
 	copy(frame, fr.buf[fr.rpos:fr.wpos])
 	fr.rpos, fr.wpos = 0, 0
-	if fr.shared != nil {
-		fr.dropBuf() // never read over frames handed out
+	if fr.shared != nil || fr.lazy != nil {
+		// Never read over frames handed out; and a lazy reader holds
+		// no read buffer while it waits for the body.
+		fr.dropBuf()
 	}
 	empty := 0
 	for got < size {
