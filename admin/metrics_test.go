@@ -27,7 +27,8 @@ func unknownCmd() []byte {
 // counted all of it:
 //   - a client sends an unknown command and is closed (protocol error);
 //   - server 1 registers (Ping answered);
-//   - a client dials server 1 (accepted), 42 (unknown id) and 0 (invalid id);
+//   - a client dials server 1 (accepted) and 42 (unknown id), the server
+//     dials client 0 (invalid id);
 //   - the client sends 3 data frames of 10 bytes, the server 2 of 20.
 func traffic(t *testing.T, g *testGateway) {
 	t.Helper()
@@ -40,8 +41,8 @@ func traffic(t *testing.T, g *testGateway) {
 	id := open(t, c, s, 1)
 	c.send(proto.Command{Type: proto.CmdDial, RemoteID: 42}.Encode(nil))
 	c.expectCmd(proto.CmdRefuse)
-	c.send(proto.Command{Type: proto.CmdDial, RemoteID: 0}.Encode(nil))
-	c.expectCmd(proto.CmdRefuse)
+	s.send(proto.Command{Type: proto.CmdDial, RemoteID: 0}.Encode(nil))
+	s.expectCmd(proto.CmdRefuse)
 	for range 3 {
 		c.send(proto.EncodeData(nil, id, make([]byte, 10)))
 		s.read()
@@ -54,7 +55,7 @@ func traffic(t *testing.T, g *testGateway) {
 	// after the teardown: wait for the last of each.
 	eventually(t, "counters settled", func() bool {
 		st := g.Stats()
-		return st.Client.FramesOut == 5 && st.Server.FramesOut == 5 && st.ClientConns == 1 &&
+		return st.Client.FramesOut == 4 && st.Server.FramesOut == 6 && st.ClientConns == 1 &&
 			st.Disconnected(gateway.ReasonProtocolError) == 1
 	})
 }
@@ -88,8 +89,9 @@ func TestCollectorValues(t *testing.T) {
 	traffic(t, g)
 	c := NewCollector(g.Gateway)
 
-	// Client in: the unknown command (9 bytes), three Dials (13 each),
-	// three data frames (8+10). Server in: Ping (9), two data frames (8+20).
+	// Client in: the unknown command (9 bytes), two Dials (13 each), three
+	// data frames (8+10). Server in: Ping (9), a Dial (13), two data frames
+	// (8+20).
 	want := `
 # HELP fastway_connections Physical connections open now, by side (server: authenticated).
 # TYPE fastway_connections gauge
@@ -100,12 +102,12 @@ fastway_connections{side="server"} 1
 fastway_virtual_connections 1
 # HELP fastway_frames_received_total Frames read from peers, by side, commands included.
 # TYPE fastway_frames_received_total counter
-fastway_frames_received_total{side="client"} 7
-fastway_frames_received_total{side="server"} 3
+fastway_frames_received_total{side="client"} 6
+fastway_frames_received_total{side="server"} 4
 # HELP fastway_bytes_received_total Bytes of frames read from peers, by side.
 # TYPE fastway_bytes_received_total counter
-fastway_bytes_received_total{side="client"} 102
-fastway_bytes_received_total{side="server"} 65
+fastway_bytes_received_total{side="client"} 89
+fastway_bytes_received_total{side="server"} 78
 # HELP fastway_connections_accepted_total Client connections accepted and server connections authenticated, by side.
 # TYPE fastway_connections_accepted_total counter
 fastway_connections_accepted_total{side="client"} 2
@@ -126,16 +128,17 @@ fastway_dials_refused_total{reason="unknown id"} 1
 		"fastway_dials_accepted_total", "fastway_dials_refused_total"); err != nil {
 		t.Error(err)
 	}
-	// Client out: Accept (17), two Refuses (13), two data frames (8+20).
-	// Server out: Ping (9), Connect (17), three data frames (8+10).
+	// Client out: Accept (17), a Refuse (13), two data frames (8+20).
+	// Server out: Ping (9), Connect (17), a Refuse (13), three data frames
+	// (8+10).
 	for _, tc := range []struct {
 		name, labels string
 		want         float64
 	}{
-		{"fastway_frames_sent_total", `side="client"`, 5},
-		{"fastway_bytes_sent_total", `side="client"`, 99},
-		{"fastway_frames_sent_total", `side="server"`, 5},
-		{"fastway_bytes_sent_total", `side="server"`, 80},
+		{"fastway_frames_sent_total", `side="client"`, 4},
+		{"fastway_bytes_sent_total", `side="client"`, 86},
+		{"fastway_frames_sent_total", `side="server"`, 6},
+		{"fastway_bytes_sent_total", `side="server"`, 93},
 		{"fastway_disconnects_total", `reason="protocol error"`, 1},
 		{"fastway_disconnects_total", `reason="slow consumer"`, 0},
 		{"fastway_server_auth_failures_total", "", 0},

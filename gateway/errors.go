@@ -88,7 +88,7 @@ const (
 	RefuseLimit
 	// RefusePeerClosing: the target is closing (or the dialer is).
 	RefusePeerClosing
-	// RefuseInvalidID: Dial(0).
+	// RefuseInvalidID: a server's Dial(0) (no client has ID 0).
 	RefuseInvalidID
 
 	numRefuseReasons

@@ -144,7 +144,8 @@ func (g *Gateway) dial(l *link, remoteID uint32) {
 		g.counters.dialsRefused[r].Add(1)
 		l.pushCmd(l, proto.Command{Type: proto.CmdRefuse, RemoteID: remoteID}, modeFor(l, l))
 	}
-	if remoteID == 0 {
+	// Server ID 0 is valid; client IDs never are (docs/protocol.md §1.4).
+	if remoteID == 0 && l.side == sideServer {
 		refuse(RefuseInvalidID)
 		return
 	}

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"context"
 	"encoding/hex"
 	"net"
 	"testing"
@@ -74,13 +75,77 @@ func TestDialUnknownServerRefused(t *testing.T) {
 	}
 }
 
-func TestDialZeroRefused(t *testing.T) {
+// TestServerIDZero: 0 is a valid server ID (docs/protocol.md §1.4), as it is
+// for the original gateway. A server with ID 0 registers; a client's Dial(0)
+// reaches it and data flows both ways; server 0 dials the client back. A
+// server's Dial(0) still gets Refuse(0): no client has ID 0.
+func TestServerIDZero(t *testing.T) {
 	g := startGW(t, Config{})
+	s := g.dialServer(t, 0)
+	if g.servers.newest(0) == nil {
+		t.Fatal("server 0 is not registered")
+	}
 	c := g.dialClient(t)
-	c.send(proto.Command{Type: proto.CmdDial, RemoteID: 0})
-	c.expectCmd(proto.Command{Type: proto.CmdRefuse, RemoteID: 0})
+	id, clientID := open(t, c, s, 0)
+	c.sendData(id, "up")
+	s.expectData(id, "up")
+	s.sendData(id, "down")
+	c.expectData(id, "down")
+
+	// Server 0 dials the client back.
+	s.send(proto.Command{Type: proto.CmdDial, RemoteID: clientID})
+	a := s.readCmd()
+	if a.Type != proto.CmdAccept || a.RemoteID != clientID || a.ConnID == 0 || a.ConnID == id {
+		t.Fatalf("got %+v, want Accept of client %d", a, clientID)
+	}
+	c.expectCmd(proto.Command{Type: proto.CmdConnect, ConnID: a.ConnID, RemoteID: 0})
+	s.sendData(a.ConnID, "back")
+	c.expectData(a.ConnID, "back")
+	c.sendData(a.ConnID, "forth")
+	s.expectData(a.ConnID, "forth")
+
+	s.send(proto.Command{Type: proto.CmdDial, RemoteID: 0})
+	s.expectCmd(proto.Command{Type: proto.CmdRefuse, RemoteID: 0})
 	if n := g.Stats().Refused(RefuseInvalidID); n != 1 {
 		t.Fatalf("refused(invalid) = %d, want 1", n)
+	}
+	c.ping()
+	s.ping()
+	if st := g.Stats(); st.VirtualConns != 2 || st.Refused(RefuseUnknownID) != 0 {
+		t.Fatalf("%d virtual connections, %d unknown-ID refusals; want 2, 0", st.VirtualConns, st.Refused(RefuseUnknownID))
+	}
+}
+
+// TestDialServerIDZero: the Go endpoint registers as server 0 with
+// proto.DialServer and serves a client through the gateway.
+func TestDialServerIDZero(t *testing.T) {
+	g := startGW(t, Config{})
+	srv := g.dialServerEP(t, 0) // proto.DialServer with ServerID 0
+	cli := g.dialClientEP(t)
+	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+	defer cancel()
+	c, err := cli.DialContext(ctx, 0)
+	if err != nil {
+		t.Fatalf("Dial(0): %v", err)
+	}
+	sc, err := srv.AcceptContext(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, step := range []struct {
+		from, to *proto.Conn
+		msg      string
+	}{{c, sc, "to server 0"}, {sc, c, "from server 0"}} {
+		if err := step.from.SendContext(ctx, []byte(step.msg)); err != nil {
+			t.Fatal(err)
+		}
+		m, err := step.to.ReceiveContext(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(m.([]byte)) != step.msg {
+			t.Fatalf("received %q, want %q", m, step.msg)
+		}
 	}
 }
 
@@ -407,19 +472,8 @@ func TestServerAuth(t *testing.T) {
 			t.Fatalf("closed after %v, before the auth timeout", d)
 		}
 	})
-	t.Run("server id 0", func(t *testing.T) {
-		conn := dialRaw(t, g.serverAddr)
-		var challenge [proto.ChallengeSize]byte
-		conn.SetReadDeadline(time.Now().Add(waitFor))
-		if _, err := conn.Read(challenge[:]); err != nil {
-			t.Fatal(err)
-		}
-		reply := proto.EncodeAuthReply(challenge[:], testKey, 0)
-		conn.Write(reply[:])
-		newPeer(t, conn).expectEOF()
-	})
-	eventually(t, "auth failures counted", func() bool { return g.Stats().AuthFailures == 3 })
-	if g.servers.newest(1) != nil || g.servers.newest(0) != nil {
+	eventually(t, "auth failures counted", func() bool { return g.Stats().AuthFailures == 2 })
+	if g.servers.newest(1) != nil {
 		t.Fatal("a failed server was registered")
 	}
 }

@@ -95,7 +95,8 @@ type EndPointCfg struct {
 	TimeoutCallback func() bool
 
 	// ServerID is the ID a backend server announces in the handshake
-	// (DialServer only; 0 is invalid there). Clients leave it 0.
+	// (DialServer only): any u32, 0 included (docs/protocol.md §1.4).
+	// Clients leave it 0.
 	ServerID uint32
 
 	// AuthKey is the secret shared with the gateway's server port, used by

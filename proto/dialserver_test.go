@@ -28,34 +28,40 @@ func gwHandshake(conn net.Conn, key string) (uint32, error) {
 }
 
 func TestDialServer(t *testing.T) {
-	for _, tr := range epTransports {
-		t.Run(tr.name, func(t *testing.T) {
-			c, gconn := tr.pair(t)
-			type res struct {
-				ep  *EndPoint
-				err error
-			}
-			ch := make(chan res, 1)
-			go func() {
-				ep, err := DialServer(c, EndPointCfg{ServerID: 42, AuthKey: "s3cret"})
-				ch <- res{ep, err}
-			}()
-			id, err := gwHandshake(gconn, "s3cret")
-			if err != nil || id != 42 {
-				t.Fatalf("handshake: id %d, %v", id, err)
-			}
-			r := recvWithin(t, ch, "DialServer")
-			if r.err != nil {
-				t.Fatal(r.err)
-			}
-			t.Cleanup(func() { r.ep.Close() })
-			g := newFakeGW(t, gconn)
-			conn := accepted(t, r.ep, g, 5, 1001) // a client dialed this server
-			if err := conn.Send([]byte("welcome")); err != nil {
-				t.Fatal(err)
-			}
-			g.expect(EncodeData(nil, 5, []byte("welcome")))
-		})
+	// ID 0 is a server ID like any other (docs/protocol.md §1.4).
+	for _, tt := range []struct {
+		name string
+		id   uint32
+	}{{"ID 42", 42}, {"ID 0", 0}} {
+		for _, tr := range epTransports {
+			t.Run(tt.name+"/"+tr.name, func(t *testing.T) {
+				c, gconn := tr.pair(t)
+				type res struct {
+					ep  *EndPoint
+					err error
+				}
+				ch := make(chan res, 1)
+				go func() {
+					ep, err := DialServer(c, EndPointCfg{ServerID: tt.id, AuthKey: "s3cret"})
+					ch <- res{ep, err}
+				}()
+				id, err := gwHandshake(gconn, "s3cret")
+				if err != nil || id != tt.id {
+					t.Fatalf("handshake: id %d, %v", id, err)
+				}
+				r := recvWithin(t, ch, "DialServer")
+				if r.err != nil {
+					t.Fatal(r.err)
+				}
+				t.Cleanup(func() { r.ep.Close() })
+				g := newFakeGW(t, gconn)
+				conn := accepted(t, r.ep, g, 5, 1001) // a client dialed this server
+				if err := conn.Send([]byte("welcome")); err != nil {
+					t.Fatal(err)
+				}
+				g.expect(EncodeData(nil, 5, []byte("welcome")))
+			})
+		}
 	}
 	t.Run("wrong key", func(t *testing.T) {
 		c, gconn := epTCPPair(t)
@@ -72,13 +78,6 @@ func TestDialServer(t *testing.T) {
 		}
 		gconn.Close()
 		recvWithin(t, ch, "DialServer")
-	})
-	t.Run("server ID 0", func(t *testing.T) {
-		c, _ := net.Pipe()
-		defer c.Close()
-		if _, err := DialServer(c, EndPointCfg{AuthKey: "k"}); !errors.Is(err, ErrBadServerID) {
-			t.Fatalf("DialServer = %v, want ErrBadServerID", err)
-		}
 	})
 }
 

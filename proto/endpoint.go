@@ -86,13 +86,10 @@ func NewClient(conn net.Conn, cfg EndPointCfg) (*EndPoint, error) {
 
 // DialServer runs a backend server's handshake on conn, a fresh connection
 // to the gateway's server port (docs/protocol.md §2: cfg.AuthKey and
-// cfg.ServerID, which must not be 0), then returns the server's endpoint.
+// cfg.ServerID, any u32, 0 included), then returns the server's endpoint.
 // The handshake must finish within DefaultAuthTimeout. The endpoint owns
 // conn from now on; on error conn is left open for the caller to close.
 func DialServer(conn net.Conn, cfg EndPointCfg) (*EndPoint, error) {
-	if cfg.ServerID == 0 {
-		return nil, ErrBadServerID
-	}
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}

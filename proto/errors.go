@@ -24,7 +24,11 @@ var (
 var (
 	// ErrAuthFailed: the server's digest did not match the gateway's key.
 	ErrAuthFailed = errors.New("fastway: server authentication failed")
-	// ErrBadServerID: a server announced ID 0.
+	// ErrBadServerID is no longer returned: server ID 0 is valid
+	// (docs/protocol.md §1.4), as it is for the original gateway.
+	//
+	// Deprecated: nothing returns it; it is kept so that code comparing
+	// against it still compiles.
 	ErrBadServerID = errors.New("fastway: server ID 0 is invalid")
 )
 

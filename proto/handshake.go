@@ -40,8 +40,8 @@ func EncodeAuthReply(challenge []byte, key string, serverID uint32) [AuthReplySi
 }
 
 // VerifyAuthReply checks a server's reply to challenge in constant time and
-// returns the ServerID it announced. A wrong digest is ErrAuthFailed, ID 0 is
-// ErrBadServerID.
+// returns the ServerID it announced, any u32 (0 included: docs/protocol.md
+// §1.4). A wrong digest is ErrAuthFailed.
 func VerifyAuthReply(challenge []byte, key string, reply []byte) (uint32, error) {
 	if len(reply) != AuthReplySize {
 		return 0, fmt.Errorf("%w: reply of %d bytes", ErrAuthFailed, len(reply))
@@ -50,11 +50,7 @@ func VerifyAuthReply(challenge []byte, key string, reply []byte) (uint32, error)
 	if subtle.ConstantTimeCompare(want[:], reply[:DigestSize]) != 1 {
 		return 0, ErrAuthFailed
 	}
-	id := binary.LittleEndian.Uint32(reply[DigestSize:])
-	if id == 0 {
-		return 0, ErrBadServerID
-	}
-	return id, nil
+	return binary.LittleEndian.Uint32(reply[DigestSize:]), nil
 }
 
 // AuthenticateServer runs the gateway's side of the server handshake on a
@@ -87,12 +83,10 @@ func AuthenticateServer(conn net.Conn, key string, timeout time.Duration) (uint3
 }
 
 // AuthenticateToGateway runs the server's side of the handshake: it reads the
-// gateway's challenge and answers with the digest and serverID, within
-// timeout (0: DefaultAuthTimeout). The gateway sends no acknowledgement.
+// gateway's challenge and answers with the digest and serverID (any u32, 0
+// included), within timeout (0: DefaultAuthTimeout). The gateway sends no
+// acknowledgement.
 func AuthenticateToGateway(conn net.Conn, key string, serverID uint32, timeout time.Duration) error {
-	if serverID == 0 {
-		return ErrBadServerID
-	}
 	if timeout <= 0 {
 		timeout = DefaultAuthTimeout
 	}

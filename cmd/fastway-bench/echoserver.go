@@ -170,7 +170,8 @@ func (s *echoServer) handle(conn net.Conn) {
 
 // command appends the echo process's reply to command frame f to out: Ping
 // and Close come back as they are (Ping answers Ping, Close acknowledges
-// Close), Dial gets Accept with a new ConnID (Refuse for 0); anything else
+// Close), Dial gets Accept with a new ConnID (0 too: a client's Dial names
+// a server ID, and 0 is one, docs/protocol.md §1.4); anything else
 // is the gateway's to send and ends the connection. (Data frames are
 // echoed inline by handle.)
 func (s *echoServer) command(f, out []byte) ([]byte, error) {
@@ -180,9 +181,6 @@ func (s *echoServer) command(f, out []byte) ([]byte, error) {
 	}
 	switch c.Type {
 	case proto.CmdDial:
-		if c.RemoteID == 0 {
-			return proto.Command{Type: proto.CmdRefuse}.Encode(out), nil
-		}
 		return proto.Command{Type: proto.CmdAccept, ConnID: s.newConnID(), RemoteID: c.RemoteID}.Encode(out), nil
 	case proto.CmdPing, proto.CmdClose:
 		return append(out, f...), nil

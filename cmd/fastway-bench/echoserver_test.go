@@ -101,8 +101,8 @@ func TestEchoServerAnswers(t *testing.T) {
 		a2.Type != proto.CmdAccept || a2.RemoteID != 9 || a2.ConnID == 0 || a2.ConnID == a1.ConnID {
 		t.Fatalf("replies %+v %+v, want Accept of 7 then 9 with distinct ConnIDs", a1, a2)
 	}
-	if got := readCmdAfter(t, c, proto.Command{Type: proto.CmdDial}.Encode(nil)); got.Type != proto.CmdRefuse {
-		t.Fatalf("Dial(0) got %+v, want Refuse", got)
+	if got := readCmdAfter(t, c, proto.Command{Type: proto.CmdDial}.Encode(nil)); got.Type != proto.CmdAccept || got.RemoteID != 0 || got.ConnID == 0 {
+		t.Fatalf("Dial(0) got %+v, want Accept of server 0", got)
 	}
 
 	// Data frames come back unchanged, a large one too (read buffer growth).

@@ -20,8 +20,9 @@ import (
 	"github.com/fastway-go/fastway/slab"
 )
 
-// authPasswordEnv is read when -ServerAuthPassword is not given, so the
-// password need not appear in the process list.
+// authPasswordEnv is read when neither -ServerAuthPassword nor
+// -ServerAuthKey is given, so the password need not appear in the process
+// list.
 const authPasswordEnv = "FASTWAY_AUTH_PASSWORD"
 
 // Defaults of the flags the gateway package has no constant for.
@@ -85,6 +86,7 @@ type options struct {
 
 	ServerAddr             string
 	ServerAuthPassword     string
+	ServerAuthKey          string // the original fastway's name for ServerAuthPassword
 	ServerAuthTimeout      time.Duration
 	ServerMaxHandshakes    int
 	ServerAuthFailBurst    int
@@ -127,7 +129,7 @@ var sections = []flagSection{
 	{"Client side", []string{"ClientAddr", "ClientMaxConns", "ClientMaxConn", "ClientBufferSize", "ClientIdleTimeout", "ClientSendChanSize", "ClientSendQueueBytes",
 		"ClientTLSCert", "ClientTLSKey",
 		"ClientSnetEnable", "ClientSnetEncrypt", "ClientSnetBuffer", "ClientSnetInitTimeout", "ClientSnetWaitTimeout"}},
-	{"Server side", []string{"ServerAddr", "ServerAuthPassword", "ServerAuthTimeout", "ServerMaxHandshakes", "ServerAuthFailBurst", "ServerAuthFailInterval",
+	{"Server side", []string{"ServerAddr", "ServerAuthPassword", "ServerAuthKey", "ServerAuthTimeout", "ServerMaxHandshakes", "ServerAuthFailBurst", "ServerAuthFailInterval",
 		"ServerBufferSize", "ServerIdleTimeout", "ServerSendChanSize", "ServerSendQueueBytes",
 		"ServerTLSCert", "ServerTLSKey", "ServerTLSClientCA",
 		"ServerSnetEnable", "ServerSnetEncrypt", "ServerSnetBuffer", "ServerSnetInitTimeout", "ServerSnetWaitTimeout"}},
@@ -174,6 +176,7 @@ func newFlagSet(o *options) *flag.FlagSet {
 
 	fs.StringVar(&o.ServerAddr, "ServerAddr", ":0", "server listen address, host:port (port 0: any free port, logged at start)")
 	fs.StringVar(&o.ServerAuthPassword, "ServerAuthPassword", "", "key servers authenticate with; required unless ServerAddr is a loopback address (default: $"+authPasswordEnv+")")
+	fs.StringVar(&o.ServerAuthKey, "ServerAuthKey", "", "the same as ServerAuthPassword (the original fastway's name for it); giving both with different values is an error")
 	fs.DurationVar(&o.ServerAuthTimeout, "ServerAuthTimeout", gateway.DefaultServerAuthTimeout, "time a server has to finish its handshake")
 	fs.IntVar(&o.ServerMaxHandshakes, "ServerMaxHandshakes", gateway.DefaultServerMaxHandshakes, "server-port connections in their handshake at once; past it new ones are closed at once (0: unlimited)")
 	fs.IntVar(&o.ServerAuthFailBurst, "ServerAuthFailBurst", gateway.DefaultServerAuthFailBurst, "failed server handshakes in a row one source IP may have before it is throttled (0: no throttle)")
@@ -211,9 +214,17 @@ func parseFlags(args []string) (*options, error) {
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected argument %q: every setting is a -Flag=value", fs.Arg(0))
 	}
-	set := false
-	fs.Visit(func(f *flag.Flag) { set = set || f.Name == "ServerAuthPassword" })
-	if !set {
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	switch {
+	case set["ServerAuthKey"] && set["ServerAuthPassword"]:
+		if o.ServerAuthKey != o.ServerAuthPassword {
+			// The values stay out of the message: they are secrets.
+			return nil, errors.New("-ServerAuthKey and -ServerAuthPassword are set to different passwords: they are the same flag, give one")
+		}
+	case set["ServerAuthKey"]:
+		o.ServerAuthPassword = o.ServerAuthKey
+	case !set["ServerAuthPassword"]:
 		o.ServerAuthPassword = os.Getenv(authPasswordEnv)
 	}
 	return o, nil

@@ -98,6 +98,7 @@ func TestBadFlags(t *testing.T) {
 		{"unknown log format", []string{"-LogFormat=logfmt"}, `-LogFormat="logfmt": want text or json`},
 		{"stray argument", []string{"start"}, `unexpected argument "start"`},
 		{"empty command file", []string{"-CmdFile="}, "-CmdFile must not be empty"},
+		{"auth key and password differ", []string{"-ServerAuthKey=one", "-ServerAuthPassword=two"}, "-ServerAuthKey and -ServerAuthPassword are set to different passwords"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -171,6 +172,8 @@ func TestGoodFlags(t *testing.T) {
 		{"log level in capitals", []string{"-ServerAuthPassword=x", "-LogLevel=DEBUG"}, ""},
 		{"warn in json", []string{"-ServerAuthPassword=x", "-LogLevel=warn", "-LogFormat=json"}, ""},
 		{"error in text", []string{"-ServerAuthPassword=x", "-LogLevel=error", "-LogFormat=text"}, ""},
+		{"auth key, the original's name", []string{"-ServerAuthKey=x", "-ServerAddr=0.0.0.0:4001"}, ""},
+		{"auth key and password alike", []string{"-ServerAuthKey=x", "-ServerAuthPassword=x", "-ServerAddr=0.0.0.0:4001"}, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Setenv(authPasswordEnv, tc.env)
@@ -201,6 +204,79 @@ func TestPasswordFromEnv(t *testing.T) {
 	cfg, err := o.gatewayConfig()
 	if err != nil || cfg.ServerAuthPassword != "flag" {
 		t.Fatalf("config %+v, %v", cfg, err)
+	}
+}
+
+// TestServerAuthKey: -ServerAuthKey (the original fastway's name) sets the
+// password exactly as -ServerAuthPassword does, and wins over the
+// environment as the flag does.
+func TestServerAuthKey(t *testing.T) {
+	t.Setenv(authPasswordEnv, "from-env")
+	for _, args := range [][]string{
+		{"-ServerAuthKey=flag"},
+		{"-ServerAuthPassword=flag"},
+		{"-ServerAuthKey=flag", "-ServerAuthPassword=flag"},
+		{"-ServerAuthPassword=flag", "-ServerAuthKey", "flag"},
+	} {
+		o, err := parseFlags(args)
+		if err != nil {
+			t.Fatalf("%q: %v", args, err)
+		}
+		cfg, err := o.gatewayConfig()
+		if err != nil || cfg.ServerAuthPassword != "flag" {
+			t.Fatalf("%q: password %q, %v; want \"flag\"", args, cfg.ServerAuthPassword, err)
+		}
+	}
+	if _, err := parseFlags([]string{"-ServerAuthKey=a", "-ServerAuthPassword=b"}); err == nil || strings.Contains(err.Error(), "=a") || strings.Contains(err.Error(), "=b") {
+		t.Fatalf("different passwords: %v; want an error that does not show them", err)
+	}
+}
+
+// originalFlags is a command line of the original fastway: every flag it
+// had, each with its default written as the original took it (sizes as
+// plain byte counts, booleans as true/false, durations as Go durations).
+var originalFlags = []string{
+	"-ReusePort=false", "-MaxPacket=524288", "-MemPoolType=atom", "-MemPoolFactor=2",
+	"-MemPoolMinChunk=64", "-MemPoolMaxChunk=65536", "-MemPoolPageSize=1048576",
+	"-ClientAddr=127.0.0.1:0", "-ClientMaxConn=16", "-ClientBufferSize=2048", "-ClientSendChanSize=1024",
+	"-ClientIdleTimeout=30s", "-ClientSnetEnable=false", "-ClientSnetEncrypt=false", "-ClientSnetBuffer=65536",
+	"-ClientSnetInitTimeout=10s", "-ClientSnetWaitTimeout=1m0s",
+	"-ServerAddr=127.0.0.1:0", "-ServerAuthKey=" + password, "-ServerBufferSize=65536", "-ServerSendChanSize=102400",
+	"-ServerIdleTimeout=30s", "-ServerSnetEnable=false", "-ServerSnetEncrypt=false", "-ServerSnetBuffer=65536",
+	"-ServerSnetInitTimeout=10s", "-ServerSnetWaitTimeout=1m0s",
+}
+
+// TestOriginalFlags: every flag of the original fastway is defined here and
+// takes the original's value formats, on their own (the original's command
+// line) and in their other forms (bare booleans, other pool types, snet on).
+func TestOriginalFlags(t *testing.T) {
+	defined := flagDefaults()
+	for _, arg := range originalFlags {
+		name := strings.TrimPrefix(arg[:strings.IndexByte(arg, '=')], "-")
+		if _, ok := defined[name]; !ok {
+			t.Errorf("the original's -%s is not a flag", name)
+		}
+	}
+	for _, extra := range [][]string{
+		nil,
+		{"-ReusePort", "-ClientSnetEnable", "-ClientSnetEncrypt", "-ServerSnetEnable", "-ServerSnetEncrypt=true"},
+		{"-MemPoolType=sync"},
+		{"-MemPoolType=chan", "-MemPoolFactor=4", "-MemPoolMaxChunk=262144", "-MemPoolPageSize=4194304"},
+		{"-ClientSnetEnable=true", "-ClientSnetBuffer=32768", "-ServerSnetEnable=true", "-ServerSnetBuffer=1048576"},
+	} {
+		args := append(slices.Clone(originalFlags), extra...)
+		o, err := parseFlags(args)
+		if err == nil {
+			err = o.validate()
+		}
+		if err == nil {
+			_, err = o.gatewayConfig()
+		}
+		if err != nil {
+			t.Errorf("original flags with %q: %v", extra, err)
+		} else if o.ServerAuthPassword != password {
+			t.Errorf("original flags with %q: password %q, want -ServerAuthKey's", extra, o.ServerAuthPassword)
+		}
 	}
 }
 
@@ -273,8 +349,8 @@ func TestHelp(t *testing.T) {
 	}
 	out := stdout.String()
 	defaults := flagDefaults()
-	if len(defaults) != 47 {
-		t.Errorf("%d flags, want 47", len(defaults))
+	if len(defaults) != 48 {
+		t.Errorf("%d flags, want 48", len(defaults))
 	}
 	for name, def := range defaults {
 		if !strings.Contains(out, "  -"+name+"="+def+" ") {

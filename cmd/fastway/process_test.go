@@ -54,6 +54,43 @@ func TestDefaultAddrs(t *testing.T) {
 	checkNoPidFile(t, p.dir)
 }
 
+// TestServerAuthKeyBinary runs fastway with the password given as -ServerAuthKey
+// (the original fastway's name), alone and on the original's whole command
+// line, and as -ServerAuthPassword: in each case a server authenticating
+// with it registers (here as ID 0, which the original allowed) and relays,
+// and one with another key is closed.
+func TestServerAuthKeyBinary(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name string
+		args []string
+	}{
+		{"ServerAuthKey", []string{"-ClientAddr=127.0.0.1:0", "-ServerAddr=127.0.0.1:0", "-ServerAuthKey=" + password}},
+		{"original command line", originalFlags},
+		{"ServerAuthPassword", loopbackArgs},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			p := startProc(t, t.TempDir(), tc.args...)
+			clientAddr, serverAddr := p.ready()
+			clientAddr, serverAddr = loopback(t, clientAddr), loopback(t, serverAddr)
+			exchange(t, clientAddr, serverAddr, 0)
+			p.waitFrom(0, "server registered", "id", "0")
+
+			wrong := dialPeer(t, serverAddr)
+			if err := proto.AuthenticateToGateway(wrong.conn, "not-"+password, 1, timeout); err != nil {
+				t.Fatal(err)
+			}
+			wrong.conn.SetReadDeadline(time.Now().Add(timeout))
+			if _, err := wrong.fr.ReadFrame(); !errors.Is(err, io.EOF) && !errors.Is(err, syscall.ECONNRESET) {
+				t.Errorf("server with another key: %v, want the connection closed", err)
+			}
+			p.waitFrom(0, "server auth failed")
+			p.stop()
+		})
+	}
+}
+
 // TestCommands sends every ops command through the command file and
 // SIGUSR1 and checks its effect; the gateway keeps serving throughout.
 func TestCommands(t *testing.T) {
