@@ -221,7 +221,7 @@ func runScenario(fo floodOptions, lim limits, r *floodResult) {
 		fmt.Printf("%s: %5.1fs rss=%s %s\n", r.scenario, time.Since(began).Seconds(), kib(s.last()), what)
 	}, gw.exited)
 	loadEnd := time.Now()
-	r.atEnd = s.last()
+	r.atEnd = s.take()
 	if loadErr != nil {
 		r.failf("%v", loadErr)
 	}
@@ -240,6 +240,7 @@ func runScenario(fo floodOptions, lim limits, r *floodResult) {
 	if hwm, err := procStatusKiB(pid, "VmHWM"); err == nil {
 		r.hwm = hwm
 	}
+	fmt.Printf("%s: peak rss sampled=%s VmHWM=%s\n", r.scenario, kib(r.peak), kib(r.hwm))
 	if d := (r.peakKiB() - r.baseline) << 10; d > r.bound {
 		r.failf("peak RSS %s is %s above the baseline %s, past the bound %s", kib(r.peakKiB()), mib(d), kib(r.baseline), mib(r.bound))
 	}

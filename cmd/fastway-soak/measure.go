@@ -197,14 +197,14 @@ func newSampler(pid int, every time.Duration) *sampler {
 	return s
 }
 
-func (s *sampler) take() {
-	rss, err := procStatusKiB(s.pid, "VmRSS")
-	if err != nil {
-		return // the process is gone; the load reports it
-	}
+// take samples VmRSS now and returns the last sample.
+func (s *sampler) take() int64 {
 	s.mu.Lock()
-	s.lastKiB, s.maxKiB = rss, max(s.maxKiB, rss)
-	s.mu.Unlock()
+	defer s.mu.Unlock()
+	if rss, err := procStatusKiB(s.pid, "VmRSS"); err == nil { // else the process is gone; the load reports it
+		s.lastKiB, s.maxKiB = rss, max(s.maxKiB, rss)
+	}
+	return s.lastKiB
 }
 
 func (s *sampler) last() int64 {
