@@ -1,4 +1,7 @@
-// Command fastway-soak runs a steady load through a real fastway binary on
+// Command fastway-soak runs a load through a real fastway binary on
+// loopback and checks what it did to the gateway.
+//
+// The default mode, soak, runs a steady load through a real fastway binary on
 // loopback for a set time and checks that nothing was lost or leaked:
 // clients × virtual connections each send numbered messages at a fixed rate
 // to echoing servers, and every echo must come back in order. At the start
@@ -10,6 +13,18 @@
 // scripts/soak.sh builds the binaries and runs it; see docs/reliability.md.
 //
 //	fastway-soak -bin ./fastway -dur 10m -clients 100 -vconns 10 -rate 5
+//
+// -mode flood runs three memory scenarios instead (see flood.go): a client
+// flooding a server that reads slowly, or stalls, and a server flooding a
+// client that does not read; each checks the gateway's RSS stays under a
+// bound derived from its flags and comes back once the load ends.
+// scripts/memcheck.sh runs them for each buffer pool.
+//
+//	fastway-soak -mode flood -bin ./fastway -pool atom
+//
+// Arguments after the flags (after --) go to the fastway binary:
+//
+//	fastway-soak -mode flood -bin ./fastway -- -ServerSendQueueBytes=1M
 //
 // It exits 0 when every check passed, 1 otherwise, 2 on a bad command line.
 package main
@@ -50,13 +65,16 @@ type options struct {
 	dir      string
 	report   time.Duration
 	drainFor time.Duration
+	gwArgs   []string // more arguments for the binary
 }
 
 func main() {
 	var o options
+	var fo floodOptions
 	fs := flag.NewFlagSet("fastway-soak", flag.ContinueOnError)
+	mode := fs.String("mode", "soak", "soak: the steady echo load; flood: the memory scenarios (flood.go), with the flags marked flood")
 	fs.StringVar(&o.bin, "bin", "", "path of the fastway binary to run (required)")
-	fs.DurationVar(&o.dur, "dur", 10*time.Minute, "how long the load runs")
+	fs.DurationVar(&o.dur, "dur", 10*time.Minute, "how long the load runs (flood: 7s unless set)")
 	fs.IntVar(&o.clients, "clients", 100, "client connections")
 	fs.IntVar(&o.vconns, "vconns", 10, "virtual connections per client (at most the gateway's ClientMaxConn, 16)")
 	fs.IntVar(&o.servers, "servers", 4, "echoing servers (IDs 1..n); virtual connections are spread over them")
@@ -66,7 +84,37 @@ func main() {
 	fs.StringVar(&o.dir, "dir", "", "working directory of the gateway (pidfile, command file, log); empty: a temporary one")
 	fs.DurationVar(&o.report, "report", time.Minute, "interval of the progress lines")
 	fs.DurationVar(&o.drainFor, "drain", 30*time.Second, "how long to wait for the last echoes after the load stops")
+	addFloodFlags(fs, &fo)
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "Usage: fastway-soak -bin ./fastway [-mode soak|flood] [flags] [-- fastway flags]\n\n"+
+			"Arguments after the flags (after --) are passed to the fastway binary.\n")
+		fs.PrintDefaults()
+	}
 	if err := fs.Parse(os.Args[1:]); err != nil {
+		os.Exit(2)
+	}
+	o.gwArgs = fs.Args()
+	switch *mode {
+	case "soak":
+	case "flood":
+		durSet := false
+		fs.Visit(func(f *flag.Flag) { durSet = durSet || f.Name == "dur" })
+		if !durSet {
+			o.dur = defaultFloodDur
+		}
+		fo.options = o
+		if err := fo.validate(); err != nil {
+			fmt.Fprintf(os.Stderr, "fastway-soak: %v\n", err)
+			os.Exit(2)
+		}
+		if _, err := runFlood(fo); err != nil {
+			fmt.Printf("FAIL: %v\n", err)
+			os.Exit(1)
+		}
+		fmt.Println("PASS")
+		return
+	default:
+		fmt.Fprintf(os.Stderr, "fastway-soak: -mode %q: want soak or flood\n", *mode)
 		os.Exit(2)
 	}
 	if o.bin == "" || o.clients < 1 || o.vconns < 1 || o.servers < 1 || o.rate <= 0 || o.size < 8 || o.dur <= 0 {
@@ -219,9 +267,9 @@ func startGateway(o options) (*gateway, error) {
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(bin,
-		"-ClientAddr=127.0.0.1:0", "-ServerAddr=127.0.0.1:0", "-ServerAuthPassword="+o.key,
-		"-PidFile="+filepath.Join(o.dir, "fastway.pid"), "-CmdFile="+filepath.Join(o.dir, "fastway.cmd"))
+	args := []string{"-ClientAddr=127.0.0.1:0", "-ServerAddr=127.0.0.1:0", "-ServerAuthPassword=" + o.key,
+		"-PidFile=" + filepath.Join(o.dir, "fastway.pid"), "-CmdFile=" + filepath.Join(o.dir, "fastway.cmd")}
+	cmd := exec.Command(bin, append(args, o.gwArgs...)...)
 	cmd.Dir = o.dir
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
@@ -349,20 +397,24 @@ func parseKV(s string) map[string]string {
 }
 
 // rssKiB reads VmRSS of process pid from /proc.
-func rssKiB(pid int) (int64, error) {
+func rssKiB(pid int) (int64, error) { return procStatusKiB(pid, "VmRSS") }
+
+// procStatusKiB reads a field of /proc/<pid>/status given in kB, such as
+// VmRSS or VmHWM (the peak RSS).
+func procStatusKiB(pid int, field string) (int64, error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		return 0, err
 	}
 	for _, line := range strings.Split(string(b), "\n") {
-		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+		if rest, ok := strings.CutPrefix(line, field+":"); ok {
 			f := strings.Fields(rest)
 			if len(f) > 0 {
 				return strconv.ParseInt(f[0], 10, 64)
 			}
 		}
 	}
-	return 0, errors.New("no VmRSS")
+	return 0, errors.New("no " + field)
 }
 
 // snapshot reports the gateway's RSS, heap and goroutines and this
