@@ -210,7 +210,10 @@ func (l *link) readLoop() {
 	var frames, bytes uint64
 	ahead := 0 // reads since the last flush that ReadMore added
 	for {
-		if err := l.beforeRead(); err != nil {
+		if err := l.beforeRead(); err != nil && (err != errStopped || !fr.HasFrame()) {
+			// Stopped by Shutdown: the frames already buffered whole are
+			// routed first (HasFrame), since the next ReadFrame returns
+			// them without reading.
 			l.readFailed(err)
 			break
 		}
