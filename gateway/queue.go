@@ -187,7 +187,7 @@ func (l *link) flushInline() {
 		}
 		n, err := l.writeNow(batch)
 		if err != nil {
-			l.writeFailed(batch, err)
+			l.writeFailed(batch, n, err)
 			return
 		}
 		if total := batchBytes(batch); n < total {
@@ -254,15 +254,20 @@ func (l *link) takeBatch(keep []outFrame) []outFrame {
 	if len(batch) == 0 || (l.closed && !l.flush) {
 		l.queue, l.queued = nil, 0
 		l.writing = false
-		closeNow := l.closed
-		if !closeNow && cap(keep) <= l.spareMax() {
+		closing, hard := l.closed, l.closed && !l.flush
+		if !closing && cap(keep) <= l.spareMax() {
 			l.spare = keep // small enough to keep while idle
 		}
 		done := l.finishedLocked()
 		l.mu.Unlock()
+		if hard {
+			l.lose(batch, 0)
+		}
 		l.gw.freeAll(batch)
-		if closeNow {
+		if hard {
 			l.conn.Close()
+		} else if closing {
+			l.shutWrite() // flushed: see drain.go
 		}
 		if done {
 			l.gw.untrack(l)
@@ -286,17 +291,21 @@ func (l *link) spareMax() int {
 	return idleSpare
 }
 
-// writeFailed ends the writer's turn after a write error: the link closes
-// and every frame still held or queued is freed.
-func (l *link) writeFailed(batch []outFrame, err error) {
-	l.gw.freeAll(batch)
+// writeFailed ends the writer's turn after a write error, of which written
+// bytes of batch went out: the link closes and every frame still held or
+// queued is freed, the data frames among them counted (see lose).
+func (l *link) writeFailed(batch []outFrame, written int64, err error) {
+	l.stats.bytesOut.Add(uint64(written))
 	l.close(ReasonWriteError, err, false)
+	l.lose(batch, written)
+	l.gw.freeAll(batch)
 	l.mu.Lock()
 	l.writing = false
 	rest := l.queue
 	l.queue, l.queued, l.spare = nil, 0, nil
 	done := l.finishedLocked()
 	l.mu.Unlock()
+	l.lose(rest, 0)
 	l.gw.freeAll(rest)
 	if done {
 		l.gw.untrack(l)
@@ -364,8 +373,7 @@ func (l *link) writeLoop(batch []outFrame, skip int64) {
 		var err error
 		n, vec, err = l.writeBatch(batch, skip, vec)
 		if err != nil {
-			l.stats.bytesOut.Add(uint64(n))
-			l.writeFailed(batch, err)
+			l.writeFailed(batch, skip+n, err)
 			return
 		}
 		l.wrote(skip + n)

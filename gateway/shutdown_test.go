@@ -183,8 +183,8 @@ func TestShutdownRoutesBufferedFrames(t *testing.T) {
 		<-errc
 	}
 	st := g.Stats()
-	t.Logf("server got %d frames of client 1 and %d of client 2; gateway read %d data frames from clients",
-		got[id1], got[id2], st.Client.FramesIn-2)
+	t.Logf("server got %d frames of client 1 and %d of client 2; gateway read %d data frames from clients; discarded after the stop %+v",
+		got[id1], got[id2], st.Client.FramesIn-2, st.Discarded)
 	if got[id2] != small {
 		t.Errorf("the server got %d of client 2's %d frames", got[id2], small)
 	}
