@@ -2,212 +2,16 @@ package gateway
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
-	"io"
 	"log/slog"
 	"net"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/fastway-go/fastway/internal/loadpeer"
 	"github.com/fastway-go/fastway/proto"
 )
-
-// pacedReader reads from r at most rate bytes per second on average, in
-// reads of at most chunk bytes: a server that cannot keep up.
-type pacedReader struct {
-	r     io.Reader
-	rate  int // bytes per second
-	chunk int
-	start time.Time
-	n     int64 // bytes read so far
-}
-
-func (p *pacedReader) Read(b []byte) (int, error) {
-	if p.start.IsZero() {
-		p.start = time.Now()
-	}
-	// Pacing, not synchronisation: wait until the bytes read so far are
-	// due at rate.
-	if due := p.start.Add(time.Duration(p.n * int64(time.Second) / int64(p.rate))); time.Until(due) > 0 {
-		time.Sleep(time.Until(due))
-	}
-	if len(b) > p.chunk {
-		b = b[:p.chunk]
-	}
-	n, err := p.r.Read(b)
-	p.n += int64(n)
-	return n, err
-}
-
-// slowServer is a raw server that reads at a bounded rate and sends a Ping
-// every pingEvery meanwhile, so that while the gateway does not read it
-// (Shutdown), its socket at the gateway holds unread bytes. It counts the
-// data frames it receives, checks each virtual connection's numbers run
-// without a gap, and closes its socket when it reads EOF, as a server does.
-type slowServer struct {
-	conn      net.Conn
-	pingEvery time.Duration
-	data      atomic.Int64 // data frames received
-	dataBytes atomic.Int64 // their bytes, headers included
-	cmds      atomic.Int64 // commands received
-	pings     atomic.Int64 // Pings sent
-	stopPing  chan struct{}
-	pingOnce  sync.Once
-	done      chan struct{} // closed when reading ended
-	pinger    chan struct{} // closed when the pinger returned
-	err       error         // why reading ended, read after done
-	outOfSeq  error
-}
-
-func startSlowServer(t *testing.T, g *testGW, rate int, pingEvery time.Duration) *slowServer {
-	t.Helper()
-	c, err := net.Dial("tcp", g.serverAddr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	// A small receive buffer: the backlog waits at the gateway, as it
-	// does in front of a server that is really slow.
-	c.(*net.TCPConn).SetReadBuffer(128 << 10)
-	if err := proto.AuthenticateToGateway(c, testKey, 1, waitFor); err != nil {
-		t.Fatal(err)
-	}
-	s := &slowServer{conn: c, pingEvery: pingEvery, stopPing: make(chan struct{}), done: make(chan struct{}), pinger: make(chan struct{})}
-	fr := proto.NewFrameReader(&pacedReader{r: c, rate: rate, chunk: 16 << 10}, nil, 64<<10, 0)
-	// Registered once the answer to the first Ping comes back.
-	s.ping()
-	c.SetReadDeadline(time.Now().Add(waitFor))
-	if f, err := fr.ReadFrame(); err != nil || proto.Header(f).ConnID() != 0 {
-		t.Fatalf("server ping: %x, %v", f, err)
-	}
-	s.cmds.Add(1)
-	c.SetReadDeadline(time.Time{})
-	go s.read(fr)
-	go s.pingLoop()
-	t.Cleanup(func() {
-		s.stopPinging()
-		c.Close()
-		<-s.done
-		<-s.pinger
-	})
-	return s
-}
-
-func (s *slowServer) ping() {
-	s.conn.SetWriteDeadline(time.Now().Add(waitFor))
-	if _, err := s.conn.Write(proto.Command{Type: proto.CmdPing}.Encode(nil)); err == nil {
-		s.pings.Add(1)
-	}
-}
-
-func (s *slowServer) pingLoop() {
-	defer close(s.pinger)
-	t := time.NewTicker(s.pingEvery)
-	defer t.Stop()
-	for {
-		select {
-		case <-t.C:
-			s.ping()
-		case <-s.stopPing:
-			return
-		case <-s.done:
-			return
-		}
-	}
-}
-
-func (s *slowServer) stopPinging() { s.pingOnce.Do(func() { close(s.stopPing) }) }
-
-func (s *slowServer) read(fr *proto.FrameReader) {
-	defer close(s.done)
-	defer s.conn.Close()
-	next := map[uint32]uint32{}
-	for {
-		f, err := fr.ReadFrame()
-		if err != nil {
-			s.err = err
-			return
-		}
-		id := proto.Header(f).ConnID()
-		if id == 0 {
-			s.cmds.Add(1)
-			continue
-		}
-		seq := binary.LittleEndian.Uint32(f[proto.HeaderSize:])
-		if seq != next[id] && s.outOfSeq == nil {
-			s.outOfSeq = errors.New("out of sequence")
-		}
-		next[id] = seq + 1
-		s.data.Add(1)
-		s.dataBytes.Add(int64(len(f)))
-	}
-}
-
-// floodClient dials server 1 and writes numbered data frames of size bytes
-// as fast as the gateway takes them. Its reader closes the socket at EOF,
-// as a client does, which also ends the writer.
-type floodClient struct {
-	conn   net.Conn
-	id     uint32
-	sent   atomic.Int64
-	done   chan struct{} // reader and writer returned
-	eof    chan struct{}
-	cmds   atomic.Int64
-	failed error // set by the reader when it did not end at EOF or a reset
-}
-
-func startFloodClient(t *testing.T, g *testGW, size int) *floodClient {
-	t.Helper()
-	c := g.dialClient(t)
-	c.send(proto.Command{Type: proto.CmdDial, RemoteID: 1})
-	a := c.readCmd()
-	if a.Type != proto.CmdAccept {
-		t.Fatalf("got %+v, want Accept", a)
-	}
-	fc := &floodClient{conn: c.conn, id: a.ConnID, done: make(chan struct{}), eof: make(chan struct{})}
-	fc.cmds.Add(1)
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		defer close(fc.eof)
-		defer fc.conn.Close()
-		for {
-			fc.conn.SetReadDeadline(time.Now().Add(6 * waitFor))
-			if _, err := c.fr.ReadFrame(); err != nil {
-				var ne net.Error
-				if errors.As(err, &ne) && ne.Timeout() {
-					fc.failed = err
-				}
-				return
-			}
-			fc.cmds.Add(1)
-		}
-	})
-	wg.Go(func() {
-		const batch = 16
-		msg := make([]byte, size-proto.HeaderSize)
-		var b []byte
-		for seq := uint32(0); ; {
-			b = b[:0]
-			for range batch {
-				binary.LittleEndian.PutUint32(msg, seq)
-				b = proto.EncodeData(b, fc.id, msg)
-				seq++
-			}
-			fc.conn.SetWriteDeadline(time.Now().Add(6 * waitFor))
-			n, err := fc.conn.Write(b)
-			fc.sent.Add(int64(n / size))
-			if err != nil {
-				return
-			}
-		}
-	})
-	go func() { wg.Wait(); close(fc.done) }()
-	t.Cleanup(func() { fc.conn.Close(); <-fc.done })
-	return fc
-}
 
 // sigtermLoad is the scenario of issue 13 item 7 in small: clients send as
 // fast as they can toward a server that reads at rate bytes/s and pings
@@ -216,8 +20,8 @@ func startFloodClient(t *testing.T, g *testGW, size int) *floodClient {
 type sigtermLoad struct {
 	g       *testGW
 	errc    <-chan error
-	srv     *slowServer
-	clients []*floodClient
+	srv     *loadpeer.SlowServer
+	clients []*loadpeer.FloodClient
 	size    int
 }
 
@@ -225,20 +29,38 @@ func startSigtermLoad(t *testing.T, cfg Config, clients, size, rate int) *sigter
 	t.Helper()
 	g, errc := startGWManual(t, cfg)
 	ld := &sigtermLoad{g: g, errc: errc, size: size}
-	ld.srv = startSlowServer(t, g, rate, 2*time.Millisecond)
+	c := dialRaw(t, g.serverAddr)
+	// A small receive buffer: the backlog waits at the gateway, as it
+	// does in front of a server that is really slow.
+	c.(*net.TCPConn).SetReadBuffer(128 << 10)
+	if err := proto.AuthenticateToGateway(c, testKey, 1, waitFor); err != nil {
+		t.Fatal(err)
+	}
+	srv, err := loadpeer.NewSlowServer(c, rate, 2*time.Millisecond, waitFor)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Close)
+	ld.srv = srv
 	for range clients {
-		ld.clients = append(ld.clients, startFloodClient(t, g, size))
+		fc, err := loadpeer.NewFloodClient(dialRaw(t, g.clientAddr), size, waitFor, 6*waitFor)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(fc.Close)
+		ld.clients = append(ld.clients, fc)
 	}
 	// Under way: the server has read a good part of a second's worth and
 	// frames wait in the gateway's queue toward it.
 	eventually(t, "a backlog toward the server", func() bool {
 		st := g.Stats()
-		return ld.srv.dataBytes.Load() > int64(rate/4) && int64(st.Client.FramesIn)-int64(st.Server.FramesOut) > int64(cfg.ServerSendChanSize/2)
+		_, got := ld.srv.Data()
+		return got > int64(rate/4) && int64(st.Client.FramesIn)-int64(st.Server.FramesOut) > int64(cfg.ServerSendChanSize/2)
 	})
 	return ld
 }
 
-// result waits for every peer to finish and returns what each side counted.
+// sigtermResult is what each side counted.
 type sigtermResult struct {
 	sent                 int64 // data frames the clients wrote
 	readFromClients      int64 // data frames the gateway read from clients
@@ -249,6 +71,7 @@ type sigtermResult struct {
 	st                   Stats
 }
 
+// finish waits for every peer to finish and returns what each side counted.
 func (ld *sigtermLoad) finish(t *testing.T) sigtermResult {
 	t.Helper()
 	for range 2 {
@@ -257,35 +80,21 @@ func (ld *sigtermLoad) finish(t *testing.T) sigtermResult {
 		}
 	}
 	var r sigtermResult
-	select {
-	case <-ld.srv.done:
-	case <-time.After(6 * waitFor):
-		t.Fatal("the server's connection did not end")
+	if err := ld.srv.Wait(6 * waitFor); err != nil {
+		t.Errorf("server: %v", err)
 	}
-	ld.srv.stopPinging()
-	<-ld.srv.pinger
-	if ld.srv.outOfSeq != nil {
-		t.Errorf("server: %v", ld.srv.outOfSeq)
-	}
-	dials := int64(0)
 	for i, c := range ld.clients {
-		select {
-		case <-c.done:
-		case <-time.After(6 * waitFor):
-			t.Fatalf("client %d did not end", i)
+		if err := c.Wait(6 * waitFor); err != nil {
+			t.Errorf("client %d: %v", i, err)
 		}
-		if c.failed != nil {
-			t.Errorf("client %d: %v", i, c.failed)
-		}
-		r.sent += c.sent.Load()
-		dials++
+		r.sent += c.Sent()
 	}
+	dials := int64(len(ld.clients))
 	r.st = ld.g.Stats()
 	r.readFromClients = int64(r.st.Client.FramesIn) - dials
 	r.readBytesFromClients = int64(r.st.Client.BytesIn) - dials*int64(proto.CmdSize(proto.CmdDial))
-	r.serverGot = ld.srv.data.Load()
-	r.serverGotBytes = ld.srv.dataBytes.Load()
-	r.pingsSent = ld.srv.pings.Load()
+	r.serverGot, r.serverGotBytes = ld.srv.Data()
+	r.pingsSent = ld.srv.Pings()
 	return r
 }
 
@@ -367,8 +176,7 @@ func TestSigtermUnderLoadShortDeadline(t *testing.T) {
 	rate := 2 << 20
 	rec := &logRecorder{}
 	ld := startSigtermLoad(t, Config{ServerSendChanSize: 4000, Logger: slog.New(rec)}, clients, size, rate)
-	ld.srv.stopPinging()
-	<-ld.srv.pinger
+	ld.srv.StopPinging()
 	ctx, cancel := context.WithTimeout(context.Background(), deadline)
 	defer cancel()
 	start := time.Now()
