@@ -29,6 +29,10 @@ type collector struct {
 	authFailures                   *prometheus.Desc
 	framesDropped, closesIgnored   *prometheus.Desc
 	queueHighWater                 *prometheus.Desc
+	undeliveredFrames              *prometheus.Desc
+	undeliveredBytes               *prometheus.Desc
+	discardedFrames                *prometheus.Desc
+	discardedBytes                 *prometheus.Desc
 	refuseReasons                  []gateway.RefuseReason
 	reasons                        []gateway.Reason
 	refuseReasonNames, reasonNames []string
@@ -56,11 +60,16 @@ func NewCollector(g *gateway.Gateway) prometheus.Collector {
 		dialsRefused:   desc("dials_refused_total", "Dials refused, by reason.", "reason"),
 		disconnects:    desc("disconnects_total", "Physical connections closed, by reason.", "reason"),
 		authFailures:   desc("server_auth_failures_total", "Server handshakes that failed."),
-		framesDropped:  desc("frames_dropped_total", "Data frames dropped: for a dead, foreign or closing virtual connection."),
+		framesDropped:  desc("frames_dropped_total", "Data frames dropped: for a dead or foreign virtual connection."),
 		closesIgnored:  desc("closes_ignored_total", "Close commands ignored: for an unknown or foreign virtual connection."),
 		queueHighWater: desc("send_queue_high_water_frames", "Longest send queue seen since start, in frames, by side.", "side"),
-		refuseReasons:  gateway.RefuseReasons(),
-		reasons:        gateway.Reasons(),
+		undeliveredFrames: desc("frames_undelivered_total",
+			"Data frames accepted for a connection that closed before writing them whole, by the reason it closed (shutdown: cut by the shutdown deadline).", "reason"),
+		undeliveredBytes: desc("bytes_undelivered_total", "Bytes of the frames in fastway_frames_undelivered_total, by reason.", "reason"),
+		discardedFrames:  desc("frames_discarded_at_shutdown_total", "Frames peers sent after a shutdown stopped reading them, read and thrown away."),
+		discardedBytes:   desc("bytes_discarded_at_shutdown_total", "Bytes peers sent after a shutdown stopped reading them, read and thrown away."),
+		refuseReasons:    gateway.RefuseReasons(),
+		reasons:          gateway.Reasons(),
 	}
 	for _, r := range c.refuseReasons {
 		c.refuseReasonNames = append(c.refuseReasonNames, r.String())
@@ -71,7 +80,8 @@ func NewCollector(g *gateway.Gateway) prometheus.Collector {
 	c.describe = []*prometheus.Desc{
 		c.conns, c.virtualConns, c.framesIn, c.framesOut, c.bytesIn, c.bytesOut, c.accepted,
 		c.dialsAccepted, c.dialsRefused, c.disconnects, c.authFailures, c.framesDropped,
-		c.closesIgnored, c.queueHighWater,
+		c.closesIgnored, c.queueHighWater, c.undeliveredFrames, c.undeliveredBytes,
+		c.discardedFrames, c.discardedBytes,
 	}
 	return c
 }
@@ -119,4 +129,11 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.closesIgnored, s.ClosesIgnored)
 	gauge(c.queueHighWater, float64(s.QueueHighWater[0]), sideClient)
 	gauge(c.queueHighWater, float64(s.QueueHighWater[1]), sideServer)
+	for i, r := range c.reasons {
+		u := s.UndeliveredAt(r)
+		counter(c.undeliveredFrames, u.Frames, c.reasonNames[i])
+		counter(c.undeliveredBytes, u.Bytes, c.reasonNames[i])
+	}
+	counter(c.discardedFrames, s.Discarded.Frames)
+	counter(c.discardedBytes, s.Discarded.Bytes)
 }

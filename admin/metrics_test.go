@@ -165,8 +165,8 @@ func TestCollectorConsistent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(mfs) != 14 {
-		t.Errorf("%d metric families, want 14", len(mfs))
+	if len(mfs) != 18 {
+		t.Errorf("%d metric families, want 18", len(mfs))
 	}
 	for _, mf := range mfs {
 		if !strings.HasPrefix(mf.GetName(), "fastway_") {
@@ -212,6 +212,12 @@ func TestCollectorMatchesStats(t *testing.T) {
 	check("fastway_closes_ignored_total", "", float64(st.ClosesIgnored))
 	check("fastway_send_queue_high_water_frames", `side="client"`, float64(st.QueueHighWater[0]))
 	check("fastway_send_queue_high_water_frames", `side="server"`, float64(st.QueueHighWater[1]))
+	for _, r := range gateway.Reasons() {
+		check("fastway_frames_undelivered_total", `reason="`+r.String()+`"`, float64(st.UndeliveredAt(r).Frames))
+		check("fastway_bytes_undelivered_total", `reason="`+r.String()+`"`, float64(st.UndeliveredAt(r).Bytes))
+	}
+	check("fastway_frames_discarded_at_shutdown_total", "", float64(st.Discarded.Frames))
+	check("fastway_bytes_discarded_at_shutdown_total", "", float64(st.Discarded.Bytes))
 }
 
 // sample returns the value of the series name{labels} collected from c

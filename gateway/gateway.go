@@ -305,18 +305,38 @@ func (g *Gateway) untrack(l *link) {
 		g.shares.put(l.share)
 	}
 	l.dropScratch()
+	if frames := l.lostFrames.Load(); frames > 0 {
+		// Counted in Stats.Undelivered already. Shutdown logs one line
+		// for all the links it cut.
+		if reason, _ := l.closeReason(); reason != ReasonShutdown {
+			g.logEvent(reason, slog.LevelWarn, "frames undelivered", slog.String("side", l.side.String()), slog.Uint64("id", uint64(l.id)),
+				slog.String("remote", l.conn.RemoteAddr().String()), slog.String("reason", reason.String()),
+				slog.Uint64("frames", frames), slog.Uint64("bytes", l.lostBytes.Load()))
+		}
+	}
 }
 
 // Shutdown stops the gateway gracefully, in phases. First the listeners
-// and pending handshakes close, and every reader stops reading: each
-// finishes routing the frames it holds (waiting for room in a server's
-// queue if it must). No link is closed and no virtual connection is torn
-// down meanwhile, so no frame the gateway has read is lost. Once every
-// reader has stopped, Shutdown closes every virtual connection (queueing
-// Close to both ends) and closes every link for flushing: its writer writes
-// what is queued, then closes the socket. When ctx ends first, whatever is
-// left is closed hard. Shutdown returns once every goroutine has exited:
-// nil, or ctx's error when it had to close hard.
+// and pending handshakes close, and every reader stops routing: each
+// finishes routing the frames it holds, those already in its read buffer
+// included (waiting for room in a server's queue if it must). No link is
+// closed and no virtual connection is torn down meanwhile, so no frame the
+// gateway has read is lost. Once every reader has stopped routing,
+// Shutdown closes every virtual connection (queueing Close to both ends)
+// and closes every link gracefully: its writer writes what is queued, then
+// shuts the writing side (the peer reads EOF after the last frame), while
+// its reader reads on and throws away what the peer still sends (counted
+// in Stats.Discarded), so that no socket is closed with unread bytes,
+// which would reset it and lose what the peer has not read yet. A link
+// closes when its peer closes in turn or (on Linux) has acknowledged every
+// byte written to it. See drain.go.
+//
+// When ctx ends first, whatever is left is closed hard: the data frames
+// not written whole are counted in Stats.Undelivered[ReasonShutdown], and
+// logged in one line with the links that were cut and the bytes their
+// peers had not acknowledged. Shutdown returns once every goroutine has
+// exited: nil, or ctx's error when it had to close hard (also when all was
+// written but a peer had neither closed nor acknowledged it by then).
 func (g *Gateway) Shutdown(ctx context.Context) error {
 	g.mu.Lock()
 	if !g.shutdown {
@@ -335,6 +355,8 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 		c.Close()
 	}
 	g.mu.Unlock()
+	start := time.Now()
+	lostBefore, discardedBefore := g.counters.undelivered[ReasonShutdown].load(), g.counters.discarded.load()
 
 	for _, ln := range lns {
 		ln.Close()
@@ -344,12 +366,12 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 	}
 	readersDone, ok := waitCtx(ctx, &g.readers)
 	hard := !ok
+	var cut int
+	var unackedBytes int64
 	if hard {
 		// Readers stuck waiting for room in a server queue wake up when
 		// their links close.
-		for _, l := range links {
-			l.close(ReasonShutdown, nil, false)
-		}
+		cut, unackedBytes = closeHard(links)
 	}
 	<-readersDone
 	// Every reader has stopped: close the virtual connections (telling
@@ -365,17 +387,56 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 		var allDone <-chan struct{}
 		if allDone, ok = waitCtx(ctx, &g.wg); !ok {
 			hard = true
-			for _, l := range links {
-				l.conn.Close()
-			}
+			cut, unackedBytes = closeHard(links)
 		}
 		<-allDone
 	}
 	g.wg.Wait()
+	lost, discarded := g.counters.undelivered[ReasonShutdown].load(), g.counters.discarded.load()
+	lost.Frames -= lostBefore.Frames
+	lost.Bytes -= lostBefore.Bytes
+	discarded.Frames -= discardedBefore.Frames
+	discarded.Bytes -= discardedBefore.Bytes
+	attrs := []any{slog.Int("links", len(links)), slog.Duration("took", time.Since(start)),
+		slog.Uint64("undelivered_frames", lost.Frames), slog.Uint64("undelivered_bytes", lost.Bytes),
+		slog.Uint64("discarded_frames", discarded.Frames), slog.Uint64("discarded_bytes", discarded.Bytes)}
+	level := slog.LevelInfo
+	if len(links) == 0 {
+		level = slog.LevelDebug // nothing to say (a Stop after Shutdown)
+	}
 	if hard {
+		if lost.Frames > 0 || unackedBytes > 0 || cut > 0 {
+			level = slog.LevelWarn
+		}
+		attrs = append(attrs, slog.Int("links_cut", cut), slog.Int64("unacked_bytes", unackedBytes), slog.String("reason", ReasonShutdown.String()))
+		g.log.Log(context.Background(), level, "shutdown cut short by its deadline", attrs...)
 		return ctx.Err()
 	}
+	g.log.Log(context.Background(), level, "shutdown complete", attrs...)
 	return nil
+}
+
+// closeHard closes the sockets of links at once (Shutdown's deadline). It
+// returns how many were still open (being read or written), and how many
+// bytes their peers had not acknowledged then (on Linux; see unacked):
+// those are in the kernel, which still delivers them unless the peer sends
+// more before it has read them all (the closed socket then answers with a
+// reset).
+func closeHard(links []*link) (cut int, unackedBytes int64) {
+	for _, l := range links {
+		l.mu.Lock()
+		open := !l.rdone || !(l.wshut || (l.closed && !l.flush))
+		l.mu.Unlock()
+		if open {
+			cut++
+		}
+		if n := unacked(l.conn); n > 0 {
+			unackedBytes += int64(n)
+		}
+		l.close(ReasonShutdown, nil, false)
+		l.conn.Close()
+	}
+	return cut, unackedBytes
 }
 
 // waitCtx waits for wg, or for ctx to end; it reports whether wg finished

@@ -35,7 +35,7 @@ func (l *link) readReady(fd uintptr) bool {
 // it to read on when a read filled its buffer, before the reader writes out
 // what it has queued.
 func (l *link) TryRead(p []byte) (int, error) {
-	if l.raw == nil || l.stopRead.Load() || len(p) == 0 {
+	if l.raw == nil || l.stopped() || len(p) == 0 {
 		return 0, nil // (a read into nothing would look like EOF)
 	}
 	if l.tryRead == nil {

@@ -62,7 +62,8 @@ type link struct {
 
 	lastDeadline int64       // reader only: when the read deadline was last pushed out (Unix ns)
 	lastWrite    int64       // writer only: when the write deadline was last pushed out (Unix ns)
-	stopRead     atomic.Bool // set by stopReading: the reader must not read again
+	stopRead     atomic.Bool // set by stopReading: the reader must not route again
+	draining     bool        // reader only: stopped, reading on to throw away (drainInput)
 	closing      atomic.Bool // mirrors closed, for the reader's per-frame check without the lock
 
 	// Lazy reads (ReadLazy): the socket's RawConn, the callback given to
@@ -120,8 +121,14 @@ type link struct {
 	torn       bool       // teardown has run: the reader is done with the link
 	gone       bool       // untracked: counted into the totals, see finishedLocked
 	flush      bool       // closed gracefully: the writer drains the queue first
+	wshut      bool       // closed gracefully and the queue written: the writing side is shut (shutWrite)
+	rdone      bool       // the reader will not read again (readEnded)
 	reason     Reason
 	cause      error
+
+	// lostFrames and lostBytes count the data frames this link closed
+	// with unwritten (see lose), for its log line.
+	lostFrames, lostBytes atomic.Uint64
 
 	// vmu guards a client link's virtual connections (a server link's are
 	// found in the route table; see attach).
@@ -163,6 +170,9 @@ func (l *link) Read(p []byte) (int, error) {
 // beforeRead pushes the read deadline out and checks the link is still to
 // be read.
 func (l *link) beforeRead() error {
+	if l.draining {
+		return nil // drainInput sets its own deadlines
+	}
 	if l.idle > 0 {
 		// The coarse clock decides when to refresh; the deadline itself is
 		// set from the precise time, so a lagging clock never ends an idle
@@ -175,7 +185,7 @@ func (l *link) beforeRead() error {
 			l.lastDeadline = now.UnixNano()
 		}
 	}
-	if l.stopRead.Load() {
+	if l.stopped() {
 		return errStopped
 	}
 	return nil
@@ -188,7 +198,7 @@ func (l *link) ReadLazy(get func() []byte, put func()) (int, error) {
 	if l.raw == nil {
 		return l.Read(get())
 	}
-	if l.stopRead.Load() {
+	if l.stopped() {
 		return 0, errStopped
 	}
 	l.lazyGet, l.lazyPut = get, put
@@ -216,14 +226,16 @@ func (l *link) ReadLazy(get func() []byte, put func()) (int, error) {
 // stack for good).
 func (l *link) readLoop() {
 	defer l.gw.wg.Done()
-	defer l.gw.readers.Done()
 	fr := l.newFrameReader()
 	// Frames and bytes read are counted here and added to the link's
 	// counters once per batch of frames, not per frame.
 	var frames, bytes uint64
 	ahead := 0 // reads since the last flush that ReadMore added
 	for {
-		if err := l.beforeRead(); err != nil {
+		if err := l.beforeRead(); err != nil && (err != errStopped || !fr.HasFrame()) {
+			// Stopped by Shutdown: the frames already buffered whole are
+			// routed first (HasFrame), since the next ReadFrame returns
+			// them without reading.
 			l.readFailed(err)
 			break
 		}
@@ -254,16 +266,22 @@ func (l *link) readLoop() {
 		}
 	}
 	l.countIn(frames, bytes)
-	fr.Release()
 	if l.stopRead.Load() {
 		// Stopped by Shutdown, which tears every link down itself once
-		// all readers have stopped, so that no reader routes a frame to
-		// a virtual connection another reader's teardown just closed.
+		// all readers have stopped routing, so that no reader routes a
+		// frame to a virtual connection another reader's teardown just
+		// closed. The reader then reads on, throwing away what the peer
+		// still sends, until the link closes (see drain.go).
 		l.flushDirty()
+		l.gw.readers.Done()
+		l.drainInput(fr)
+		fr.Release()
 		return
 	}
+	fr.Release()
 	l.gw.teardown(l)
 	l.flushDirty()
+	l.gw.readers.Done()
 }
 
 func (l *link) newFrameReader() *proto.FrameReader {
@@ -352,8 +370,8 @@ func (l *link) isClosed() bool { return l.closing.Load() }
 
 // close marks the link closed with reason and cause; the first call wins.
 // With flush, frames already queued are written before the socket closes
-// (graceful shutdown); otherwise the socket closes at once, which also ends
-// the reader, which tears the link down.
+// (graceful shutdown: see drain.go); otherwise the socket closes at once,
+// which also ends the reader, which tears the link down.
 func (l *link) close(reason Reason, cause error, flush bool) {
 	l.mu.Lock()
 	if l.closed {
@@ -368,14 +386,16 @@ func (l *link) close(reason Reason, cause error, flush bool) {
 	}
 	done := l.finishedLocked()
 	l.mu.Unlock()
-	if !flush || !writing {
+	if !flush {
 		l.conn.Close()
+	} else if !writing {
+		l.shutWrite()
 	}
 	if done {
 		l.gw.untrack(l)
 	}
-	// With flush and a writer running, the writer closes the socket when the
-	// queue is empty.
+	// With flush and a writer running, the writer shuts the writing side
+	// when the queue is empty (shutWrite).
 }
 
 // finishedLocked reports, once, that the link is over for good: closed,

@@ -246,7 +246,7 @@ func (l *link) flushInline() {
 		}
 		n, err := l.writeNow(batch)
 		if err != nil {
-			l.writeFailed(batch, err)
+			l.writeFailed(batch, n, err)
 			return
 		}
 		if total := batchBytes(batch); n < total {
@@ -322,15 +322,20 @@ func (l *link) takeBatch(keep []outFrame) []outFrame {
 		if l.waiters > 0 {
 			l.space.Broadcast()
 		}
-		closeNow := l.closed
-		if !closeNow && cap(keep) <= l.spareMax() {
+		closing, hard := l.closed, l.closed && !l.flush
+		if !closing && cap(keep) <= l.spareMax() {
 			l.spare = keep // small enough to keep while idle
 		}
 		done := l.finishedLocked()
 		l.mu.Unlock()
+		if hard {
+			l.lose(batch, 0)
+		}
 		l.gw.freeAll(batch)
-		if closeNow {
+		if hard {
 			l.conn.Close()
+		} else if closing {
+			l.shutWrite() // flushed: see drain.go
 		}
 		if done {
 			l.gw.untrack(l)
@@ -355,11 +360,14 @@ func (l *link) spareMax() int {
 	return idleSpare
 }
 
-// writeFailed ends the writer's turn after a write error: the link closes
-// and every frame still held or queued is freed.
-func (l *link) writeFailed(batch []outFrame, err error) {
-	l.gw.freeAll(batch)
+// writeFailed ends the writer's turn after a write error, of which written
+// bytes of batch went out: the link closes and every frame still held or
+// queued is freed, the data frames among them counted (see lose).
+func (l *link) writeFailed(batch []outFrame, written int64, err error) {
+	l.stats.bytesOut.Add(uint64(written))
 	l.close(ReasonWriteError, err, false)
+	l.lose(batch, written)
+	l.gw.freeAll(batch)
 	l.mu.Lock()
 	l.writing = false
 	rest := l.queue
@@ -367,6 +375,7 @@ func (l *link) writeFailed(batch []outFrame, err error) {
 	l.queuedBytes, l.batchBytes = 0, 0
 	done := l.finishedLocked()
 	l.mu.Unlock()
+	l.lose(rest, 0)
 	l.gw.freeAll(rest)
 	if done {
 		l.gw.untrack(l)
@@ -436,8 +445,7 @@ func (l *link) writeLoop(batch []outFrame, skip int64) {
 			// more when it is not.
 			n, err := l.writeNow(batch)
 			if err != nil {
-				l.stats.bytesOut.Add(uint64(n))
-				l.writeFailed(batch, err)
+				l.writeFailed(batch, n, err)
 				return
 			}
 			if n < iovBytes(batch) {
@@ -453,8 +461,7 @@ func (l *link) writeLoop(batch []outFrame, skip int64) {
 			n, vec, err = l.writeBatch(batch, skip, vec)
 		}
 		if err != nil {
-			l.stats.bytesOut.Add(uint64(skip + n))
-			l.writeFailed(batch, err)
+			l.writeFailed(batch, skip+n, err)
 			return
 		}
 		l.wrote(skip + n)

@@ -111,8 +111,10 @@ func (g *Gateway) forward(l *link, id uint32, frame outFrame, borrowed bool) {
 		err = dst.pushFrame(l, frame, modeFor(l, dst))
 	}
 	if err != nil {
-		// The other end is closing; its teardown sends l the Close.
-		g.counters.framesDropped.Add(1)
+		// The other end is closing; its teardown sends l the Close. The
+		// frame counts as undelivered by the reason it closed.
+		reason, _ := dst.closeReason()
+		g.counters.undelivered[reason].add(1, uint64(len(frame.b)))
 	}
 }
 

@@ -111,3 +111,96 @@ func queuedToClients(g *Gateway) int64 {
 	st := g.Stats()
 	return int64(st.Server.FramesIn) - int64(st.Client.FramesOut)
 }
+
+// TestShutdownRoutesBufferedFrames: frames a reader has read from its
+// socket into its buffer, but not routed yet when Shutdown stops it, are
+// routed before it stops. One client keeps the server's queue full (the
+// server does not read), so that a second client's reader, which read 20
+// small frames in one read, waits for room with 19 of them in its buffer.
+// Shutdown then starts, the server reads on: it gets all 20.
+func TestShutdownRoutesBufferedFrames(t *testing.T) {
+	const small = 20
+	tg, errc := startGWManual(t, Config{ServerSendChanSize: 4})
+	g := tg.Gateway
+	srvConn := dialRaw(t, tg.serverAddr)
+	if err := proto.AuthenticateToGateway(srvConn, testKey, 1, waitFor); err != nil {
+		t.Fatal(err)
+	}
+	srv := newPeer(t, srvConn)
+	srv.ping()
+	c1, c2 := tg.dialClient(t), tg.dialClient(t)
+	id1, _ := open(t, c1, srv, 1)
+	id2, _ := open(t, c2, srv, 1)
+	var srvLink *link
+	eventually(t, "server registered", func() bool { srvLink = g.servers.newest(1); return srvLink != nil })
+	waiters := func() int { srvLink.mu.Lock(); defer srvLink.mu.Unlock(); return srvLink.waiters }
+
+	// Client 1 floods until its reader waits for room toward the server.
+	flood := proto.EncodeData(nil, id1, make([]byte, 64<<10))
+	go func() {
+		for {
+			c1.conn.SetWriteDeadline(time.Now().Add(waitFor))
+			if _, err := c1.conn.Write(flood); err != nil {
+				return
+			}
+		}
+	}()
+	eventually(t, "client 1 waiting for room", func() bool { return waiters() == 1 })
+	// Client 2's frames arrive in one write, so its reader reads them in one
+	// read, routes the first and waits for room with the rest buffered.
+	var b []byte
+	for i := range small {
+		b = proto.EncodeData(b, id2, []byte{byte(i), 1, 2, 3})
+	}
+	c2.write(b)
+	eventually(t, "client 2 waiting for room", func() bool { return waiters() == 2 })
+
+	ctx, cancel := context.WithTimeout(context.Background(), 4*waitFor)
+	defer cancel()
+	shutdown := make(chan error, 1)
+	go func() { shutdown <- g.Shutdown(ctx) }()
+	eventually(t, "readers told to stop", func() bool { return c2Stopped(g) })
+	// Peers read to EOF, then close, as they do.
+	for _, c := range []*peer{c1, c2} {
+		go func() { readToEOF(c.conn, 4*waitFor); c.conn.Close() }()
+	}
+	got := map[uint32]int{}
+	srvConn.SetReadDeadline(time.Now().Add(4 * waitFor))
+	for {
+		f, err := srv.fr.ReadFrame()
+		if err != nil {
+			break
+		}
+		if id := proto.Header(f).ConnID(); id != 0 {
+			got[id]++
+		}
+	}
+	srvConn.Close()
+	if err := <-shutdown; err != nil {
+		t.Fatalf("Shutdown: %v", err)
+	}
+	for range 2 {
+		<-errc
+	}
+	st := g.Stats()
+	t.Logf("server got %d frames of client 1 and %d of client 2; gateway read %d data frames from clients; discarded after the stop %+v",
+		got[id1], got[id2], st.Client.FramesIn-2, st.Discarded)
+	if got[id2] != small {
+		t.Errorf("the server got %d of client 2's %d frames", got[id2], small)
+	}
+	if n := uint64(got[id1] + got[id2]); n != st.Client.FramesIn-2 {
+		t.Errorf("the server got %d data frames, the gateway read %d from clients", n, st.Client.FramesIn-2)
+	}
+}
+
+// c2Stopped reports whether Shutdown has told every link to stop reading.
+func c2Stopped(g *Gateway) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for l := range g.links {
+		if !l.stopRead.Load() {
+			return false
+		}
+	}
+	return true
+}

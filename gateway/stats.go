@@ -20,7 +20,30 @@ type Stats struct {
 	ClientAccepts  uint64                   // client connections accepted in all
 	ServerAccepts  uint64                   // server connections authenticated in all
 	QueueHighWater [2]int64                 // largest send queue seen, [client, server], in frames
+
+	// Undelivered counts, by the reason their link closed, the data frames
+	// the gateway had accepted for a link and never wrote whole: still
+	// queued or partly written when the link closed, or routed to it while
+	// it was closing. Undelivered[ReasonShutdown] is what a Shutdown cut
+	// short by its deadline lost. Commands (Ping answers, Close notices)
+	// are not counted: they go with the connection.
+	Undelivered [numReasons]FrameCount
+	// Discarded counts the frames (commands included) and bytes that peers
+	// sent after Shutdown stopped reading them: the gateway reads them and
+	// throws them away until the peer closes, so that closing the socket
+	// resets nothing (see docs/reliability.md, "SIGTERM under load"). Bytes
+	// include a partial frame left in a read buffer when reading stopped.
+	Discarded FrameCount
 }
+
+// FrameCount is a number of frames and their bytes (headers included).
+type FrameCount struct {
+	Frames, Bytes uint64
+}
+
+// UndeliveredAt returns the undelivered count for links that closed with
+// reason r.
+func (s Stats) UndeliveredAt(r Reason) FrameCount { return s.Undelivered[r] }
 
 // Traffic counts frames and bytes in both directions on one side.
 type Traffic struct {
@@ -56,6 +79,22 @@ type counters struct {
 	clientAccepts, serverAccepts atomic.Uint64
 	highWater                    [2]atomic.Int64
 	closed                       [2]linkCounters // traffic of closed links, [client, server]
+	undelivered                  [numReasons]frameCounter
+	discarded                    frameCounter
+}
+
+// frameCounter is a FrameCount that is added to concurrently.
+type frameCounter struct{ frames, bytes atomic.Uint64 }
+
+func (c *frameCounter) add(frames, bytes uint64) {
+	if frames > 0 || bytes > 0 {
+		c.frames.Add(frames)
+		c.bytes.Add(bytes)
+	}
+}
+
+func (c *frameCounter) load() FrameCount {
+	return FrameCount{Frames: c.frames.Load(), Bytes: c.bytes.Load()}
 }
 
 // noteQueueLen records a send queue length for the high-water mark.
@@ -101,6 +140,10 @@ func (g *Gateway) Stats() Stats {
 	for i := range c.highWater {
 		s.QueueHighWater[i] = c.highWater[i].Load()
 	}
+	for i := range c.undelivered {
+		s.Undelivered[i] = c.undelivered[i].load()
+	}
+	s.Discarded = c.discarded.load()
 	// Sum live links under the links lock, so a link is counted either
 	// live or retired, never both and never neither.
 	g.mu.Lock()

@@ -225,7 +225,7 @@ loop:
 	var disc []string
 	nonzero := 0
 	for _, k := range slices.Sorted(maps.Keys(kv)) {
-		if strings.HasPrefix(k, "disconnects.") || strings.HasPrefix(k, "dials.refused.") || k == "frames_dropped" || k == "auth_failures" {
+		if strings.HasPrefix(k, "disconnects.") || strings.HasPrefix(k, "dials.refused.") || strings.HasPrefix(k, "undelivered_frames.") || k == "frames_dropped" || k == "auth_failures" {
 			disc = append(disc, k+"="+kv[k])
 			if kv[k] != "0" {
 				nonzero++

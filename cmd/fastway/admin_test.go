@@ -238,6 +238,12 @@ func statsSeries(key string) (string, bool) {
 	if r, ok := strings.CutPrefix(key, "disconnects."); ok {
 		return `fastway_disconnects_total{reason="` + strings.ReplaceAll(r, "_", " ") + `"}`, true
 	}
+	if r, ok := strings.CutPrefix(key, "undelivered_frames."); ok {
+		return `fastway_frames_undelivered_total{reason="` + strings.ReplaceAll(r, "_", " ") + `"}`, true
+	}
+	if r, ok := strings.CutPrefix(key, "undelivered_bytes."); ok {
+		return `fastway_bytes_undelivered_total{reason="` + strings.ReplaceAll(r, "_", " ") + `"}`, true
+	}
 	if side, kind, ok := strings.Cut(key, "."); ok && (side == "client" || side == "server") {
 		name := map[string]string{
 			"frames_in": "fastway_frames_received_total", "frames_out": "fastway_frames_sent_total",
@@ -255,6 +261,8 @@ func statsSeries(key string) (string, bool) {
 		"auth_failures":           `fastway_server_auth_failures_total`,
 		"frames_dropped":          `fastway_frames_dropped_total`,
 		"closes_ignored":          `fastway_closes_ignored_total`,
+		"discarded_frames":        `fastway_frames_discarded_at_shutdown_total`,
+		"discarded_bytes":         `fastway_bytes_discarded_at_shutdown_total`,
 		"queue_high_water.client": `fastway_send_queue_high_water_frames{side="client"}`,
 		"queue_high_water.server": `fastway_send_queue_high_water_frames{side="server"}`,
 	}[key]

@@ -53,7 +53,14 @@ type logLine struct {
 // the test ends, if it still runs; on failure its log is printed.
 func startProc(t *testing.T, dir string, args ...string) *proc {
 	t.Helper()
-	c := exec.Command(binary, args...)
+	return startBinary(t, binary, dir, args...)
+}
+
+// startBinary is startProc with another fastway binary (for measurements
+// of an older build).
+func startBinary(t *testing.T, bin, dir string, args ...string) *proc {
+	t.Helper()
+	c := exec.Command(bin, args...)
 	c.Dir = dir
 	c.Env = envWithout(authPasswordEnv)
 	stderr, err := c.StderrPipe()

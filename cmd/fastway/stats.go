@@ -21,9 +21,13 @@ func statsCommand(g *gateway.Gateway) cmd.Handler {
 }
 
 // formatStats prints s on one line of space-separated key=value pairs,
-// grouped by a prefix: conns, client and server traffic, dials, and
-// disconnects by reason. Reason names have their spaces turned into
-// underscores, so every pair is one word:
+// grouped by a prefix: conns, client and server traffic, dials,
+// disconnects by reason, and what was not delivered: undelivered_frames
+// and undelivered_bytes by the reason the connection closed
+// (undelivered_frames.shutdown: the data frames dropped at shutdown, cut by
+// its deadline), then discarded_frames and discarded_bytes (sent by peers
+// after a shutdown stopped reading them). Reason names have their spaces
+// turned into underscores, so every pair is one word:
 //
 //	conns.client=1 conns.server=1 conns.virtual=1 client.frames_in=2 ... dials.accepted=1 dials.refused.unknown_id=0 ... disconnects.peer_closed=0 ...
 func formatStats(s gateway.Stats) string {
@@ -62,6 +66,12 @@ func formatStats(s gateway.Stats) string {
 	put("closes_ignored", s.ClosesIgnored)
 	put("queue_high_water.client", uint64(max(s.QueueHighWater[0], 0)))
 	put("queue_high_water.server", uint64(max(s.QueueHighWater[1], 0)))
+	for _, r := range gateway.Reasons() {
+		put("undelivered_frames."+word(r.String()), s.UndeliveredAt(r).Frames)
+		put("undelivered_bytes."+word(r.String()), s.UndeliveredAt(r).Bytes)
+	}
+	put("discarded_frames", s.Discarded.Frames)
+	put("discarded_bytes", s.Discarded.Bytes)
 	return b.String()
 }
 
