@@ -277,3 +277,47 @@ func TestPausedClientStillServed(t *testing.T) {
 		}
 	}
 }
+
+// TestTeardownNotStalledByFullServer: server 1 reads nothing and a flooder
+// has filled its queue; a client with virtual connections to both servers
+// disconnects. Server 2 gets its Closes at once: the teardown does not wait
+// for room at server 1 (it did, one virtual connection at a time, in the
+// order of a map).
+func TestTeardownNotStalledByFullServer(t *testing.T) {
+	g := startGW(t, Config{})
+	s1, s2 := g.dialServer(t, 1), g.dialServer(t, 2)
+	s1.conn.(*net.TCPConn).SetReadBuffer(16 << 10)
+	flooder := g.dialClient(t)
+	fid, _ := open(t, flooder, s1, 1)
+	c := g.dialClient(t)
+	var ids2 []uint32
+	for range 4 {
+		open(t, c, s1, 1)
+		id, _ := open(t, c, s2, 2)
+		ids2 = append(ids2, id)
+	}
+	srv1 := g.servers.newest(1)
+	go func() {
+		frame := proto.EncodeData(nil, fid, make([]byte, 16<<10))
+		flooder.conn.SetWriteDeadline(time.Now().Add(waitFor))
+		for {
+			if _, err := flooder.conn.Write(frame); err != nil {
+				return
+			}
+		}
+	}()
+	eventually(t, "server 1's queue full", func() bool { return heldToward(srv1) >= g.Config().ServerSendQueueBytes })
+	c.conn.Close()
+	got := map[uint32]bool{}
+	for len(got) < len(ids2) {
+		cmd := s2.readCmd()
+		if cmd.Type == proto.CmdClose {
+			got[cmd.ConnID] = true
+		}
+	}
+	for _, id := range ids2 {
+		if !got[id] {
+			t.Fatalf("server 2 got Closes %v, want %v", got, ids2)
+		}
+	}
+}

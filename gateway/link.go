@@ -39,7 +39,9 @@ const (
 	// by a client's reader toward a server.
 	pushWait
 	// pushForce queues past the limit. Used for a server's replies to itself
-	// (Ping, Accept), which its own reader generates at its own pace.
+	// (Ping, Accept), which its own reader generates at its own pace, and
+	// for the Close a client's teardown sends each of its servers (one per
+	// virtual connection), which must not wait behind one full server.
 	pushForce
 )
 

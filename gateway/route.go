@@ -310,7 +310,10 @@ func (g *Gateway) teardown(l *link) {
 				continue // closed concurrently by the other end
 			}
 			vc.closed.Store(true)
-			g.sendClose(l, vc.server, id)
+			// Never waiting for room: a teardown must not stall behind
+			// one full server while its other servers wait for their
+			// Close. Bounded by the client's virtual connections.
+			vc.server.pushCmd(l, proto.Command{Type: proto.CmdClose, ConnID: id}, pushForce)
 			closed++
 		}
 	} else {
