@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"io"
 	"net"
+	"runtime"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -319,5 +320,69 @@ func TestTeardownNotStalledByFullServer(t *testing.T) {
 		if !got[id] {
 			t.Fatalf("server 2 got Closes %v, want %v", got, ids2)
 		}
+	}
+}
+
+// TestStalledClientPinsNoReadBuffers: an honest server writes 64 KiB at a
+// time, each holding one 4,100-byte frame for a client that does not read
+// and 60 KiB of small frames for one that does. Frames of 1 KiB or more go
+// to their destination in place, in the server's read buffer; queued to the
+// stalled client, each kept a whole 64 KiB buffer (the adversarial pass:
+// 16.7 MiB held per such client against its 1 MiB bound). Toward a stalled
+// client they are now copied, so it holds about its bound.
+func TestStalledClientPinsNoReadBuffers(t *testing.T) {
+	pool := &bytesPool{Pool: slab.NewSyncPool(slab.DefaultMinChunk, slab.DefaultMaxChunk, slab.DefaultFactor)}
+	g := startGW(t, Config{MemPool: pool})
+	s := g.dialServer(t, 1)
+	victim, reader := g.dialClient(t), g.dialClient(t)
+	victim.conn.(*net.TCPConn).SetReadBuffer(4 << 10)
+	vid, _ := open(t, victim, s, 1)
+	rid, _ := open(t, reader, s, 1)
+	var chunk []byte
+	chunk = proto.EncodeData(chunk, vid, make([]byte, 4100-proto.HeaderSize))
+	for len(chunk) < 64<<10-1000 {
+		chunk = proto.EncodeData(chunk, rid, make([]byte, 900-proto.HeaderSize))
+	}
+	perChunk := (len(chunk) - 4100) / 900
+	before := pool.resetPeak()
+	const rounds, window = 3000, 8
+	var progress atomic.Int64 // frames the reading client received
+	errc := make(chan error, 1)
+	go func() {
+		s.conn.SetWriteDeadline(time.Now().Add(4 * waitFor))
+		for i := range rounds {
+			// The server keeps at most window writes ahead of the
+			// reading client (an application's flow control); it does
+			// not wait for the stalled one.
+			for progress.Load() < int64((i-window)*perChunk) {
+				runtime.Gosched()
+			}
+			if _, err := s.conn.Write(chunk); err != nil {
+				errc <- err
+				return
+			}
+		}
+		errc <- nil
+	}()
+	got := 0
+	for got < rounds*perChunk {
+		reader.conn.SetReadDeadline(time.Now().Add(4 * waitFor))
+		f, err := reader.fr.ReadFrame()
+		if err != nil {
+			t.Fatalf("reader, %d frames in: %v", got, err)
+		}
+		if proto.Header(f).ConnID() == rid {
+			got++
+			progress.Store(int64(got))
+		}
+	}
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
+	peak := pool.peak.Load() - before
+	t.Logf("a stalled client beside a reading one, 64 KiB server writes with one 4,100-byte frame for the stalled one: pool buffers peaked %s above the start; slow-consumer drops %d",
+		mib(peak), g.Stats().Disconnected(ReasonSlowConsumer))
+	if bound := int64(6 << 20); peak > bound {
+		t.Fatalf("buffers peaked %s above the start, above %s", mib(peak), mib(bound))
 	}
 }

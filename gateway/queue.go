@@ -120,6 +120,14 @@ func (l *link) enqueue(from *link, frame outFrame, small []byte, mode pushMode) 
 		l.gw.release(frame) // nothing, for a copy
 		return errLinkClosed
 	}
+	var unshared outFrame
+	if small == nil && frame.ref != nil && l.stalled {
+		// l's peer is not taking what it is sent: a frame forwarded in
+		// place would keep its whole read buffer (up to 16 times the
+		// frame, see proto.FrameReader.ReadFrameShared) while it waits.
+		// It is copied into the queue instead, and the buffer goes back.
+		small, unshared, frame = frame.b, frame, outFrame{}
+	}
 	if l.queue == nil {
 		l.queue, l.spare = l.spare, nil
 	}
@@ -153,6 +161,7 @@ func (l *link) enqueue(from *link, frame outFrame, small []byte, mode pushMode) 
 		l.turnOwner = from
 	}
 	l.mu.Unlock()
+	l.gw.release(unshared) // nothing, unless copied out of a shared buffer
 	if n > 1 {
 		l.gw.counters.noteQueueLen(l.side, n)
 	}
