@@ -165,8 +165,8 @@ func TestCollectorConsistent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(mfs) != 18 {
-		t.Errorf("%d metric families, want 18", len(mfs))
+	if len(mfs) != 19 {
+		t.Errorf("%d metric families, want 19", len(mfs))
 	}
 	for _, mf := range mfs {
 		if !strings.HasPrefix(mf.GetName(), "fastway_") {

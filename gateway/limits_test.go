@@ -198,6 +198,28 @@ func TestLargeFrameBudget(t *testing.T) {
 			t.Logf("%d attackers hold %s of the large-frame budget; honest frames pass", tc.n, mib(g.budget.Used()))
 		})
 	}
+	t.Run("budget filled with real bytes", func(t *testing.T) {
+		// Ten sources each hold partial frames of which they really sent
+		// 72 KiB, until the budget is full (the adversarial pass: then
+		// honest frames of 20 KB and 64 KiB, sent whole, were refused).
+		// A frame whose bytes keep arriving costs no budget: they pass.
+		g, s, _, _ := setup(t, Config{LargeFrameBudget: 8 << 20})
+		for src := range 10 {
+			for range 8 {
+				c := g.dialClientFrom(t, fmt.Sprintf("127.6.%d.1", src))
+				announce(c, 99, 73792)
+			}
+		}
+		eventually(t, "the budget full", func() bool { return g.budget.Used() > 8<<20-256<<10 })
+		for i, size := range []int{65536, 20000, 8192, 300 << 10} {
+			c := g.dialClientFrom(t, fmt.Sprintf("127.7.0.%d", i+1))
+			id, _ := open(t, c, s, 1)
+			frame := proto.EncodeData(nil, id, make([]byte, size))
+			c.write(frame)
+			checkFrames(t, readData(t, s, 1), [][]byte{frame})
+		}
+		t.Logf("budget used %s of 8 MiB; honest frames of 64 KiB, 20 KB, 8 KiB and 300 KiB sent whole all passed", mib(g.budget.Used()))
+	})
 	t.Run("a source over its share", func(t *testing.T) {
 		g, s, honest, _ := setup(t, Config{LargeFrameBudgetPerSource: 512<<10 + 8})
 		a, b := g.dialClientFrom(t, "127.0.0.4"), g.dialClientFrom(t, "127.0.0.4")

@@ -20,6 +20,9 @@ type Stats struct {
 	ClientAccepts  uint64                   // client connections accepted in all
 	ServerAccepts  uint64                   // server connections authenticated in all
 	QueueHighWater [2]int64                 // largest send queue seen, [client, server], in frames
+	// LargeFrameBytes is what unfinished large client frames hold of
+	// LargeFrameBudget now, in bytes (see Config.LargeFrameBudget).
+	LargeFrameBytes int64
 
 	// Undelivered counts, by the reason their link closed, the data frames
 	// the gateway had accepted for a link and never wrote whole: still
@@ -144,6 +147,9 @@ func (g *Gateway) Stats() Stats {
 		s.Undelivered[i] = c.undelivered[i].load()
 	}
 	s.Discarded = c.discarded.load()
+	if g.budget != nil {
+		s.LargeFrameBytes = g.budget.Used()
+	}
 	// Sum live links under the links lock, so a link is counted either
 	// live or retired, never both and never neither.
 	g.mu.Lock()

@@ -118,3 +118,29 @@ func TestBudgetCountsWhatArrived(t *testing.T) {
 		t.Fatalf("after the frames failed: budget %d, share %d, want 0", b.Used(), share.Used())
 	}
 }
+
+// TestBudgetChargesOnlyWaiting: a large frame whose body keeps arriving
+// (TryRead finds it) costs the budget nothing, even an exhausted one; one
+// whose body stops arriving is charged before the reader waits, and
+// refused when the budget has no room.
+func TestBudgetChargesOnlyWaiting(t *testing.T) {
+	large := EncodeData(nil, 7, bytes.Repeat([]byte{7}, 300<<10))
+	full := NewBudget(0) // every charge fails
+	src := &tryLazySource{lazySource: lazySource{data: bytes.Clone(large), chunk: 8 << 10}}
+	fr := NewFrameReader(src, nil, 2<<10, 1<<20)
+	fr.SetBudget(full)
+	f, err := fr.ReadFrame()
+	if err != nil || !bytes.Equal(f, large) {
+		t.Fatalf("a frame that arrived without a wait: %d bytes, %v", len(f), err)
+	}
+	// The body stops arriving: the reader would wait, so it is charged.
+	src = &tryLazySource{lazySource: lazySource{data: bytes.Clone(large[:100<<10]), chunk: 8 << 10}}
+	fr = NewFrameReader(src, nil, 2<<10, 1<<20)
+	fr.SetBudget(full)
+	if _, err := fr.ReadFrame(); !errors.Is(err, ErrBudgetExceeded) {
+		t.Fatalf("a frame whose body stopped: %v, want ErrBudgetExceeded", err)
+	}
+	if full.Used() != 0 {
+		t.Fatalf("budget used %d after refusal", full.Used())
+	}
+}

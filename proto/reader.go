@@ -531,13 +531,38 @@ func (fr *FrameReader) readLarge(size int) ([]byte, error) {
 		fr.size = min(maxAdaptiveBuffer, max(fr.size, 1<<bits.Len(uint(size))))
 	}
 	got := fr.wpos - fr.rpos
+	// The budget is charged for what the frame's buffer holds only when
+	// the reader is about to wait for more of its body: a frame whose
+	// bytes keep arriving (read on without waiting, through TryRead)
+	// costs the budget nothing, so honest frames that arrive whole are
+	// never refused for budget however many partial frames others hold.
+	// Without a TryReader every read may wait, and the buffer is charged
+	// before it is allocated.
+	tr, _ := fr.r.(TryReader)
+	if fr.lazy == nil {
+		tr = nil
+	}
 	var held int64 // reserved in the budget
+	charge := func(n int) error {
+		if fr.budget == nil || int64(n) <= held {
+			return nil
+		}
+		if !fr.budget.reserve(int64(n) - held) {
+			return fmt.Errorf("%w: %d-byte frame (%d bytes of it arrived)", ErrBudgetExceeded, size, got)
+		}
+		held = int64(n)
+		return nil
+	}
+	defer func() {
+		if held > 0 {
+			fr.budget.release(held)
+		}
+	}()
 	grow := func(frame []byte, n int) ([]byte, error) {
-		if fr.budget != nil {
-			if !fr.budget.reserve(int64(n) - held) {
-				return nil, fmt.Errorf("%w: %d-byte frame (%d bytes of it held)", ErrBudgetExceeded, size, got)
+		if tr == nil {
+			if err := charge(n); err != nil {
+				return nil, err
 			}
-			held = int64(n)
 		}
 		next := fr.pool.Alloc(n)[:n]
 		if frame != nil {
@@ -546,11 +571,6 @@ func (fr *FrameReader) readLarge(size int) ([]byte, error) {
 		}
 		return next, nil
 	}
-	defer func() {
-		if held > 0 {
-			fr.budget.release(held)
-		}
-	}()
 	frame, err := grow(nil, min(size, got+largeFirst))
 	if err != nil {
 		return nil, err
@@ -562,27 +582,48 @@ func (fr *FrameReader) readLarge(size int) ([]byte, error) {
 		// no read buffer while it waits for the body.
 		fr.dropBuf()
 	}
+	fail := func(err error) ([]byte, error) {
+		fr.pool.Free(frame)
+		if err == io.EOF {
+			err = io.ErrUnexpectedEOF
+		}
+		return nil, fmt.Errorf("fastway: reading %d-byte frame: %w", size, err)
+	}
 	empty := 0
 	for got < size {
 		if got == len(frame) {
-			if frame, err = grow(frame, min(size, 2*len(frame))); err != nil {
+			next, err := grow(frame, min(size, 2*len(frame)))
+			if err != nil {
+				fr.pool.Free(frame)
+				return nil, err
+			}
+			frame = next
+		}
+		if tr != nil {
+			n, err := tr.TryRead(frame[got:])
+			got += n
+			if err != nil && got < size {
+				return fail(err)
+			}
+			if n > 0 {
+				continue
+			}
+			// Nothing more has arrived: the read below waits, holding
+			// the frame's buffer.
+			if err := charge(len(frame)); err != nil {
+				fr.pool.Free(frame)
 				return nil, err
 			}
 		}
 		n, err := fr.r.Read(frame[got:])
 		got += n
 		if err != nil && got < size {
-			fr.pool.Free(frame)
-			if err == io.EOF {
-				err = io.ErrUnexpectedEOF
-			}
-			return nil, fmt.Errorf("fastway: reading %d-byte frame: %w", size, err)
+			return fail(err)
 		}
 		if n > 0 {
 			empty = 0
 		} else if empty++; empty >= maxEmptyReads {
-			fr.pool.Free(frame)
-			return nil, fmt.Errorf("fastway: reading %d-byte frame: %w", size, io.ErrNoProgress)
+			return fail(io.ErrNoProgress)
 		}
 	}
 	return frame, nil

@@ -265,6 +265,7 @@ func statsSeries(key string) (string, bool) {
 		"discarded_bytes":         `fastway_bytes_discarded_at_shutdown_total`,
 		"queue_high_water.client": `fastway_send_queue_high_water_frames{side="client"}`,
 		"queue_high_water.server": `fastway_send_queue_high_water_frames{side="server"}`,
+		"large_frame_budget_used": `fastway_large_frame_budget_used_bytes`,
 	}[key]
 	return s, ok
 }
