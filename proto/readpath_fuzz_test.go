@@ -33,7 +33,7 @@ const maxFuzzStream = 2 << 20
 // generators seeded by seed. conf picks the reader (readPathConfig). frames
 // describes the frame stream (genStream), arrivals how it arrives: chunk by
 // chunk, each read seeing at most the current chunk, with pauses in which
-// nothing has arrived (genArrivals).
+// nothing has arrived (arrivingSource.nextChunk).
 func FuzzReadPath(f *testing.F) {
 	f.Add(uint64(0), uint32(0), []byte{}, []byte{})
 	f.Add(uint64(1), uint32(31<<10), []byte{}, []byte{3, 3, 3, 0, 5})
@@ -78,7 +78,7 @@ func exactFrames(sizes ...int) []byte {
 	return b
 }
 
-// exactArrivals encodes chunks of the given sizes for genArrivals, then
+// exactArrivals encodes chunks of the given sizes for arrivingSource, then
 // the rest of the stream at once.
 func exactArrivals(sizes ...int) []byte {
 	var b []byte
@@ -259,7 +259,7 @@ func appendRandom(b []byte, rng *rand.Rand, n int) []byte {
 	return b
 }
 
-// Arrival tokens in genArrivals' input (a token's first byte, mod 8).
+// Arrival tokens in the arrivals input (a token's first byte, mod 8).
 const (
 	arrivePause  = 0 // nothing has arrived yet at the next read attempt
 	arriveExact  = 6 // a chunk of the next 3 bytes' size
@@ -268,7 +268,7 @@ const (
 )
 
 // arrivingSource is a socket as a link sees it: a LazyReader and a
-// TryReader over a stream that arrives in chunks (genArrivals): a read
+// TryReader over a stream that arrives in chunks (nextChunk): a read
 // returns at most what is left of the current chunk. At a pause, a lazy
 // read puts its buffer back and gets it again (as readReady does on EAGAIN)
 // and TryRead returns 0; a blocking Read waits it out.
@@ -501,12 +501,20 @@ func (p *trackPool) Free(b []byte) {
 		return
 	}
 	delete(p.live, ptr)
-	b = b[:cap(b)]
-	for i := range b {
-		b[i] = 0xEE
+	for rest := b[:cap(b)]; len(rest) > 0; {
+		rest = rest[copy(rest, poison[:]):]
 	}
 	p.inner.Free(b)
 }
+
+// poison is what trackPool overwrites freed buffers with (0xEE, as
+// countingPool), a copy at a time.
+var poison = func() (p [4096]byte) {
+	for i := range p {
+		p[i] = 0xEE
+	}
+	return p
+}()
 
 func (p *trackPool) checkBalanced(tb testing.TB) {
 	tb.Helper()
