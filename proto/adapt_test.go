@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"math/bits"
 	"testing"
 )
 
@@ -169,3 +170,72 @@ func (s *arrivalSource) readPiece(p []byte) (int, error) {
 	s.left -= n
 	return n, err
 }
+
+// shapedSource is a lazySource whose reads return big bytes at a time for
+// the first fast bytes, then slow at a time.
+type shapedSource struct {
+	data       []byte
+	fast, slow int
+	sent       int
+}
+
+func (s *shapedSource) Read(p []byte) (int, error) {
+	if len(s.data) == 0 {
+		return 0, io.EOF
+	}
+	chunk := s.slow
+	if s.sent < s.fast {
+		chunk = s.fast - s.sent
+	}
+	n := copy(p, s.data[:min(len(s.data), chunk)])
+	s.data, s.sent = s.data[n:], s.sent+n
+	return n, nil
+}
+
+func (s *shapedSource) ReadLazy(get func() []byte, put func()) (int, error) {
+	return s.Read(get())
+}
+
+// TestTrickleDoesNotReallocate: a frame that trickles into a grown buffer
+// in 10-byte reads moves to a smaller buffer a few times at most, not on
+// every read (a buffer the pool rounded up must not look oversized).
+func TestTrickleDoesNotReallocate(t *testing.T) {
+	var burst []byte
+	for len(burst) < 64<<10 {
+		burst = EncodeData(burst, 1, make([]byte, 1000))
+	}
+	slowFrame := EncodeData(nil, 2, make([]byte, 40000))
+	pool := &roundingPool{}
+	src := &shapedSource{data: append(bytes.Clone(burst), slowFrame...), fast: len(burst) + 100, slow: 10}
+	fr := NewFrameReader(src, pool, 2<<10, 0)
+	var got [][]byte
+	for {
+		f, err := fr.ReadFrame()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, f)
+	}
+	if last := got[len(got)-1]; !bytes.Equal(last, slowFrame) {
+		t.Fatalf("the trickled frame came out wrong (%d bytes)", len(last))
+	}
+	if pool.big > 8 {
+		t.Fatalf("%d buffers of 16 KiB or more taken for one trickled frame, want a few", pool.big)
+	}
+}
+
+// roundingPool rounds every buffer up to a power of two, as slab pools do,
+// and counts the large ones.
+type roundingPool struct{ big int }
+
+func (p *roundingPool) Alloc(n int) []byte {
+	if n >= 16<<10 {
+		p.big++
+	}
+	return make([]byte, n, 1<<bits.Len(uint(n-1)))
+}
+
+func (p *roundingPool) Free([]byte) {}

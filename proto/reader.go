@@ -184,9 +184,11 @@ func (fr *FrameReader) makeRoom(n int) {
 		// A lazy reader grew for a busy stream, or a frame needs more
 		// room than the buffer has.
 		fr.regrow(want)
-	case len(fr.buf) > want && buffered <= fr.size/2:
+	case len(fr.buf) >= 2*want && buffered <= fr.size/2:
 		// A lazy reader shrank while it trickles: a slow partial frame
-		// does not keep a 64 KiB buffer.
+		// does not keep a 64 KiB buffer. (At least by half: the pool may
+		// round a buffer up, and a smaller step would move the bytes on
+		// every read.)
 		fr.regrow(want)
 	case len(fr.buf)-fr.rpos < n:
 		if fr.shared != nil {
