@@ -148,7 +148,7 @@ func (c *Conn) resume(raw net.Conn, deadline time.Time) (err error) {
 	c.hsSeq++
 	seq := c.hsSeq
 	c.hs = raw
-	wc, rc, kept := c.writeCount, c.readCount, min(c.writeCount, uint64(c.ring.size()))
+	wc, rc, kept := c.writeCount, c.readCount, c.ring.kept()
 	c.mu.Unlock()
 	defer func() {
 		if err != nil {

@@ -31,10 +31,14 @@ type Config struct {
 	// first byte to its last. Zero means DefaultHandshakeTimeout (10 s).
 	HandshakeTimeout time.Duration
 	// RewriterBufferSize is how many of the most recently written bytes
-	// (as sent on the wire) a Conn keeps to replay after a reconnect, and
-	// the largest piece one underlying write sends. It must exceed the bytes
-	// that can be in flight between the ends (see the package doc). Zero
-	// means DefaultRewriterBufferSize (32 KiB).
+	// (as sent on the wire) a Conn keeps at most to replay after a
+	// reconnect. The buffer is allocated as bytes are written, so a session
+	// holds only what it has written, up to this size. It must exceed the
+	// bytes that can be in flight between the ends; snet sizes its TCP
+	// sockets from it (SocketBuffer) so that it does, and raises a Conn's
+	// buffer to twice what its socket's buffers hold when the kernel gives
+	// more than was asked (see the package doc, "Limits"). Zero means
+	// DefaultRewriterBufferSize (32 KiB).
 	RewriterBufferSize int
 	// ReconnWaitTimeout: on the server, how long a broken session waits for
 	// its client before closing with ErrReconnTimeout; on the client, how

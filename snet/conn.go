@@ -23,10 +23,14 @@ const (
 )
 
 // maxChunk bounds the bytes one step of Write encrypts into the ring (with
-// c.mu held) and sends. A step also takes at most a quarter of the ring, so
-// the piece not yet handed to the kernel leaves most of the ring for bytes
-// in flight.
+// c.mu held) and sends. A step also takes at most an eighth of the ring
+// (chunkDivisor): the piece not yet handed to the kernel is part of what a
+// cut can lose, and the rest of the ring is for the bytes in the sockets
+// and on the path (see the package doc, "Limits").
 const maxChunk = 64 << 10
+
+// chunkDivisor: one step of Write takes at most this fraction of the ring.
+const chunkDivisor = 8
 
 // direction selects which deadline a wait honours.
 type direction uint8
@@ -77,8 +81,10 @@ type Conn struct {
 
 var _ net.Conn = (*Conn)(nil)
 
+// newConn returns a session carried by base. Its rewrite buffer is
+// allocated only as it writes.
 func newConn(cfg Config, id uint64, key [sizeOfKey]byte, read, write *rc4.Cipher, base net.Conn) *Conn {
-	return &Conn{
+	c := &Conn{
 		id:          id,
 		key:         key,
 		cfg:         cfg,
@@ -91,6 +97,17 @@ func newConn(cfg Config, id uint64, key [sizeOfKey]byte, read, write *rc4.Cipher
 		laddr:       base.LocalAddr(),
 		raddr:       base.RemoteAddr(),
 	}
+	c.fitLocked(base)
+	return c
+}
+
+// fitLocked raises the rewrite buffer's capacity, if need be, to twice
+// what base's socket buffers hold (socketHolds), so it covers a cut also
+// where the kernel gave more than SocketBuffer asked for (its floor for
+// small buffers) or where base was not sized at all. The caller holds c.mu
+// or owns c alone.
+func (c *Conn) fitLocked(base net.Conn) {
+	c.ring.raise(min(2*socketHolds(base), maxRewriterBufferSize))
 }
 
 // ID is the snet connection ID the server assigned.
@@ -165,7 +182,7 @@ func (c *Conn) write(p []byte, d direction) (int, error) {
 				c.mu.Unlock()
 				return total, nil
 			}
-			n := min(len(p), max(c.ring.size()/4, 1), maxChunk)
+			n := min(len(p), max(c.ring.size()/chunkDivisor, 1), maxChunk)
 			var cipher *rc4.Cipher
 			if c.cfg.EnableCrypt {
 				cipher = c.writeCipher
@@ -308,6 +325,7 @@ func (c *Conn) install(raw net.Conn, seq, peerRead uint64) error {
 		return errSuperseded
 	}
 	c.hs = nil
+	c.fitLocked(raw)
 	raw.SetDeadline(time.Time{})
 	raw.SetReadDeadline(c.rdl)
 	raw.SetWriteDeadline(c.wdl)

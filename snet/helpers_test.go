@@ -109,6 +109,44 @@ func pairVia(t *testing.T, l net.Listener, cfg Config, dialer func() (net.Conn, 
 	return cli, srv
 }
 
+// opaqueConn hides a TCP connection from snet, as TLS does: snet can
+// neither size its sockets nor see what they hold, so its rewrite buffer
+// stays at RewriterBufferSize whatever the kernel buffers.
+type opaqueConn struct{ net.Conn }
+
+// opaqueListener accepts opaqueConns; Listen cannot size its socket.
+type opaqueListener struct{ net.Listener }
+
+func (l opaqueListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return opaqueConn{c}, nil
+}
+
+// opaquePair is pair over opaque connections with the kernel's default
+// (autotuned) socket buffers.
+func opaquePair(t *testing.T, scfg, ccfg Config) (cli, srv *Conn) {
+	t.Helper()
+	ln, err := Listen(scfg, func() (net.Listener, error) {
+		ln, err := tcpListen()
+		return opaqueListener{ln}, err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	dial := tcpDialer(ln.Addr().String())
+	return pairVia(t, ln, ccfg, func() (net.Conn, error) {
+		c, err := dial()
+		if err != nil {
+			return nil, err
+		}
+		return opaqueConn{c}, nil
+	})
+}
+
 // pair starts a listener with scfg and dials it with ccfg.
 func pair(t *testing.T, scfg, ccfg Config) (cli, srv *Conn, l *Listener) {
 	t.Helper()

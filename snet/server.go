@@ -40,7 +40,10 @@ type Listener struct {
 var _ net.Listener = (*Listener)(nil)
 
 // Listen wraps the listener that listen returns. Accept returns *Conn values
-// for new sessions only.
+// for new sessions only. If it is a *net.TCPListener, Listen gives it the
+// socket buffers of cfg.Control (SocketBuffer), which the connections it
+// accepts from then on inherit; a listener wrapped in another (TLS) is left
+// as it is: size its socket with cfg.Control when it is created.
 func Listen(cfg Config, listen func() (net.Listener, error)) (net.Listener, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -48,6 +51,10 @@ func Listen(cfg Config, listen func() (net.Listener, error)) (net.Listener, erro
 	inner, err := listen()
 	if err != nil {
 		return nil, fmt.Errorf("fastway: snet: listen: %w", err)
+	}
+	if err := sizeListener(cfg, inner); err != nil {
+		inner.Close()
+		return nil, fmt.Errorf("fastway: snet: socket buffers: %w", err)
 	}
 	l := &Listener{
 		cfg:      cfg.withDefaults(),
@@ -330,7 +337,7 @@ func (c *Conn) beginResume(raw net.Conn, peerWrite, peerRead uint64) (seq, write
 	switch {
 	case peerRead > wc || rc > peerWrite:
 		return 0, 0, 0, ErrBadCounts
-	case wc-peerRead > min(wc, uint64(c.ring.size())):
+	case wc-peerRead > c.ring.kept():
 		return 0, 0, 0, ErrGapTooLarge
 	}
 	if c.state == stateConnected {

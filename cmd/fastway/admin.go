@@ -31,7 +31,7 @@ func listenAdmin(o *options) (net.Listener, error) {
 	if o.AdminAddr == "" {
 		return nil, nil
 	}
-	return listen(o.AdminAddr, o.ReusePort, 0)
+	return listen(o.AdminAddr, o.ReusePort, nil)
 }
 
 // serveAdmin logs where ln listens (with a warning when other hosts can

@@ -39,9 +39,9 @@ const (
 )
 
 // minSnetBuffer bounds -ClientSnetBuffer and -ServerSnetBuffer from below:
-// an snet port's sockets get buffers of an eighth of it (transport.go), and
-// the kernel does not go below about 4 KiB, so a smaller rewrite buffer
-// could not hold what they do.
+// an snet port's sockets get buffers of a sixteenth of it, 2 KiB at the
+// least (snet.Config.SocketBuffer), which the kernel makes about 4 KiB
+// each, so a much smaller rewrite buffer could not hold what they do.
 const minSnetBuffer = 16 << 10
 
 // maxSnetBuffer bounds -ClientSnetBuffer and -ServerSnetBuffer from above:
@@ -170,7 +170,7 @@ func newFlagSet(o *options) *flag.FlagSet {
 	fs.StringVar(&o.ClientTLSKey, "ClientTLSKey", "", "PEM private key of -ClientTLSCert")
 	fs.BoolVar(&o.ClientSnetEnable, "ClientSnetEnable", false, "snet on the client port: clients resume their stream after a broken TCP connection")
 	fs.BoolVar(&o.ClientSnetEncrypt, "ClientSnetEncrypt", false, "snet's RC4 encryption on the client port: obfuscation for clients that expect it, not security (needs ClientSnetEnable)")
-	sizeVar(&o.ClientSnetBuffer, "ClientSnetBuffer", defaultClientSnetBuffer, "snet rewrite buffer per client connection; its sockets get buffers of an eighth of it")
+	sizeVar(&o.ClientSnetBuffer, "ClientSnetBuffer", defaultClientSnetBuffer, "snet rewrite buffer per client connection (allocated as it fills); its sockets get buffers of a sixteenth of it")
 	fs.DurationVar(&o.ClientSnetInitTimeout, "ClientSnetInitTimeout", defaultSnetInitTimeout, "snet handshake timeout on the client port")
 	fs.DurationVar(&o.ClientSnetWaitTimeout, "ClientSnetWaitTimeout", defaultSnetWaitTimeout, "how long a broken snet client connection waits for a reconnect")
 
@@ -190,7 +190,7 @@ func newFlagSet(o *options) *flag.FlagSet {
 	fs.StringVar(&o.ServerTLSClientCA, "ServerTLSClientCA", "", "PEM CA certificates: servers must present a certificate signed by one (mutual TLS; needs ServerTLSCert)")
 	fs.BoolVar(&o.ServerSnetEnable, "ServerSnetEnable", false, "snet on the server port: servers resume their stream after a broken TCP connection")
 	fs.BoolVar(&o.ServerSnetEncrypt, "ServerSnetEncrypt", false, "snet's RC4 encryption on the server port: obfuscation, not security (needs ServerSnetEnable)")
-	sizeVar(&o.ServerSnetBuffer, "ServerSnetBuffer", defaultServerSnetBuffer, "snet rewrite buffer per server connection; its sockets get buffers of an eighth of it")
+	sizeVar(&o.ServerSnetBuffer, "ServerSnetBuffer", defaultServerSnetBuffer, "snet rewrite buffer per server connection (allocated as it fills); its sockets get buffers of a sixteenth of it")
 	fs.DurationVar(&o.ServerSnetInitTimeout, "ServerSnetInitTimeout", defaultSnetInitTimeout, "snet handshake timeout on the server port")
 	fs.DurationVar(&o.ServerSnetWaitTimeout, "ServerSnetWaitTimeout", defaultSnetWaitTimeout, "how long a broken snet server connection waits for a reconnect")
 
@@ -314,7 +314,7 @@ func (o *options) validate() error {
 		v    size
 	}{{"ClientSnetBuffer", o.ClientSnetBuffer}, {"ServerSnetBuffer", o.ServerSnetBuffer}} {
 		if f.v < minSnetBuffer {
-			return fmt.Errorf("-%s=%s: want at least %s (the port's socket buffers are an eighth of it)", f.name, f.v.String(), formatSize(minSnetBuffer))
+			return fmt.Errorf("-%s=%s: want at least %s (the port's socket buffers are a sixteenth of it)", f.name, f.v.String(), formatSize(minSnetBuffer))
 		}
 	}
 	if o.MemPoolMinChunk > o.MemPoolMaxChunk {

@@ -14,17 +14,8 @@ import (
 	"github.com/libp2p/go-reuseport"
 )
 
-// sockBufDivisor sets the socket buffers of an snet port: each of its TCP
-// connections gets send and receive buffers of the snet rewrite buffer
-// divided by this. A resume needs every byte the peer has not read to be
-// in the sender's rewrite buffer, and those bytes sit in the sockets
-// (snet/doc.go, "Limits"); Linux doubles the value set, so the gateway's
-// two buffers of a connection take at most half the rewrite buffer, and
-// the rest covers the network, the peer's buffers and a TLS record.
-const sockBufDivisor = 8
-
 // port is how one side's listener is built, from the socket up: TCP
-// (SO_REUSEPORT with -ReusePort; bounded socket buffers with snet), TLS
+// (SO_REUSEPORT with -ReusePort; snet's socket buffers with snet), TLS
 // (when configured), snet (when enabled), then the gateway's framing.
 type port struct {
 	side      string // "client" or "server", for the log
@@ -51,11 +42,7 @@ func (o *options) ports() (client, server port) {
 
 // listen opens p's listener stack.
 func (p port) listen() (net.Listener, error) {
-	sockBuf := 0
-	if p.snet != nil {
-		sockBuf = p.snet.RewriterBufferSize / sockBufDivisor
-	}
-	ln, err := listen(p.addr, p.reusePort, sockBuf)
+	ln, err := listen(p.addr, p.reusePort, p.snet)
 	if err != nil {
 		return nil, err
 	}
@@ -97,16 +84,17 @@ func (p port) tlsMode() string {
 }
 
 // listen opens a TCP listener on addr, with SO_REUSEPORT if reusePort.
-// A positive sockBuf sets the listening socket's send and receive buffers,
-// which the connections it accepts inherit.
+// With snet (snetCfg not nil) the listening socket gets snet's socket
+// buffers (snet.Config.SocketBuffer, a sixteenth of the rewrite buffer),
+// which the connections it accepts inherit, so that what a cut can lose in
+// the kernel stays within the rewrite buffer (docs/reliability.md, "snet").
 //
-// The buffers are set on the listening socket, before any handshake, rather
-// than on each connection after Accept: the window a connection advertises
-// is then sized for them from its first segment. Shrunk after Accept, a
-// receive buffer smaller than the path's MSS (64 KiB on loopback, about
-// 9 KiB with jumbo frames) stalls a peer's bulk upload on the persist timer
-// for seconds (TestSnetSocketBuffers).
-func listen(addr string, reusePort bool, sockBuf int) (net.Listener, error) {
+// They are set on the listening socket, before any handshake, rather than
+// on each connection after Accept: the window a connection advertises is
+// then sized for them from its first segment. Shrunk after Accept, a small
+// receive buffer stalls a peer's bulk upload on the persist timer for
+// seconds to minutes (TestSnetSocketBuffers).
+func listen(addr string, reusePort bool, snetCfg *snet.Config) (net.Listener, error) {
 	var lc net.ListenConfig
 	lc.Control = func(network, address string, c syscall.RawConn) error {
 		if reusePort {
@@ -114,8 +102,8 @@ func listen(addr string, reusePort bool, sockBuf int) (net.Listener, error) {
 				return err
 			}
 		}
-		if sockBuf > 0 {
-			return setSockBuf(c, sockBuf)
+		if snetCfg != nil {
+			return snetCfg.Control(network, address, c)
 		}
 		return nil
 	}

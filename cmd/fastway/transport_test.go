@@ -116,7 +116,8 @@ func TestCapsConfig(t *testing.T) {
 }
 
 // TestSnetSocketBuffers checks that an snet port's connections get socket
-// buffers of an eighth of the rewrite buffer (doubled by Linux), and that a
+// buffers of a sixteenth of the rewrite buffer (doubled by Linux, with a
+// floor of 4608 bytes for a send buffer), and that a
 // bulk upload into them does not stall: on loopback the MSS (64 KiB) is far
 // above such a buffer, which stalls for seconds when the buffer is shrunk
 // after Accept instead of on the listening socket.
@@ -125,7 +126,11 @@ func TestSnetSocketBuffers(t *testing.T) {
 		t.Skip("the doubling checked here is Linux's")
 	}
 	const rewriteBuffer = defaultClientSnetBuffer
-	ln, err := listen("127.0.0.1:0", false, rewriteBuffer/sockBufDivisor)
+	cfg := snet.Config{RewriterBufferSize: rewriteBuffer}
+	if cfg.SocketBuffer() != rewriteBuffer/16 {
+		t.Fatalf("SocketBuffer %d, want a sixteenth of %d", cfg.SocketBuffer(), rewriteBuffer)
+	}
+	ln, err := listen("127.0.0.1:0", false, &cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -154,7 +159,7 @@ func TestSnetSocketBuffers(t *testing.T) {
 		if serr != nil {
 			t.Fatal(serr)
 		}
-		if want := 2 * rewriteBuffer / sockBufDivisor; got != want {
+		if want := 2 * cfg.SocketBuffer(); got != want && !(opt.opt == syscall.SO_SNDBUF && got == 4608) {
 			t.Errorf("accepted socket: %s = %d, want %d", opt.name, got, want)
 		}
 	}
@@ -171,7 +176,7 @@ func TestSnetSocketBuffers(t *testing.T) {
 		t.Fatalf("read %d of %d bytes: %v", n, upload, err)
 	}
 	if d := time.Since(start); d > 2*time.Second {
-		t.Errorf("1 MiB upload into %d-byte socket buffers took %v: stalled", rewriteBuffer/sockBufDivisor, d)
+		t.Errorf("1 MiB upload into %d-byte socket buffers took %v: stalled", cfg.SocketBuffer(), d)
 	}
 }
 
