@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/fastway-go/fastway/proto"
+	"github.com/fastway-go/fastway/slab"
 )
 
 // Gateway routes virtual connections between clients and servers.
@@ -33,8 +34,9 @@ type Gateway struct {
 	logLimit  logLimiter
 	budget    *proto.Budget // LargeFrameBudget, shared by every link's reader (nil: unlimited)
 
-	clock        atomic.Int64 // coarse Unix nanoseconds, see clock.go
-	clockRunning bool         // guarded by mu
+	clock        atomic.Int64    // coarse Unix nanoseconds, see clock.go
+	clockRunning bool            // guarded by mu
+	reclaimer    *slab.Reclaimer // run by the clock goroutine (nil: MemReleaseInterval < 0)
 
 	mu        sync.Mutex
 	links     map[*link]struct{}
@@ -57,7 +59,12 @@ func New(cfg Config) *Gateway {
 	if cfg.LargeFrameBudget > 0 {
 		budget = proto.NewBudget(cfg.LargeFrameBudget)
 	}
+	var reclaimer *slab.Reclaimer
+	if cfg.MemReleaseInterval > 0 {
+		reclaimer = &slab.Reclaimer{Pool: cfg.MemPool, Idle: cfg.MemReleaseInterval}
+	}
 	return &Gateway{
+		reclaimer: reclaimer,
 		budget:    budget,
 		cfg:       cfg,
 		log:       cfg.Logger,
