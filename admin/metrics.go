@@ -34,6 +34,7 @@ type collector struct {
 	undeliveredBytes               *prometheus.Desc
 	discardedFrames                *prometheus.Desc
 	discardedBytes                 *prometheus.Desc
+	memReleased, memReclaims       *prometheus.Desc
 	refuseReasons                  []gateway.RefuseReason
 	reasons                        []gateway.Reason
 	refuseReasonNames, reasonNames []string
@@ -70,6 +71,8 @@ func NewCollector(g *gateway.Gateway) prometheus.Collector {
 		undeliveredBytes: desc("bytes_undelivered_total", "Bytes of the frames in fastway_frames_undelivered_total, by reason.", "reason"),
 		discardedFrames:  desc("frames_discarded_at_shutdown_total", "Frames peers sent after a shutdown stopped reading them, read and thrown away."),
 		discardedBytes:   desc("bytes_discarded_at_shutdown_total", "Bytes peers sent after a shutdown stopped reading them, read and thrown away."),
+		memReleased:      desc("memory_pool_released_bytes_total", "Bytes of buffer pool pages let go of after they were idle for the release interval."),
+		memReclaims:      desc("memory_reclaims_total", "Times the gateway made the Go runtime return free memory to the OS (debug.FreeOSMemory) after a burst."),
 		refuseReasons:    gateway.RefuseReasons(),
 		reasons:          gateway.Reasons(),
 	}
@@ -83,7 +86,7 @@ func NewCollector(g *gateway.Gateway) prometheus.Collector {
 		c.conns, c.virtualConns, c.framesIn, c.framesOut, c.bytesIn, c.bytesOut, c.accepted,
 		c.dialsAccepted, c.dialsRefused, c.disconnects, c.authFailures, c.framesDropped,
 		c.closesIgnored, c.queueHighWater, c.largeFrameBytes, c.undeliveredFrames, c.undeliveredBytes,
-		c.discardedFrames, c.discardedBytes,
+		c.discardedFrames, c.discardedBytes, c.memReleased, c.memReclaims,
 	}
 	return c
 }
@@ -139,4 +142,6 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	counter(c.discardedFrames, s.Discarded.Frames)
 	counter(c.discardedBytes, s.Discarded.Bytes)
+	counter(c.memReleased, s.MemReleased)
+	counter(c.memReclaims, s.MemReclaims)
 }

@@ -165,8 +165,8 @@ func TestCollectorConsistent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(mfs) != 19 {
-		t.Errorf("%d metric families, want 19", len(mfs))
+	if len(mfs) != 21 {
+		t.Errorf("%d metric families, want 21", len(mfs))
 	}
 	for _, mf := range mfs {
 		if !strings.HasPrefix(mf.GetName(), "fastway_") {
@@ -218,6 +218,8 @@ func TestCollectorMatchesStats(t *testing.T) {
 	}
 	check("fastway_frames_discarded_at_shutdown_total", "", float64(st.Discarded.Frames))
 	check("fastway_bytes_discarded_at_shutdown_total", "", float64(st.Discarded.Bytes))
+	check("fastway_memory_pool_released_bytes_total", "", float64(st.MemReleased))
+	check("fastway_memory_reclaims_total", "", float64(st.MemReclaims))
 }
 
 // sample returns the value of the series name{labels} collected from c

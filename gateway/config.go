@@ -27,6 +27,7 @@ const (
 	DefaultLargeFrameBudget       = 64 << 20
 	DefaultServerAuthFailBurst    = 5
 	DefaultServerAuthFailInterval = time.Second
+	DefaultMemReleaseInterval     = 10 * time.Second
 )
 
 // Config configures a Gateway. The zero value is usable: every zero field
@@ -117,6 +118,16 @@ type Config struct {
 	// what the sockets' kernel buffers hold (0: 256 KiB).
 	ServerSendQueueBytes int
 
+	// MemReleaseInterval is how often the gateway gives the memory a
+	// burst left behind back to the operating system (slab.Reclaimer):
+	// MemPool's pages that gave out nothing for this long go (AtomPool,
+	// ChanPool), and when the pool let go of 64 MiB or more, or the heap
+	// is quiet and holds 64 MiB or more above its low, the gateway runs
+	// debug.FreeOSMemory (a collection; then every free page goes back).
+	// A pool shared by several gateways is released by each. (0: 10 s;
+	// negative: never.)
+	MemReleaseInterval time.Duration
+
 	// Logger receives connection state changes (nil: slog.Default()).
 	Logger *slog.Logger
 }
@@ -153,6 +164,7 @@ func (c Config) withDefaults() Config {
 	setInt(&c.ServerMaxHandshakes, DefaultServerMaxHandshakes)
 	setInt(&c.ServerAuthFailBurst, DefaultServerAuthFailBurst)
 	setDur(&c.ServerAuthFailInterval, DefaultServerAuthFailInterval)
+	setDur(&c.MemReleaseInterval, DefaultMemReleaseInterval)
 	if c.MemPool == nil {
 		c.MemPool = slab.NewSyncPool(slab.DefaultMinChunk, slab.DefaultMaxChunk, slab.DefaultFactor)
 	}

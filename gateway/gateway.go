@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/fastway-go/fastway/proto"
+	"github.com/fastway-go/fastway/slab"
 )
 
 // Gateway routes virtual connections between clients and servers.
@@ -35,8 +36,9 @@ type Gateway struct {
 	budget    *proto.Budget // LargeFrameBudget, shared by every client link's reader (nil: unlimited)
 	shares    *budgetShares // each client source's share of budget (nil: none)
 
-	clock        atomic.Int64 // coarse Unix nanoseconds, see clock.go
-	clockRunning bool         // guarded by mu
+	clock        atomic.Int64    // coarse Unix nanoseconds, see clock.go
+	clockRunning bool            // guarded by mu
+	reclaimer    *slab.Reclaimer // run by the clock goroutine (nil: MemReleaseInterval < 0)
 
 	mu        sync.Mutex
 	links     map[*link]struct{}
@@ -63,7 +65,12 @@ func New(cfg Config) *Gateway {
 			shares = &budgetShares{budget: budget, limit: cfg.LargeFrameBudgetPerSource, sources: make(map[netip.Prefix]*budgetShare)}
 		}
 	}
+	var reclaimer *slab.Reclaimer
+	if cfg.MemReleaseInterval > 0 {
+		reclaimer = &slab.Reclaimer{Pool: cfg.MemPool, Idle: cfg.MemReleaseInterval}
+	}
 	return &Gateway{
+		reclaimer: reclaimer,
 		budget:    budget,
 		shares:    shares,
 		cfg:       cfg,

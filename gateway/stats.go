@@ -37,6 +37,11 @@ type Stats struct {
 	// resets nothing (see docs/reliability.md, "SIGTERM under load"). Bytes
 	// include a partial frame left in a read buffer when reading stopped.
 	Discarded FrameCount
+
+	// MemReleased counts the bytes of pool pages the gateway let go of
+	// (MemReleaseInterval), MemReclaims the times it then ran
+	// debug.FreeOSMemory.
+	MemReleased, MemReclaims uint64
 }
 
 // FrameCount is a number of frames and their bytes (headers included).
@@ -84,6 +89,7 @@ type counters struct {
 	closed                       [2]linkCounters // traffic of closed links, [client, server]
 	undelivered                  [numReasons]frameCounter
 	discarded                    frameCounter
+	memReleased, memReclaims     atomic.Uint64
 }
 
 // frameCounter is a FrameCount that is added to concurrently.
@@ -150,6 +156,7 @@ func (g *Gateway) Stats() Stats {
 	if g.budget != nil {
 		s.LargeFrameBytes = g.budget.Used()
 	}
+	s.MemReleased, s.MemReclaims = c.memReleased.Load(), c.memReclaims.Load()
 	// Sum live links under the links lock, so a link is counted either
 	// live or retired, never both and never neither.
 	g.mu.Lock()

@@ -19,12 +19,13 @@ const slotUsed = ^uint32(0)
 // Each class owns pages of pageSize bytes (rounded down to a whole number
 // of chunks) cut into chunks of the class size. A class allocates its first
 // page on its first Alloc and another whenever it runs out, so an idle pool
-// costs a few hundred bytes. Pages are kept until the pool is garbage
-// collected: the pool never shrinks below its peak use. Alloc and Free take
-// no lock; only growing a class takes a mutex, at most once per pageSize
-// bytes, so that a burst of Allocs on an empty class adds one page rather
-// than one per goroutine. A class whose chunk indices would pass 1<<31 stops
-// growing and Alloc falls back to make.
+// costs a few hundred bytes. Pages are kept until ReleaseIdle lets go of
+// those that gave out no chunk for a while and whose chunks are all free
+// (see Releaser); without it the pool never shrinks below its peak use.
+// Alloc and Free take no lock; only growing a class takes a mutex, at most
+// once per pageSize bytes, so that a burst of Allocs on an empty class adds
+// one page rather than one per goroutine. A class whose chunk indices would
+// pass 1<<31 stops growing and Alloc falls back to make.
 //
 // A class has one free stack per processor (GOMAXPROCS when the pool was
 // made, rounded up to a power of two): Free pushes on the stack of the
@@ -38,6 +39,7 @@ const slotUsed = ^uint32(0)
 type AtomPool struct {
 	cls     classes
 	classes []atomClass
+	release sync.Mutex // held by ReleaseIdle
 }
 
 // atomClass is one size class of an AtomPool.
@@ -87,16 +89,18 @@ func (p *AtomPool) Alloc(size int) []byte {
 	}
 	c := &p.classes[ci]
 	home := c.home()
-	if pg, i, ok := c.pop(home); ok {
-		return pg.chunk(i, c.chunk, size)
+	pg, i, ok := c.pop(home)
+	if !ok {
+		pg, i, ok = c.steal(home)
 	}
-	if pg, i, ok := c.steal(home); ok {
-		return pg.chunk(i, c.chunk, size)
+	if !ok {
+		pg, i, ok = c.addPage(home)
 	}
-	if pg, i, ok := c.addPage(home); ok {
-		return pg.chunk(i, c.chunk, size)
+	if !ok {
+		return make([]byte, size)
 	}
-	return make([]byte, size)
+	pg.touch()
+	return pg.chunk(i, c.chunk, size)
 }
 
 // Free returns b to its class. Slices that are not chunks of this pool, and
@@ -200,8 +204,13 @@ func (c *atomClass) pop(st *atomStack) (pg *page, i uint32, ok bool) {
 		}
 		idx := top - 1
 		// Load the table after the head: a chunk is pushed only after
-		// its page is published, so the table has the page.
+		// its page is published, so the table has the page, unless
+		// ReleaseIdle took the chunk (changing the head) and released
+		// the page meanwhile: then the swap below fails.
 		pg = c.table.Load().byNo[idx>>c.shift]
+		if pg == nil {
+			continue
+		}
 		i = idx & c.mask
 		s := &pg.slots[i]
 		// next may be stale (another pop took idx meanwhile); then the
@@ -241,7 +250,7 @@ func (c *atomClass) addPage(home *atomStack) (pg *page, i uint32, ok bool) {
 		return pg, i, ok
 	}
 	t := c.table.Load()
-	no := len(t.byNo)
+	no := t.freeNo()
 	if no >= c.maxPages {
 		return nil, 0, false
 	}

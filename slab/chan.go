@@ -1,6 +1,7 @@
 package slab
 
 import (
+	"math"
 	"sync"
 	"sync/atomic"
 )
@@ -14,18 +15,21 @@ const (
 // ChanPool is a Pool whose size classes keep the indices of their free
 // chunks in a buffered channel.
 //
-// Pages are allocated on demand and kept as in AtomPool. The channel of a
-// class always has room for every chunk of the class: when a new page
-// would overfill it, it is replaced by one twice as large (or as large as
-// needed). Free holds a read lock while it sends, so that the replacement,
-// which holds the write lock, never leaves a chunk behind in an old
-// channel; Alloc takes no lock unless the class must grow.
+// Pages are allocated on demand, as in AtomPool, and released by
+// ReleaseIdle when a class had more chunks free than it needed for a while
+// (see Releaser). The channel of a class always has room for every chunk
+// of the class: when a new page would overfill it, it is replaced by one
+// twice as large (or as large as needed), and ReleaseIdle shrinks it back.
+// Free holds a read lock while it sends, so that a replacement, which holds
+// the write lock, never leaves a chunk behind in an old channel; Alloc
+// takes no lock unless the class must grow.
 //
 // Free ignores slices that are not chunks of this pool and a second Free of
 // a chunk that is still free (see the package doc).
 type ChanPool struct {
 	cls     classes
 	classes []chanClass
+	release sync.Mutex // held by ReleaseIdle
 }
 
 // chanClass is one size class of a ChanPool.
@@ -33,8 +37,13 @@ type chanClass struct {
 	geometry
 	free  atomic.Pointer[freeList]
 	table atomic.Pointer[pageTable]
-	mu    sync.RWMutex // read: sending to free; write: adding a page
-	_     [64]byte     // keep neighbouring classes on separate cache lines
+	mu    sync.RWMutex // read: sending to free; write: adding or releasing a page
+	// low is the fewest chunks Alloc has left in the free channel since
+	// ReleaseIdle last looked, lowSince (ReleaseIdle's own) when it began:
+	// chunks the class did not need.
+	low      atomic.Int64
+	lowSince int64
+	_        [64]byte // keep neighbouring classes on separate cache lines
 }
 
 // freeList wraps the channel so that it can be swapped atomically.
@@ -53,6 +62,7 @@ func NewChanPool(minChunk, maxChunk, factor, pageSize int) *ChanPool {
 		c := &p.classes[i]
 		c.geometry = newGeometry(size, pageSize)
 		c.table.Store(&pageTable{})
+		c.low.Store(math.MaxInt64)
 	}
 	return p
 }
@@ -69,14 +79,24 @@ func (p *ChanPool) Alloc(size int) []byte {
 	if f := c.free.Load(); f != nil {
 		select {
 		case idx := <-f.ch:
+			c.noteLow(len(f.ch))
 			return c.take(idx, size)
 		default:
 		}
 	}
+	c.noteLow(0)
 	if b := c.addPage(size); b != nil {
 		return b
 	}
 	return make([]byte, size)
+}
+
+// noteLow records n chunks left free, for the class's low-water mark. It
+// stores only a new low, so that the line is mostly read.
+func (c *chanClass) noteLow(n int) {
+	if int64(n) < c.low.Load() {
+		c.low.Store(int64(n))
+	}
 }
 
 // Free returns b to its class. Slices that are not chunks of this pool, and
@@ -126,13 +146,13 @@ func (c *chanClass) addPage(size int) []byte {
 		}
 	}
 	t := c.table.Load()
-	no := len(t.byNo)
+	no := t.freeNo()
 	if no >= c.maxPages {
 		return nil
 	}
 	pg := newPage(uint32(no), c.perPage, c.chunk)
 	pg.slots[0].Store(chanUsed)
-	if total := (no + 1) * c.perPage; f == nil || cap(f.ch) < total {
+	if total := (t.live() + 1) * c.perPage; f == nil || cap(f.ch) < total {
 		// The old channel is empty: the receive above found it so
 		// under the write lock, and no Free can send while we hold it.
 		n := total

@@ -16,7 +16,7 @@
 //     own chunks from others and does not detect a double Free.
 //   - "atom" (AtomPool): pages of pageSize bytes per class, cut into chunks,
 //     with the free chunks on a lock-free stack. Pages are allocated on
-//     demand and kept for the life of the pool.
+//     demand and kept until ReleaseIdle lets go of the idle ones.
 //   - "chan" (ChanPool): the same pages, with the free chunks in a buffered
 //     channel per class.
 //   - "none" (NoPool): no pooling at all, for comparison.
@@ -29,4 +29,11 @@
 // caller's bug.
 //
 // Every pool is safe for concurrent use.
+//
+// Giving memory back: AtomPool and ChanPool implement Releaser, whose
+// ReleaseIdle drops the pages that were idle for a while; a Reclaimer,
+// ticked periodically, calls it and then, when it is worth it, has the Go
+// runtime return the freed heap to the operating system (which it
+// otherwise does only after a garbage collection, and slowly), for every
+// kind of pool (see Reclaimer).
 package slab

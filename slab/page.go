@@ -7,24 +7,42 @@ import (
 )
 
 // A page is one slab of a paged pool's size class, cut into equal chunks.
-// Pages are never returned to the runtime while the pool lives.
+// A page goes back to the runtime only when the pool releases it: all its
+// chunks free, and none taken for a while (see ReleaseIdle).
 type page struct {
 	mem   []byte          // the chunks, back to back
 	base  uintptr         // address of mem[0], for ownership checks
 	end   uintptr         // base + len(mem)
 	no    uint32          // position in pageTable.byNo
 	slots []atomic.Uint32 // per chunk state; its meaning belongs to the pool
+
+	// used is set when Alloc takes a chunk of the page, and cleared by
+	// ReleaseIdle, which keeps idleSince (its own field) as the time it
+	// last found it set: the page has given out no chunk since.
+	used      atomic.Bool
+	idleSince int64 // Unix ns; ReleaseIdle only
 }
 
 func newPage(no uint32, perPage, chunk int) *page {
 	mem := make([]byte, perPage*chunk)
 	base := uintptr(unsafe.Pointer(unsafe.SliceData(mem)))
-	return &page{
+	pg := &page{
 		mem:   mem,
 		base:  base,
 		end:   base + uintptr(len(mem)),
 		no:    no,
 		slots: make([]atomic.Uint32, perPage),
+	}
+	pg.used.Store(true)
+	return pg
+}
+
+// touch records that a chunk of p was handed out. The store is skipped
+// when the flag is set already, so that a busy page's cache line is only
+// read.
+func (p *page) touch() {
+	if !p.used.Load() {
+		p.used.Store(true)
 	}
 }
 
@@ -36,23 +54,55 @@ func (p *page) chunk(i uint32, chunk, size int) []byte {
 }
 
 // A pageTable lists the pages of one size class. It is never modified once
-// published: growth builds a new table and swaps a pointer, so readers need
-// no lock.
+// published: growth and release build a new table and swap a pointer, so
+// readers need no lock.
 type pageTable struct {
-	byNo   []*page // by page number, for chunk index lookups
+	byNo   []*page // by page number, for chunk index lookups; nil for a number released
 	sorted []*page // by base address, for ownership checks
 }
 
-// with returns a copy of t with p added; p.no must be len(t.byNo).
+// freeNo returns the number a new page takes: the lowest one released, or
+// the next one. Numbers are reused so that a pool that grows and releases
+// over and over stays within maxPages.
+func (t *pageTable) freeNo() int {
+	for no, p := range t.byNo {
+		if p == nil {
+			return no
+		}
+	}
+	return len(t.byNo)
+}
+
+// live returns how many pages t holds.
+func (t *pageTable) live() int { return len(t.sorted) }
+
+// with returns a copy of t with p added; p.no must be t.freeNo().
 func (t *pageTable) with(p *page) *pageTable {
-	nt := &pageTable{
-		byNo:   append(t.byNo[:len(t.byNo):len(t.byNo)], p),
-		sorted: make([]*page, 0, len(t.sorted)+1),
+	nt := &pageTable{sorted: make([]*page, 0, len(t.sorted)+1)}
+	if int(p.no) < len(t.byNo) {
+		nt.byNo = append([]*page(nil), t.byNo...)
+		nt.byNo[p.no] = p
+	} else {
+		nt.byNo = append(t.byNo[:len(t.byNo):len(t.byNo)], p)
 	}
 	i := t.search(p.base)
 	nt.sorted = append(nt.sorted, t.sorted[:i]...)
 	nt.sorted = append(nt.sorted, p)
 	nt.sorted = append(nt.sorted, t.sorted[i:]...)
+	return nt
+}
+
+// without returns a copy of t without the pages in drop, which t holds.
+// Their numbers stay in byNo, as nil, so that no index changes meaning.
+func (t *pageTable) without(drop map[*page]bool) *pageTable {
+	nt := &pageTable{byNo: append([]*page(nil), t.byNo...), sorted: make([]*page, 0, len(t.sorted))}
+	for _, p := range t.sorted {
+		if drop[p] {
+			nt.byNo[p.no] = nil
+		} else {
+			nt.sorted = append(nt.sorted, p)
+		}
+	}
 	return nt
 }
 

@@ -263,6 +263,8 @@ func statsSeries(key string) (string, bool) {
 		"closes_ignored":          `fastway_closes_ignored_total`,
 		"discarded_frames":        `fastway_frames_discarded_at_shutdown_total`,
 		"discarded_bytes":         `fastway_bytes_discarded_at_shutdown_total`,
+		"mem.pool_released_bytes": `fastway_memory_pool_released_bytes_total`,
+		"mem.reclaims":            `fastway_memory_reclaims_total`,
 		"queue_high_water.client": `fastway_send_queue_high_water_frames{side="client"}`,
 		"queue_high_water.server": `fastway_send_queue_high_water_frames{side="server"}`,
 		"large_frame_budget_used": `fastway_large_frame_budget_used_bytes`,
