@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"net"
+	"runtime"
 	"testing"
 	"time"
 
@@ -175,4 +176,98 @@ func fill(b []byte, seed byte, seq int) {
 	for i := 4; i < len(b); i++ {
 		b[i] = seed + byte(seq) + byte(i)
 	}
+}
+
+// TestSnetServerPortFlood: 800 connections complete an snet handshake on a
+// server port with snet (the 1 MiB buffer of -ServerSnetEnable) and then
+// say nothing, so the gateway holds each in its server handshake until
+// ServerAuthTimeout: the heap grows by little, since a session's rewrite
+// buffer is allocated only as it writes (here: the 8-byte challenge). An
+// honest server registers meanwhile and serves a client.
+func TestSnetServerPortFlood(t *testing.T) {
+	flood := 800
+	if raceEnabled {
+		flood = 400
+	}
+	cfg := snet.Config{RewriterBufferSize: 1 << 20, Logger: discard()}
+	g := New(Config{ServerAuthPassword: testKey, Logger: discard(), ServerAuthTimeout: waitFor})
+	cl, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sl, err := snet.Listen(cfg, func() (net.Listener, error) { return net.Listen("tcp", "127.0.0.1:0") })
+	if err != nil {
+		t.Fatal(err)
+	}
+	errc := make(chan error, 2)
+	go func() { errc <- g.ServeClients(cl) }()
+	go func() { errc <- g.ServeServers(sl) }()
+	t.Cleanup(func() {
+		g.Stop()
+		<-errc
+		<-errc
+	})
+
+	before := heapInUse()
+	var conns []net.Conn
+	t.Cleanup(func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	})
+	for i := range flood {
+		c, err := snet.Dial(cfg, snet.TCPDialer(cfg, sl.Addr().String(), waitFor))
+		if err != nil {
+			t.Fatalf("flood connection %d: %v", i, err)
+		}
+		conns = append(conns, c)
+	}
+	ls := sl.(*snet.Listener)
+	eventually(t, "every flood session has its challenge", func() bool {
+		st := ls.Stats()
+		return st.Sessions == uint64(flood) && st.RewriteBytes >= flood*1024
+	})
+	grown := int64(heapInUse()) - int64(before)
+	st := ls.Stats()
+	t.Logf("%d snet sessions in their server handshake: heap +%.1f MiB (%.1f KiB each, both ends), %d KiB of rewrite buffers",
+		flood, float64(grown)/(1<<20), float64(grown)/float64(flood)/1024, st.RewriteBytes>>10)
+	if grown > 20<<20 {
+		t.Errorf("heap grew by %.1f MiB, want under 20", float64(grown)/(1<<20))
+	}
+
+	// An honest server gets through.
+	sconn, err := snet.Dial(cfg, snet.TCPDialer(cfg, sl.Addr().String(), waitFor))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := proto.DialServer(sconn, serverCfg(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	eventually(t, "the honest server registered", func() bool { return g.servers.newest(1) != nil })
+	c := &testGW{Gateway: g, clientAddr: cl.Addr().String()}
+	cli := c.dialClientEP(t)
+	vc, err := cli.Dial(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc, err := srv.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := vc.Send([]byte("through the flood")); err != nil {
+		t.Fatal(err)
+	}
+	if m, err := sc.Receive(); err != nil || string(m.([]byte)) != "through the flood" {
+		t.Fatalf("received %q, %v", m, err)
+	}
+}
+
+// heapInUse returns the bytes of live heap objects after a GC.
+func heapInUse() uint64 {
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return ms.HeapAlloc
 }

@@ -3,6 +3,7 @@ package snet
 import (
 	"errors"
 	"io"
+	"log/slog"
 	"time"
 )
 
@@ -16,6 +17,8 @@ const (
 	// DefaultReconnWaitTimeout is how long a broken session waits (server) or
 	// keeps trying (client).
 	DefaultReconnWaitTimeout = 60 * time.Second
+	// DefaultMaxHandshakes bounds the handshakes in progress on a Listener.
+	DefaultMaxHandshakes = 1024
 
 	// maxRewriterBufferSize bounds RewriterBufferSize (1 GiB).
 	maxRewriterBufferSize = 1 << 30
@@ -45,6 +48,17 @@ type Config struct {
 	// long it keeps trying to reconnect. Zero means DefaultReconnWaitTimeout
 	// (60 s).
 	ReconnWaitTimeout time.Duration
+	// MaxHandshakes bounds a Listener's TCP connections in their handshake
+	// at once: past it a new connection is closed as soon as it is
+	// accepted, before anything is read or allocated for it (counted in
+	// ListenerStats.HandshakesRefused and logged). Zero means
+	// DefaultMaxHandshakes (1024); negative: no limit. Dial ignores it.
+	MaxHandshakes int
+	// Logger receives a Listener's events, each with a reason: failed and
+	// refused handshakes, refused resumes, sessions whose client did not
+	// come back. Lines a peer can trigger are rate-limited. nil means
+	// slog.Default(). Dial ignores it.
+	Logger *slog.Logger
 
 	// rand replaces crypto/rand for private keys and challenges (tests).
 	// Reads happen in this order: private key (8 bytes, again if zero), then
@@ -80,6 +94,12 @@ func (c Config) withDefaults() Config {
 	}
 	if c.ReconnWaitTimeout == 0 {
 		c.ReconnWaitTimeout = DefaultReconnWaitTimeout
+	}
+	if c.MaxHandshakes == 0 {
+		c.MaxHandshakes = DefaultMaxHandshakes
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
 	}
 	return c
 }

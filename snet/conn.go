@@ -75,6 +75,7 @@ type Conn struct {
 	hsSeq      uint64   // numbers resume attempts; the latest wins
 	waitTimer  *time.Timer
 	waitSeq    uint64
+	refusal    error     // server: why the last verified reconnect was refused
 	l          *Listener // server: the owner, nil once it closed
 	wg         sync.WaitGroup
 }

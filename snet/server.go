@@ -17,12 +17,14 @@ const (
 )
 
 // Listener accepts snet sessions. Each TCP connection's handshake runs in its
-// own goroutine within HandshakeTimeout. A new-session handshake ends in
-// Accept; a reconnect resumes the waiting session it names and never reaches
-// Accept.
+// own goroutine within HandshakeTimeout, at most MaxHandshakes at once. A
+// new-session handshake ends in Accept; a reconnect resumes the waiting
+// session it names and never reaches Accept.
 type Listener struct {
 	cfg   Config
 	inner net.Listener
+	count listenerCounters
+	logs  logLimiter
 	conns chan *Conn    // new sessions, handed to Accept
 	done  chan struct{} // closed by Close
 	fail  chan struct{} // closed when inner.Accept fails for good
@@ -147,6 +149,14 @@ func (l *Listener) acceptLoop() {
 			raw.Close()
 			return
 		}
+		if n := l.cfg.MaxHandshakes; n > 0 && len(l.pending) >= n {
+			l.mu.Unlock()
+			l.count.handshakesRefused.Add(1)
+			l.logs.log(l.cfg.Logger, logHandshakeRefused, "snet handshake refused", "remote", raw.RemoteAddr().String(),
+				"reason", "too many handshakes", "max", n)
+			raw.Close()
+			continue
+		}
 		l.pending[raw] = struct{}{}
 		l.wg.Add(1)
 		l.mu.Unlock()
@@ -165,6 +175,12 @@ func temporary(err error) bool {
 func (l *Listener) handshake(raw net.Conn) {
 	defer l.wg.Done()
 	if err := l.serve(raw); err != nil {
+		if !errors.Is(err, ErrListenerClosed) { // else not the peer's doing
+			l.count.handshakesFail.Add(1)
+			if !errors.Is(err, errResumeRefused) { // refuse logged it
+				l.logs.log(l.cfg.Logger, logHandshakeFailed, "snet handshake failed", "remote", raw.RemoteAddr().String(), "err", err)
+			}
+		}
 		l.untrack(raw)
 		raw.Close()
 		if h := l.cfg.onHandshakeError; h != nil {
@@ -244,6 +260,7 @@ func (l *Listener) serveNew(raw net.Conn) error {
 	delete(l.pending, raw)
 	l.sessions[id] = c
 	l.mu.Unlock()
+	l.count.sessions.Add(1)
 	select {
 	case l.conns <- c:
 	case <-l.done:
@@ -272,9 +289,15 @@ func (l *Listener) serveReconn(raw net.Conn) error {
 	}
 	req := decodeReconnRequest(b)
 	refuse := func(reason error) error {
+		l.count.resumesRefused.Add(1)
+		if errors.Is(reason, ErrGapTooLarge) {
+			l.count.gapsTooLarge.Add(1)
+		}
+		l.logs.log(l.cfg.Logger, logResumeRefused, "snet resume refused", "conn_id", req.id,
+			"remote", raw.RemoteAddr().String(), "reason", reason)
 		var zero [reconnReplySize]byte
 		raw.Write(zero[:])
-		return fmt.Errorf("snet conn %d: %w", req.id, reason)
+		return fmt.Errorf("snet conn %d: %w: %w", req.id, errResumeRefused, reason)
 	}
 	l.mu.Lock()
 	c := l.sessions[req.id]
@@ -291,6 +314,7 @@ func (l *Listener) serveReconn(raw net.Conn) error {
 	}
 	seq, sw, sr, err := c.beginResume(raw, req.writeCount, req.readCount)
 	if err != nil {
+		c.noteRefusal(err)
 		return refuse(err)
 	}
 	reply := encodeReconnReply(sw, sr, challenge)
@@ -311,7 +335,13 @@ func (l *Listener) serveReconn(raw net.Conn) error {
 		c.abandon(seq)
 		return ErrListenerClosed
 	}
-	return c.install(raw, seq, req.readCount)
+	if err := c.install(raw, seq, req.readCount); err != nil {
+		return err
+	}
+	l.count.resumes.Add(1)
+	raiseTo(&l.count.maxReplayOut, sw-req.readCount)
+	raiseTo(&l.count.maxReplayIn, req.writeCount-sr)
+	return nil
 }
 
 // forget removes a closed session.
@@ -371,13 +401,33 @@ func (c *Conn) stopWaitLocked() {
 	}
 }
 
-// expire closes a session whose client did not come back in time.
+// errResumeRefused marks the error of a reconnect the server refused.
+var errResumeRefused = errors.New("resume refused")
+
+// noteRefusal records why a digest-verified reconnect of c was refused, for
+// the error c closes with if its client does not come back.
+func (c *Conn) noteRefusal(err error) {
+	c.mu.Lock()
+	c.refusal = err
+	c.mu.Unlock()
+}
+
+// expire closes a session whose client did not come back in time. Its
+// error says why the last verified reconnect was refused, if one was.
 func (c *Conn) expire(seq uint64) {
 	c.mu.Lock()
 	var l *Listener
 	if c.waitSeq == seq && c.state == stateBroken {
 		c.waitTimer = nil
-		l = c.closeLocked(ErrReconnTimeout)
+		err := ErrReconnTimeout
+		if c.refusal != nil {
+			err = fmt.Errorf("%w (its last reconnect was refused: %v)", ErrReconnTimeout, c.refusal)
+		}
+		if c.l != nil { // counted and logged before anyone sees it closed
+			c.l.count.expired.Add(1)
+			c.l.logs.log(c.l.cfg.Logger, logExpired, "snet session expired", "conn_id", c.id, "reason", err)
+		}
+		l = c.closeLocked(err)
 	}
 	c.mu.Unlock()
 	if l != nil {

@@ -16,6 +16,7 @@ import (
 
 	"github.com/fastway-go/fastway/cmd"
 	"github.com/fastway-go/fastway/gateway"
+	"github.com/fastway-go/fastway/snet"
 )
 
 // run listens on both ports (and -AdminAddr), writes the pidfile and
@@ -87,6 +88,16 @@ func run(o *options, cfg gateway.Config, log *slog.Logger) int {
 
 	it := cmd.New(cmd.Config{CmdFile: o.CmdFile, Logger: log})
 	it.RegisterHelp("stats", "log the gateway's counters on one line", statsCommand(g))
+	var snetPorts []snetPort
+	for _, p := range []struct {
+		side string
+		ln   net.Listener
+	}{{"client", clientLn}, {"server", serverLn}} {
+		if sl, ok := p.ln.(*snet.Listener); ok {
+			snetPorts = append(snetPorts, snetPort{p.side, sl})
+		}
+	}
+	it.RegisterHelp("snet", "log the snet ports' counters on one line", snetCommand(snetPorts))
 	cmdCtx, cmdStop := context.WithCancel(context.Background())
 	defer cmdStop()
 	cmdDone := make(chan struct{})

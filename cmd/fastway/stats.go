@@ -7,6 +7,7 @@ import (
 
 	"github.com/fastway-go/fastway/cmd"
 	"github.com/fastway-go/fastway/gateway"
+	"github.com/fastway-go/fastway/snet"
 )
 
 // statsCommand returns the "stats" ops command: it answers the gateway's
@@ -81,3 +82,55 @@ func formatStats(s gateway.Stats) string {
 
 // word turns a reason name into one word.
 func word(s string) string { return strings.ReplaceAll(s, " ", "_") }
+
+// snetPort is a port's snet listener, for the snet command.
+type snetPort struct {
+	side string // "client" or "server"
+	l    *snet.Listener
+}
+
+// snetCommand returns the "snet" ops command: it answers the counters of
+// the ports that run snet on one line, each key prefixed with
+// snet.<side>. (see formatSnetStats); "snet off" when neither does.
+func snetCommand(ports []snetPort) cmd.Handler {
+	return func(args []string) (string, error) {
+		if len(args) != 0 {
+			return "", fmt.Errorf("%w: snet takes no arguments", cmd.ErrBadArgs)
+		}
+		if len(ports) == 0 {
+			return "snet off", nil
+		}
+		var parts []string
+		for _, p := range ports {
+			parts = append(parts, formatSnetStats(p.side, p.l.Stats()))
+		}
+		return strings.Join(parts, " "), nil
+	}
+}
+
+// formatSnetStats prints one snet port's counters as key=value pairs:
+//
+//	snet.client.sessions=1 snet.client.resumes=3 ... snet.client.rewrite_bytes=32768
+func formatSnetStats(side string, s snet.ListenerStats) string {
+	var b strings.Builder
+	put := func(key string, v uint64) {
+		if b.Len() > 0 {
+			b.WriteByte(' ')
+		}
+		b.WriteString("snet." + side + "." + key + "=")
+		b.WriteString(strconv.FormatUint(v, 10))
+	}
+	put("sessions", s.Sessions)
+	put("resumes", s.Resumes)
+	put("handshakes_refused", s.HandshakesRefused)
+	put("handshakes_failed", s.HandshakesFailed)
+	put("resumes_refused", s.ResumesRefused)
+	put("gaps_too_large", s.GapsTooLarge)
+	put("expired", s.Expired)
+	put("max_replay_out", s.MaxReplayOut)
+	put("max_replay_in", s.MaxReplayIn)
+	put("handshaking", uint64(s.Handshaking))
+	put("waiting", uint64(s.Waiting))
+	put("rewrite_bytes", uint64(s.RewriteBytes))
+	return b.String()
+}

@@ -1,0 +1,5 @@
+//go:build !race
+
+package snet
+
+const raceEnabled = false
