@@ -671,10 +671,10 @@ func TestHardeningLargeFrameHeaderCost(t *testing.T) {
 // arrived plus 16 KiB, counted in LargeFrameBudget), and a smaller one is
 // moved into a buffer of the configured size (2 KiB): no grown buffer waits.
 func TestHardeningPartialFrameInGrownBuffer(t *testing.T) {
-	conns := scaled(1000, 200, 100)
+	conns := scaled(1000, 100, 100)
 	raiseNoFile(t, uint64(3*conns+100))
 	var pings []byte
-	const npings = 256 << 10 / 9
+	const npings = 96 << 10 / 9 // enough to grow the read buffer to 64 KiB
 	for range npings {
 		pings = proto.Command{Type: proto.CmdPing}.Encode(pings)
 	}
@@ -693,7 +693,7 @@ func TestHardeningPartialFrameInGrownBuffer(t *testing.T) {
 				c.write(pings)
 				c.write(partial)
 			}
-			eventually(t, "every Ping read", func() bool { return g.Stats().Client.FramesIn >= uint64(conns*npings) })
+			poll.Until(t, 4*waitFor, "every Ping read", func() bool { return g.Stats().Client.FramesIn >= uint64(conns*npings) })
 			var held int64
 			poll.Until(t, waitFor, "buffers bounded", func() bool {
 				held = pool.inUse.Load() - before
