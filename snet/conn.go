@@ -23,14 +23,14 @@ const (
 )
 
 // maxChunk bounds the bytes one step of Write encrypts into the ring (with
-// c.mu held) and sends. A step also takes at most an eighth of the ring
+// c.mu held) and sends. A step also takes at most a sixteenth of the ring
 // (chunkDivisor): the piece not yet handed to the kernel is part of what a
 // cut can lose, and the rest of the ring is for the bytes in the sockets
 // and on the path (see the package doc, "Limits").
 const maxChunk = 64 << 10
 
 // chunkDivisor: one step of Write takes at most this fraction of the ring.
-const chunkDivisor = 8
+const chunkDivisor = 16
 
 // direction selects which deadline a wait honours.
 type direction uint8

@@ -76,24 +76,51 @@
 //
 // # Limits
 //
-// Bytes a side wrote but the peer never read must still be in its
-// RewriterBufferSize buffer, or the reconnect fails with [ErrGapTooLarge]
-// (the session is lost, never corrupted). Those bytes sit in the writer's
-// socket send buffer, the network, anything in between, and the reader's
-// socket receive buffer, which the kernel may grow to megabytes. snet does
-// not touch socket options; where a break must never cost the session, size
-// the buffer above the sum, or bound the sockets in the dial and listen
-// functions (SetWriteBuffer and SetReadBuffer of about an eighth of
-// RewriterBufferSize each; Linux doubles them). On the listening side set
-// them on the listening socket, before any connection is accepted (accepted
-// sockets inherit them): shrinking a receive buffer after the connection is
-// established can leave it below the path's segment size, and the peer then
-// stalls on TCP's retransmit timer.
+// Bytes a side wrote but the peer never read must still be in its rewrite
+// buffer, or the reconnect fails with [ErrGapTooLarge] (the session is lost,
+// never corrupted). After a cut those bytes are: the piece of a Write not
+// yet handed to the kernel (at most a sixteenth of the buffer), the sender's
+// socket send buffer, what the path holds (in flight bytes are in the send
+// buffer until acknowledged; a TCP-terminating hop, such as a proxy or a
+// load balancer in TCP mode, holds bytes of its own), and the receiver's
+// socket receive buffer. So the rule is
+//
+//	RewriterBufferSize ≥ RewriterBufferSize/16 + sender's SO_SNDBUF + path + receiver's SO_RCVBUF
+//
+// with the socket buffers as the kernel holds them. Left to TCP autotuning
+// they grow to megabytes; snet therefore sets them, before the connection is
+// made, to [Config.SocketBuffer] (a sixteenth of the buffer, 2 KiB at the
+// least; the kernel doubles it): [Config.Control] for a net.Dialer or
+// net.ListenConfig, [TCPDialer] for Dial, and [Listen] on a
+// *net.TCPListener (accepted sockets inherit a listening socket's sizes).
+// At the default 32 KiB that is 4096 + 4608 bytes in the kernel on Linux
+// (which may let a send buffer run over by part of a segment) and 2 KiB for
+// the Write piece, which leaves about 21 KiB for the path.
+// Shrinking a receive buffer after the connection is established instead
+// can leave the peer's writes stalled on TCP's persist timer for minutes.
+// Both ends must follow the rule: a peer that leaves its receive buffer to
+// autotuning can hold more unread bytes than any rewrite buffer covers. A
+// Conn also raises its buffer's capacity to twice what its own socket's
+// buffers hold (getsockopt) when the kernel gives more than was asked (its
+// floor, under small buffers) or the socket was not sized at all; that
+// covers a peer sized like itself, not one that autotunes. Over TLS, add a
+// TLS record (16 KiB) each way: tls.Conn reads a whole record before snet
+// sees any of it.
+//
+// The buffer is allocated as bytes are written, up to RewriterBufferSize:
+// a session that has written nothing holds none, one that has written less
+// than the buffer holds about what it wrote, and one that has written more
+// keeps the last RewriterBufferSize bytes for as long as it lives.
 //
 // The server learns that a TCP connection broke when a Read or Write on it
 // fails, or when the client's reconnect arrives; the gateway always has a
 // Read pending, so that is enough. Each TCP connection's handshake holds one
-// goroutine for at most HandshakeTimeout; their number is not capped here.
+// goroutine for at most HandshakeTimeout, and a Listener runs at most
+// [Config.MaxHandshakes] at once: past it a new connection is closed as
+// soon as it is accepted. Nothing is allocated for a session before its
+// handshake succeeds, and its rewrite buffer only as it writes, so a flood
+// of handshakes costs a few KiB each ([Listener.Stats] and
+// [Config.Logger] count and log every refusal).
 //
 // A reconnect request carries no server nonce, so a captured request can be
 // replayed while the counts in it are still current. It cannot complete the

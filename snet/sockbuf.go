@@ -23,10 +23,10 @@ const minSocketBuffer = 2 << 10
 // it, and raises a send buffer to a floor of its own (Linux: 4096 bytes to
 // receive and 4608 to send at the default), so the bytes a cut can lose in
 // the kernel in one direction, the sender's send buffer plus the
-// receiver's receive buffer, take about a quarter of the rewrite buffer; an
-// eighth covers the piece a Write has buffered but not yet handed to the
-// kernel, and the rest, over half, what the path in between holds (see the
-// package doc, "Limits"). Set explicitly, the buffers are also out of reach
+// receiver's receive buffer, take about a quarter of the rewrite buffer; a
+// sixteenth covers the piece a Write has buffered but not yet handed to the
+// kernel, and the rest, about two thirds, what the path in between holds
+// (see the package doc, "Limits"). Set explicitly, the buffers are also out of reach
 // of TCP autotuning, which would otherwise grow them to megabytes.
 func (c Config) SocketBuffer() int {
 	return max(c.withDefaults().RewriterBufferSize/sockBufDivisor, minSocketBuffer)
