@@ -45,10 +45,12 @@ const (
 // each direction itself (faultproxy.NewTimed). scripts/snet-cuts.sh runs it
 // 20 times with 8 MiB rounds.
 //
-// A round is at most 512 messages (of 8 KiB or more), and the next starts
-// once both directions have finished it: the default -ClientSendChanSize
-// (1000 frames) then holds a whole round, so a client stalled by reconnects
-// is never dropped as a slow consumer (a separate policy, not tested here).
+// The stream goes in rounds of 512 KiB each way (64 messages of 8 KiB), at
+// full speed within a round, and the next starts once both directions have
+// finished it (an application's flow control): the default
+// -ClientSendQueueBytes (1 MiB) then holds a whole round, so a client
+// stalled by reconnects is never dropped as a slow consumer (a separate
+// policy, not tested here).
 func TestSnetCuts(t *testing.T) {
 	t.Parallel()
 	mib := defaultSnetCutsMiB
@@ -122,10 +124,9 @@ func TestSnetCuts(t *testing.T) {
 			}
 
 			start := time.Now()
-			size := max(8<<10, mib<<20/512)
-			msgs := mib << 20 / size
+			const size, msgs = 8 << 10, 64 // a round: 512 KiB each way
 			rounds := 0
-			for rounds == 0 || (!control && proxy.Cuts() < snetCutsMinCuts) {
+			for rounds*msgs*size < mib<<20 || (!control && proxy.Cuts() < snetCutsMinCuts) {
 				errs := make(chan error, 4)
 				go func() { errs <- sendStream(ctx, c, 1, rounds, msgs, size) }()
 				go func() { errs <- recvStream(ctx, s, 1, rounds, msgs, size) }()
@@ -139,7 +140,7 @@ func TestSnetCuts(t *testing.T) {
 				}
 				rounds++
 			}
-			t.Logf("2 × %d × %d MiB with %d cuts in %v", rounds, mib, proxy.Cuts(), time.Since(start).Round(time.Millisecond))
+			t.Logf("2 × %d rounds of 512 KiB (%d MiB each way) with %d cuts in %v", rounds, rounds*msgs*size>>20, proxy.Cuts(), time.Since(start).Round(time.Millisecond))
 			// One client connection throughout: every cut was resumed.
 			res := p.run("stats", false).kv["result"]
 			for _, want := range []string{"accepted.client=1 ", "conns.client=1 ", "conns.virtual=1 ", "frames_dropped=0 "} {
