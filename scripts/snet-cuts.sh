@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # snet under cuts at default settings: runs cmd/fastway's TestSnetCuts RUNS
-# times. Each run streams rounds of MIB MiB each way at full speed through
+# times. Each run streams MIB MiB each way (flow-controlled rounds of 512 KiB, at full speed within each) through
 # the real gateway (default flags, -ClientSnetEnable, plain then
 # -ClientSnetEncrypt) while a proxy cuts every TCP connection after about
 # 200 ms, until it has cut at least 3 times; it passes if every byte arrives

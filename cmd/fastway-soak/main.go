@@ -226,8 +226,16 @@ loop:
 	nonzero := 0
 	for _, k := range slices.Sorted(maps.Keys(kv)) {
 		if strings.HasPrefix(k, "disconnects.") || strings.HasPrefix(k, "dials.refused.") || strings.HasPrefix(k, "undelivered_frames.") || k == "frames_dropped" || k == "auth_failures" {
-			disc = append(disc, k+"="+kv[k])
-			if kv[k] != "0" {
+			v := kv[k]
+			if k == "dials.refused.unknown_id" && l.setupRefused > 0 {
+				// Dials made before their server was registered.
+				n, _ := strconv.Atoi(v)
+				v = strconv.Itoa(n - l.setupRefused)
+				disc = append(disc, fmt.Sprintf("%s=%s (%d more while setting up)", k, v, l.setupRefused))
+			} else {
+				disc = append(disc, k+"="+v)
+			}
+			if v != "0" {
 				nonzero++
 			}
 		}
@@ -439,14 +447,17 @@ func snapshot(gw *gateway) (string, error) {
 
 // load is the soak's endpoints and counters.
 type load struct {
-	o        options
-	servers  []*proto.EndPoint
-	clients  []*proto.EndPoint
-	conns    [][]*proto.Conn // per client
-	sent     atomic.Int64
-	received atomic.Int64
-	senders  sync.WaitGroup
-	workers  sync.WaitGroup
+	o       options
+	servers []*proto.EndPoint
+	clients []*proto.EndPoint
+	conns   [][]*proto.Conn // per client
+	// setupRefused counts the Dials refused while setting up, before a
+	// server was registered (dialRetry): expected, and not a failure.
+	setupRefused int
+	sent         atomic.Int64
+	received     atomic.Int64
+	senders      sync.WaitGroup
+	workers      sync.WaitGroup
 
 	failOnce sync.Once
 	failed   chan struct{}
@@ -493,7 +504,8 @@ func setUp(o options, gw *gateway) (*load, error) {
 		var cs []*proto.Conn
 		for v := range o.vconns {
 			sid := uint32((i*o.vconns+v)%o.servers + 1)
-			c, err := dialRetry(ep, sid)
+			c, refused, err := dialRetry(ep, sid)
+			l.setupRefused += refused
 			if err != nil {
 				l.close()
 				return nil, fmt.Errorf("client %d: dial server %d: %w", i, sid, err)
@@ -507,12 +519,13 @@ func setUp(o options, gw *gateway) (*load, error) {
 
 // dialRetry dials sid, retrying for a while when it is refused: a server
 // is dialable only once the gateway has checked its handshake.
-func dialRetry(ep *proto.EndPoint, sid uint32) (*proto.Conn, error) {
+// It also returns how many times it was refused.
+func dialRetry(ep *proto.EndPoint, sid uint32) (*proto.Conn, int, error) {
 	deadline := time.Now().Add(10 * time.Second)
-	for {
+	for refused := 0; ; refused++ {
 		c, err := ep.Dial(sid)
 		if err == nil || !errors.Is(err, proto.ErrRefused) || time.Now().After(deadline) {
-			return c, err
+			return c, refused, err
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
