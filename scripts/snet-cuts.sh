@@ -51,8 +51,8 @@ for i in $(seq 1 "$RUNS"); do
 	fi
 done
 if [[ "$CONTROL" == 1 ]]; then
-	echo "control: $pass of $RUNS runs passed (rounds of $MIB MiB each way, plain TCP through the proxy, no cuts, default flags)"
+	echo "control: $pass of $RUNS runs passed ($MIB MiB each way in rounds of 512 KiB, plain TCP through the proxy, no cuts, default flags)"
 else
-	echo "snet cuts: $pass of $RUNS runs passed (rounds of $MIB MiB each way until 3 cuts, plain and encrypted, ~200 ms cuts, default flags)"
+	echo "snet cuts: $pass of $RUNS runs passed ($MIB MiB each way in rounds of 512 KiB, until 3 cuts, plain and encrypted, ~200 ms cuts, default flags)"
 fi
 [[ "$pass" == "$RUNS" ]]
