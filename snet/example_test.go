@@ -2,7 +2,6 @@ package snet_test
 
 import (
 	"log"
-	"net"
 	"time"
 
 	"github.com/fastway-go/fastway/proto"
@@ -11,11 +10,11 @@ import (
 
 // A mobile game client on a gateway port with -ClientSnetEnable: the snet
 // stream survives dropped TCP connections, and a keep-alive timeout asks for
-// a reconnect at once instead of closing the endpoint.
+// a reconnect at once instead of closing the endpoint. TCPDialer sizes the
+// socket buffers for the rewrite buffer before each connection is made.
 func ExampleDial() {
-	conn, err := snet.Dial(snet.Config{EnableCrypt: true}, func() (net.Conn, error) {
-		return net.DialTimeout("tcp", "127.0.0.1:4000", 5*time.Second)
-	})
+	cfg := snet.Config{EnableCrypt: true}
+	conn, err := snet.Dial(cfg, snet.TCPDialer(cfg, "127.0.0.1:4000", 5*time.Second))
 	if err != nil {
 		log.Fatal(err)
 	}
