@@ -219,9 +219,6 @@ func (l *link) setStalled() {
 func (l *link) flushDirty() {
 	for i, d := range l.dirty {
 		l.dirty[i] = nil
-		d.mu.Lock()
-		d.turnOwner = nil
-		d.mu.Unlock()
 		// Here, near the top of the reader's stack: setting a deadline
 		// runs deep in the runtime (see readLoop).
 		d.refreshWriteDeadline()
@@ -303,6 +300,7 @@ func (l *link) startWriter(batch []outFrame, skip int64) {
 // flushes. The caller owns l's writer turn.
 func (l *link) contended() bool {
 	l.mu.Lock()
+	l.turnOwner = nil // the turn is being run (flushInline)
 	n := l.pushers
 	l.pushers = 0
 	l.lastFrom = nil
@@ -325,6 +323,10 @@ func (l *link) takeBatch(keep []outFrame) []outFrame {
 	batch := l.queue
 	l.batchBytes = 0 // the last batch is written
 	l.stalled = false
+	// No reader holds the turn on its dirty list any more: it is being
+	// run (flushInline reaches here, or contended, under the same lock
+	// flushDirty would otherwise take once more per link).
+	l.turnOwner = nil
 	if len(batch) == 0 || (l.closed && !l.flush) {
 		l.queue, l.queued, l.queuedBytes = nil, 0, 0
 		l.writing = false
