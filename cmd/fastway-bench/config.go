@@ -64,7 +64,7 @@ func newFlagSet(c *config) *flag.FlagSet {
 	fs.IntVar(&c.servers, "servers", 1, "N: backend servers, IDs 1..N; each echoes every data frame on its ConnID; virtual connections dial them round-robin")
 	fs.IntVar(&c.conns, "conns", 100, "C: client physical connections")
 	fs.IntVar(&c.vconns, "vconns", 1, "V: virtual connections dialed on each client connection (the gateway's -ClientMaxConn must allow them)")
-	fs.IntVar(&c.k, "k", 8, "K (echo): messages each virtual connection keeps in flight (keep V×K under the gateway's -ClientSendChanSize, or it drops the client as a slow consumer)")
+	fs.IntVar(&c.k, "k", 8, "K (echo): messages each virtual connection keeps in flight (keep V×K frames under the gateway's -ClientSendChanSize and V×K×size under its -ClientSendQueueBytes, or it may drop the client as a slow consumer)")
 	fs.IntVar(&c.rate, "rate", 0, "R (echo): open loop instead of K in flight: R messages per second in all, spread evenly over every virtual connection, each stamped when written (0: closed loop)")
 	fs.IntVar(&c.size, "size", 64, "S (echo): message size in bytes, at least 8 (the send timestamp); the frame adds 8")
 	fs.DurationVar(&c.dur, "dur", 10*time.Second, "length of the measured window")
