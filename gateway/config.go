@@ -12,22 +12,23 @@ import (
 
 // Defaults, matching the fastway binary's flags.
 const (
-	DefaultMaxPacket              = proto.DefaultMaxPacket // 512 KiB
-	DefaultClientMaxConn          = 16
-	DefaultClientBufferSize       = 2 << 10
-	DefaultClientIdleTimeout      = 30 * time.Second
-	DefaultClientSendChanSize     = 1000
-	DefaultClientSendQueueBytes   = 1 << 20
-	DefaultServerAuthTimeout      = proto.DefaultAuthTimeout // 3 s
-	DefaultServerBufferSize       = 64 << 10
-	DefaultServerIdleTimeout      = 30 * time.Second
-	DefaultServerSendChanSize     = 100000
-	DefaultServerSendQueueBytes   = 256 << 10
-	DefaultServerMaxHandshakes    = 1024
-	DefaultLargeFrameBudget       = 64 << 20
-	DefaultServerAuthFailBurst    = 5
-	DefaultServerAuthFailInterval = time.Second
-	DefaultMemReleaseInterval     = 10 * time.Second
+	DefaultMaxPacket                     = proto.DefaultMaxPacket // 512 KiB
+	DefaultClientMaxConn                 = 16
+	DefaultClientBufferSize              = 2 << 10
+	DefaultClientIdleTimeout             = 30 * time.Second
+	DefaultClientSendChanSize            = 1000
+	DefaultClientSendQueueBytes          = 1 << 20
+	DefaultServerAuthTimeout             = proto.DefaultAuthTimeout // 3 s
+	DefaultServerBufferSize              = 64 << 10
+	DefaultServerIdleTimeout             = 30 * time.Second
+	DefaultServerSendChanSize            = 100000
+	DefaultServerSendQueueBytes          = 4 << 20
+	DefaultServerSendQueueBytesPerClient = 64 << 10
+	DefaultServerMaxHandshakes           = 1024
+	DefaultLargeFrameBudget              = 64 << 20
+	DefaultServerAuthFailBurst           = 5
+	DefaultServerAuthFailInterval        = time.Second
+	DefaultMemReleaseInterval            = 10 * time.Second
 )
 
 // Config configures a Gateway. The zero value is usable: every zero field
@@ -121,6 +122,15 @@ type Config struct {
 	// at the server's read rate (256 KiB at 20 MiB/s: 13 ms), on top of
 	// what the sockets' kernel buffers hold (0: 256 KiB).
 	ServerSendQueueBytes int
+	// ServerSendQueueBytesPerClient bounds, in bytes, what one client may
+	// have queued and being written to one server: past it that client's
+	// reading is paused until the server's writer has written its batch,
+	// while other clients' frames go on. So a client flooding a slow server
+	// holds at most this much ahead of the server's other clients, whatever
+	// ServerSendQueueBytes is (64 KiB at 20 MiB/s: 3 ms), and clients that
+	// send bursts of a few frames never notice (0: 64 KiB; a value at or
+	// above ServerSendQueueBytes: only the total bound applies).
+	ServerSendQueueBytesPerClient int
 
 	// MemReleaseInterval is how often the gateway gives the memory a
 	// burst left behind back to the operating system (slab.Reclaimer):
@@ -165,6 +175,7 @@ func (c Config) withDefaults() Config {
 	setDur(&c.ServerIdleTimeout, DefaultServerIdleTimeout)
 	setInt(&c.ServerSendChanSize, DefaultServerSendChanSize)
 	setInt(&c.ServerSendQueueBytes, DefaultServerSendQueueBytes)
+	setInt(&c.ServerSendQueueBytesPerClient, DefaultServerSendQueueBytesPerClient)
 	setInt(&c.ServerMaxHandshakes, DefaultServerMaxHandshakes)
 	setInt(&c.ServerAuthFailBurst, DefaultServerAuthFailBurst)
 	setDur(&c.ServerAuthFailInterval, DefaultServerAuthFailInterval)
@@ -200,6 +211,7 @@ func (c Config) Validate() error {
 		{"ServerBufferSize", c.ServerBufferSize},
 		{"ServerSendChanSize", c.ServerSendChanSize},
 		{"ServerSendQueueBytes", c.ServerSendQueueBytes},
+		{"ServerSendQueueBytesPerClient", c.ServerSendQueueBytesPerClient},
 	} {
 		if f.v < 0 {
 			errs = append(errs, fmt.Errorf("%s %d is negative", f.name, f.v))

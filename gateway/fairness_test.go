@@ -44,62 +44,107 @@ func heldToward(l *link) int {
 	return l.queuedBytes + l.batchBytes
 }
 
-// TestServerQueueBoundedInBytes: a client floods a server that stops
+// TestServerQueueBoundedInBytes: clients flood a server that stops
 // reading with 16 KiB frames. What the gateway holds for the server stays
-// under ServerSendQueueBytes plus a frame (the client is paused by
-// back-pressure instead), the frames all arrive once the server reads,
+// under ServerSendQueueBytesPerClient plus a frame per client, and under
+// ServerSendQueueBytes plus a frame in all (the clients are paused by
+// back-pressure instead); the frames all arrive once the server reads,
 // and the buffers go back to the pool.
 func TestServerQueueBoundedInBytes(t *testing.T) {
-	pool := &bytesPool{Pool: slab.NewSyncPool(slab.DefaultMinChunk, slab.DefaultMaxChunk, slab.DefaultFactor)}
-	g := startGW(t, Config{MemPool: pool})
-	s := g.dialServer(t, 1)
-	s.conn.(*net.TCPConn).SetReadBuffer(64 << 10)
-	c := g.dialClient(t)
-	id, _ := open(t, c, s, 1)
-	srv := g.servers.newest(1)
-	const frames, size = 2000, 16 << 10 // 32 MiB: far more than the sockets hold
-	frame := proto.EncodeData(nil, id, make([]byte, size))
-	errc := make(chan error, 1)
-	go func() {
-		c.conn.SetWriteDeadline(time.Now().Add(4 * waitFor))
-		for range frames {
-			if _, err := c.conn.Write(frame); err != nil {
-				errc <- err
-				return
+	for _, tc := range []struct {
+		name    string
+		clients int
+		cfg     Config
+	}{
+		{"one client, its share", 1, Config{}},
+		{"16 clients, the total", 16, Config{ServerSendQueueBytes: 512 << 10}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			pool := &bytesPool{Pool: slab.NewSyncPool(slab.DefaultMinChunk, slab.DefaultMaxChunk, slab.DefaultFactor)}
+			tc.cfg.MemPool = pool
+			g := startGW(t, tc.cfg)
+			s := g.dialServer(t, 1)
+			s.conn.(*net.TCPConn).SetReadBuffer(64 << 10)
+			srv := g.servers.newest(1)
+			const size = 16 << 10
+			frames := 2000 / tc.clients // 32 MiB in all: far more than the sockets hold
+			var frame []byte
+			errc := make(chan error, tc.clients)
+			type flooder struct {
+				c     *peer
+				frame []byte
 			}
-		}
-		errc <- nil
-	}()
-	limit := g.Config().ServerSendQueueBytes
-	eventually(t, "the server's queue full", func() bool { return heldToward(srv) >= limit })
-	// The client is paused: nothing more is queued however long it pushes.
-	peak := 0
-	for range 50 {
-		peak = max(peak, heldToward(srv))
+			var flooders []flooder
+			for range tc.clients {
+				c := g.dialClient(t)
+				id, _ := open(t, c, s, 1)
+				frame = proto.EncodeData(nil, id, make([]byte, size))
+				flooders = append(flooders, flooder{c, frame})
+			}
+			for _, f := range flooders {
+				c := f.c
+				go func(frame []byte) {
+					c.conn.SetWriteDeadline(time.Now().Add(4 * waitFor))
+					for range frames {
+						if _, err := c.conn.Write(frame); err != nil {
+							errc <- err
+							return
+						}
+					}
+					errc <- nil
+				}(f.frame)
+			}
+			cfg := g.Config()
+			limit := min(cfg.ServerSendQueueBytes, tc.clients*cfg.ServerSendQueueBytesPerClient)
+			bound := min(cfg.ServerSendQueueBytes+len(frame), tc.clients*(cfg.ServerSendQueueBytesPerClient+len(frame)))
+			eventually(t, "the server's queue full", func() bool { return heldToward(srv) >= limit })
+			// The clients are paused: nothing more is queued however
+			// long they push.
+			peak := 0
+			for range 50 {
+				peak = max(peak, heldToward(srv))
+			}
+			if peak > bound {
+				t.Fatalf("the gateway holds %d bytes for the server, above %d", peak, bound)
+			}
+			inUse := pool.inUse.Load()
+			t.Logf("server not reading, %d clients flooding it: the gateway holds %s for it (bound %s), %s of pool buffers in all",
+				tc.clients, mib(int64(peak)), mib(int64(bound)), mib(inUse))
+			if inUse > int64(4*bound+(2<<20)) {
+				t.Fatalf("%s of buffers in use while the server stalls", mib(inUse))
+			}
+			n := 0
+			for n < frames*tc.clients {
+				for _, f := range readData(t, s, 1) {
+					if len(f) != len(frame) {
+						t.Fatalf("frame %d: %d bytes, want %d", n, len(f), len(frame))
+					}
+					n++
+				}
+			}
+			for range tc.clients {
+				if err := <-errc; err != nil {
+					t.Fatal(err)
+				}
+			}
+			eventually(t, "buffers back", func() bool { return pool.inUse.Load() < 1<<20 })
+			// Every client's share is given back once its frames are
+			// written: none stays paused.
+			eventually(t, "shares given back", func() bool {
+				srv.mu.Lock()
+				defer srv.mu.Unlock()
+				return len(srv.bySource) == 0
+			})
+		})
 	}
-	if bound := limit + len(frame); peak > bound {
-		t.Fatalf("the gateway holds %d bytes for the server, above %d", peak, bound)
-	}
-	inUse := pool.inUse.Load()
-	t.Logf("server not reading: the gateway holds %s for it (bound %s), %s of pool buffers in all",
-		mib(int64(peak)), mib(int64(limit+len(frame))), mib(inUse))
-	if inUse > int64(4*limit+(2<<20)) {
-		t.Fatalf("%s of buffers in use while the server stalls", mib(inUse))
-	}
-	for range frames {
-		checkFrames(t, readData(t, s, 1), [][]byte{frame})
-	}
-	if err := <-errc; err != nil {
-		t.Fatal(err)
-	}
-	eventually(t, "buffers back", func() bool { return pool.inUse.Load() < 1<<20 })
 }
 
 // TestLightClientLatencyBesideHeavy: a server reads at 20 MiB/s and echoes
 // what a light client sends; a heavy client floods the same server at full
 // speed. The light client's round trips stay short: the gateway holds at
-// most ServerSendQueueBytes for the server (13 ms at 20 MiB/s) ahead of a
-// light frame, on top of what the sockets' kernel buffers hold.
+// most the heavy client's ServerSendQueueBytesPerClient (64 KiB: 3 ms at
+// 20 MiB/s) ahead of a light frame, on top of what the sockets' kernel
+// buffers hold.
 func TestLightClientLatencyBesideHeavy(t *testing.T) {
 	const rate = 20 << 20
 	g := startGW(t, Config{})
@@ -155,7 +200,7 @@ func TestLightClientLatencyBesideHeavy(t *testing.T) {
 		}
 	}()
 	eventually(t, "the server's queue filled by the heavy client", func() bool {
-		return heldToward(srv) >= g.Config().ServerSendQueueBytes/2
+		return heldToward(srv) >= g.Config().ServerSendQueueBytesPerClient/2
 	})
 
 	const pings = 20
@@ -285,7 +330,8 @@ func TestPausedClientStillServed(t *testing.T) {
 // for room at server 1 (it did, one virtual connection at a time, in the
 // order of a map).
 func TestTeardownNotStalledByFullServer(t *testing.T) {
-	g := startGW(t, Config{})
+	// One flooder fills the whole queue: its share is the total.
+	g := startGW(t, Config{ServerSendQueueBytes: 256 << 10, ServerSendQueueBytesPerClient: 256 << 10})
 	s1, s2 := g.dialServer(t, 1), g.dialServer(t, 2)
 	s1.conn.(*net.TCPConn).SetReadBuffer(16 << 10)
 	flooder := g.dialClient(t)
@@ -384,5 +430,80 @@ func TestStalledClientPinsNoReadBuffers(t *testing.T) {
 		mib(peak), g.Stats().Disconnected(ReasonSlowConsumer))
 	if bound := int64(6 << 20); peak > bound {
 		t.Fatalf("buffers peaked %s above the start, above %s", mib(peak), mib(bound))
+	}
+}
+
+// TestFloodersShareServer: 20 clients flood one server, which reads at
+// 20 MiB/s, at full speed. Each client may have only its share of the
+// server's queue, so the server's bandwidth is shared: of 32 MiB that arrive
+// after the first 8 MiB (what the sockets' kernel buffers took before every
+// client was under way), every client got from 0.6 to 1.5 times an even
+// share.
+func TestFloodersShareServer(t *testing.T) {
+	const rate, clients, warmup, total = 20 << 20, 20, 8 << 20, 32 << 20
+	g := startGW(t, Config{})
+	s := g.dialServer(t, 1)
+	s.conn.(*net.TCPConn).SetReadBuffer(256 << 10)
+	ids := make([]uint32, clients)
+	conns := make([]*peer, clients)
+	for i := range clients {
+		conns[i] = g.dialClient(t)
+		ids[i], _ = open(t, conns[i], s, 1)
+	}
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for i, c := range conns {
+		frame := proto.EncodeData(nil, ids[i], make([]byte, 16<<10))
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				c.conn.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
+				c.conn.Write(frame) // a timeout is the pause; go on pushing
+			}
+		}()
+	}
+	got := map[uint32]int{}
+	fr := proto.NewFrameReader(&pacedReader{r: s.conn, rate: rate}, nil, 64<<10, 1<<20)
+	// What the first clients to start put in the sockets' kernel buffers
+	// before every client was under way is skipped.
+	for n := 0; n < warmup; {
+		s.conn.SetReadDeadline(time.Now().Add(waitFor))
+		f, err := fr.ReadFrame()
+		if err != nil {
+			t.Fatal(err)
+		}
+		n += len(f)
+	}
+	for n := 0; n < total; {
+		s.conn.SetReadDeadline(time.Now().Add(waitFor))
+		f, err := fr.ReadFrame()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if id := proto.Header(f).ConnID(); id != 0 {
+			got[id] += len(f)
+			n += len(f)
+		}
+	}
+	close(stop)
+	for _, c := range conns {
+		c.conn.Close()
+	}
+	wg.Wait()
+	even := total / clients
+	lo, hi := total, 0
+	for _, id := range ids {
+		lo, hi = min(lo, got[id]), max(hi, got[id])
+	}
+	t.Logf("%d clients flooding a server reading at 20 MiB/s: of %s, each got %s to %s (an even share: %s)",
+		clients, mib(total), mib(int64(lo)), mib(int64(hi)), mib(int64(even)))
+	if lo < even*6/10 || hi > even*15/10 {
+		t.Fatalf("shares from %s to %s, want from 0.6 to 1.5 times %s", mib(int64(lo)), mib(int64(hi)), mib(int64(even)))
 	}
 }

@@ -104,6 +104,13 @@ type link struct {
 	// sum is what the link's peer makes the gateway hold; limitBytes
 	// bounds it.
 	queuedBytes, batchBytes int
+	// Toward a server, bySource counts the bytes each client has queued
+	// or in the batch being written (contrib: the queue's, in the order
+	// pushed; batchContrib: the batch's, given back once it is written),
+	// which shareBytes bounds per client (see full).
+	shareBytes            int
+	bySource              map[*link]int
+	contrib, batchContrib []contribution
 	// turnOwner is the reader whose dirty list holds l's writer turn, to
 	// be flushed when that reader's batch ends (see enqueue), or nil.
 	turnOwner *link
@@ -146,6 +153,7 @@ func newLink(g *Gateway, conn net.Conn, s side, id uint32) *link {
 		l.idle, l.limit, l.limitBytes = g.cfg.ClientIdleTimeout, g.cfg.ClientSendChanSize, g.cfg.ClientSendQueueBytes
 	} else {
 		l.idle, l.limit, l.limitBytes = g.cfg.ServerIdleTimeout, g.cfg.ServerSendChanSize, g.cfg.ServerSendQueueBytes
+		l.shareBytes = g.cfg.ServerSendQueueBytesPerClient
 	}
 	l.space.L = &l.mu
 	l.routes = make([]*vconn, 1<<routeCacheBits[s])

@@ -147,6 +147,9 @@ func (l *link) enqueue(from *link, frame outFrame, small []byte, mode pushMode) 
 	}
 	l.queued++
 	l.queuedBytes += size
+	if l.shareBytes > 0 && from != nil {
+		l.noteSource(from, size)
+	}
 	if from != l.lastFrom {
 		l.lastFrom = from
 		l.pushers++
@@ -194,6 +197,9 @@ func (l *link) full(from *link, mode pushMode) bool {
 	if l.limitBytes > 0 && l.queuedBytes+l.batchBytes >= l.limitBytes {
 		return true
 	}
+	if l.shareBytes > 0 && from != nil && l.bySource[from] >= l.shareBytes {
+		return true // from's own share of a server's queue is taken
+	}
 	switch {
 	case l.queued < l.limit:
 		return false
@@ -203,6 +209,46 @@ func (l *link) full(from *link, mode pushMode) bool {
 		return false // another reader writes it at the end of its batch
 	}
 	return l.stalled
+}
+
+// contribution is what one client queued toward a server in a row.
+type contribution struct {
+	from *link
+	n    int
+}
+
+// noteSource counts size bytes queued by from toward server l. The caller
+// holds l.mu.
+func (l *link) noteSource(from *link, size int) {
+	if l.bySource == nil {
+		l.bySource = make(map[*link]int)
+	}
+	l.bySource[from] += size
+	if n := len(l.contrib); n > 0 && l.contrib[n-1].from == from {
+		l.contrib[n-1].n += size
+		return
+	}
+	l.contrib = append(l.contrib, contribution{from, size})
+}
+
+// sourcesWritten gives back the clients' shares of the batch just written,
+// and makes the queue's the batch's. The caller holds l.mu.
+func (l *link) sourcesWritten() {
+	if l.shareBytes <= 0 {
+		return
+	}
+	for i, c := range l.batchContrib {
+		if left := l.bySource[c.from] - c.n; left > 0 {
+			l.bySource[c.from] = left
+		} else {
+			delete(l.bySource, c.from)
+		}
+		l.batchContrib[i] = contribution{}
+	}
+	l.batchContrib, l.contrib = l.contrib, l.batchContrib[:0]
+	if len(l.bySource) == 0 && cap(l.contrib) > idleSpare {
+		l.bySource, l.contrib, l.batchContrib = nil, nil, nil
+	}
 }
 
 // setStalled records that l's writer found l's socket full: frames queued
@@ -322,6 +368,7 @@ func (l *link) takeBatch(keep []outFrame) []outFrame {
 	l.mu.Lock()
 	batch := l.queue
 	l.batchBytes = 0 // the last batch is written
+	l.sourcesWritten()
 	l.stalled = false
 	// No reader holds the turn on its dirty list any more: it is being
 	// run (flushInline reaches here, or contended, under the same lock
@@ -384,6 +431,7 @@ func (l *link) writeFailed(batch []outFrame, written int64, err error) {
 	rest := l.queue
 	l.queue, l.queued, l.spare = nil, 0, nil
 	l.queuedBytes, l.batchBytes = 0, 0
+	l.bySource, l.contrib, l.batchContrib = nil, nil, nil
 	done := l.finishedLocked()
 	l.mu.Unlock()
 	l.lose(rest, 0)

@@ -105,7 +105,7 @@ func (ld *sigtermLoad) finish(t *testing.T) sigtermResult {
 func TestSigtermUnderLoadDeliversEverything(t *testing.T) {
 	const clients, size = 8, 1 << 10
 	rate := scaled(4<<20, 4<<20, 4<<20)
-	ld := startSigtermLoad(t, Config{ServerSendChanSize: 2000, ServerSendQueueBytes: 64 << 20}, clients, size, rate)
+	ld := startSigtermLoad(t, Config{ServerSendChanSize: 2000, ServerSendQueueBytes: 64 << 20, ServerSendQueueBytesPerClient: 64 << 20}, clients, size, rate)
 	ctx, cancel := context.WithTimeout(context.Background(), 6*waitFor)
 	defer cancel()
 	start := time.Now()
@@ -175,7 +175,7 @@ func TestSigtermUnderLoadShortDeadline(t *testing.T) {
 	const deadline = 300 * time.Millisecond
 	rate := 2 << 20
 	rec := &logRecorder{}
-	ld := startSigtermLoad(t, Config{ServerSendChanSize: 4000, ServerSendQueueBytes: 64 << 20, Logger: slog.New(rec)}, clients, size, rate)
+	ld := startSigtermLoad(t, Config{ServerSendChanSize: 4000, ServerSendQueueBytes: 64 << 20, ServerSendQueueBytesPerClient: 64 << 20, Logger: slog.New(rec)}, clients, size, rate)
 	ld.srv.StopPinging()
 	ctx, cancel := context.WithTimeout(context.Background(), deadline)
 	defer cancel()

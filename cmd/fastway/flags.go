@@ -84,25 +84,26 @@ type options struct {
 	ClientTLSCert         string
 	ClientTLSKey          string
 
-	ServerAddr             string
-	ServerAuthPassword     string
-	ServerAuthKey          string // the original fastway's name for ServerAuthPassword
-	ServerAuthTimeout      time.Duration
-	ServerMaxHandshakes    int
-	ServerAuthFailBurst    int
-	ServerAuthFailInterval time.Duration
-	ServerBufferSize       size
-	ServerIdleTimeout      time.Duration
-	ServerSendChanSize     int
-	ServerSendQueueBytes   size
-	ServerSnetEnable       bool
-	ServerSnetEncrypt      bool
-	ServerSnetBuffer       size
-	ServerSnetInitTimeout  time.Duration
-	ServerSnetWaitTimeout  time.Duration
-	ServerTLSCert          string
-	ServerTLSKey           string
-	ServerTLSClientCA      string
+	ServerAddr                    string
+	ServerAuthPassword            string
+	ServerAuthKey                 string // the original fastway's name for ServerAuthPassword
+	ServerAuthTimeout             time.Duration
+	ServerMaxHandshakes           int
+	ServerAuthFailBurst           int
+	ServerAuthFailInterval        time.Duration
+	ServerBufferSize              size
+	ServerIdleTimeout             time.Duration
+	ServerSendChanSize            int
+	ServerSendQueueBytes          size
+	ServerSendQueueBytesPerClient size
+	ServerSnetEnable              bool
+	ServerSnetEncrypt             bool
+	ServerSnetBuffer              size
+	ServerSnetInitTimeout         time.Duration
+	ServerSnetWaitTimeout         time.Duration
+	ServerTLSCert                 string
+	ServerTLSKey                  string
+	ServerTLSClientCA             string
 
 	ShutdownTimeout time.Duration
 	PidFile         string
@@ -130,7 +131,7 @@ var sections = []flagSection{
 		"ClientTLSCert", "ClientTLSKey",
 		"ClientSnetEnable", "ClientSnetEncrypt", "ClientSnetBuffer", "ClientSnetInitTimeout", "ClientSnetWaitTimeout"}},
 	{"Server side", []string{"ServerAddr", "ServerAuthPassword", "ServerAuthKey", "ServerAuthTimeout", "ServerMaxHandshakes", "ServerAuthFailBurst", "ServerAuthFailInterval",
-		"ServerBufferSize", "ServerIdleTimeout", "ServerSendChanSize", "ServerSendQueueBytes",
+		"ServerBufferSize", "ServerIdleTimeout", "ServerSendChanSize", "ServerSendQueueBytes", "ServerSendQueueBytesPerClient",
 		"ServerTLSCert", "ServerTLSKey", "ServerTLSClientCA",
 		"ServerSnetEnable", "ServerSnetEncrypt", "ServerSnetBuffer", "ServerSnetInitTimeout", "ServerSnetWaitTimeout"}},
 	{"Ops", []string{"ShutdownTimeout", "PidFile", "CmdFile", "AdminAddr", "LogLevel", "LogFormat"}},
@@ -185,6 +186,7 @@ func newFlagSet(o *options) *flag.FlagSet {
 	fs.DurationVar(&o.ServerIdleTimeout, "ServerIdleTimeout", gateway.DefaultServerIdleTimeout, "close a server that sends nothing for this long (0: never)")
 	fs.IntVar(&o.ServerSendChanSize, "ServerSendChanSize", gateway.DefaultServerSendChanSize, "frames queued to one server before its clients are paused")
 	sizeVar(&o.ServerSendQueueBytes, "ServerSendQueueBytes", gateway.DefaultServerSendQueueBytes, "bytes queued and being written to one server before its clients are paused (bounds the wait behind other clients)")
+	sizeVar(&o.ServerSendQueueBytesPerClient, "ServerSendQueueBytesPerClient", gateway.DefaultServerSendQueueBytesPerClient, "bytes one client may have queued and being written to one server before that client alone is paused (bounds what a flooding client puts ahead of the others)")
 	fs.StringVar(&o.ServerTLSCert, "ServerTLSCert", "", "PEM certificate chain: the server port speaks TLS 1.2+ (with -ServerTLSKey; empty: plain TCP)")
 	fs.StringVar(&o.ServerTLSKey, "ServerTLSKey", "", "PEM private key of -ServerTLSCert")
 	fs.StringVar(&o.ServerTLSClientCA, "ServerTLSClientCA", "", "PEM CA certificates: servers must present a certificate signed by one (mutual TLS; needs ServerTLSCert)")
@@ -279,6 +281,7 @@ func (o *options) validate() error {
 		{"LargeFrameBudget", o.LargeFrameBudget},
 		{"ClientSendQueueBytes", o.ClientSendQueueBytes},
 		{"ServerSendQueueBytes", o.ServerSendQueueBytes},
+		{"ServerSendQueueBytesPerClient", o.ServerSendQueueBytesPerClient},
 		{"MemPoolMaxChunk", o.MemPoolMaxChunk},
 		{"MemPoolMinChunk", o.MemPoolMinChunk},
 		{"MemPoolPageSize", o.MemPoolPageSize},
@@ -551,25 +554,26 @@ func (o *options) gatewayConfig() (gateway.Config, error) {
 		return gateway.Config{}, fmt.Errorf("-MemPool flags: %s", strings.TrimPrefix(err.Error(), "fastway: "))
 	}
 	cfg := gateway.Config{
-		MaxPacket:                 int(o.MaxPacket),
-		LargeFrameBudget:          int64(o.LargeFrameBudget),
-		LargeFrameBudgetPerSource: int64(o.LargeFrameBudgetPerSource),
-		ClientSendQueueBytes:      int(o.ClientSendQueueBytes),
-		ServerSendQueueBytes:      int(o.ServerSendQueueBytes),
-		MemPool:                   pool,
-		ClientMaxConns:            o.ClientMaxConns,
-		ClientMaxConn:             o.ClientMaxConn,
-		ClientBufferSize:          int(o.ClientBufferSize),
-		ClientIdleTimeout:         never(o.ClientIdleTimeout),
-		ClientSendChanSize:        o.ClientSendChanSize,
-		ServerAuthPassword:        o.ServerAuthPassword,
-		ServerAuthTimeout:         o.ServerAuthTimeout,
-		ServerMaxHandshakes:       unlimited(o.ServerMaxHandshakes),
-		ServerAuthFailBurst:       unlimited(o.ServerAuthFailBurst),
-		ServerAuthFailInterval:    o.ServerAuthFailInterval,
-		ServerBufferSize:          int(o.ServerBufferSize),
-		ServerIdleTimeout:         never(o.ServerIdleTimeout),
-		ServerSendChanSize:        o.ServerSendChanSize,
+		MaxPacket:                     int(o.MaxPacket),
+		LargeFrameBudget:              int64(o.LargeFrameBudget),
+		LargeFrameBudgetPerSource:     int64(o.LargeFrameBudgetPerSource),
+		ClientSendQueueBytes:          int(o.ClientSendQueueBytes),
+		ServerSendQueueBytes:          int(o.ServerSendQueueBytes),
+		ServerSendQueueBytesPerClient: int(o.ServerSendQueueBytesPerClient),
+		MemPool:                       pool,
+		ClientMaxConns:                o.ClientMaxConns,
+		ClientMaxConn:                 o.ClientMaxConn,
+		ClientBufferSize:              int(o.ClientBufferSize),
+		ClientIdleTimeout:             never(o.ClientIdleTimeout),
+		ClientSendChanSize:            o.ClientSendChanSize,
+		ServerAuthPassword:            o.ServerAuthPassword,
+		ServerAuthTimeout:             o.ServerAuthTimeout,
+		ServerMaxHandshakes:           unlimited(o.ServerMaxHandshakes),
+		ServerAuthFailBurst:           unlimited(o.ServerAuthFailBurst),
+		ServerAuthFailInterval:        o.ServerAuthFailInterval,
+		ServerBufferSize:              int(o.ServerBufferSize),
+		ServerIdleTimeout:             never(o.ServerIdleTimeout),
+		ServerSendChanSize:            o.ServerSendChanSize,
 	}
 	if err := cfg.Validate(); err != nil {
 		return gateway.Config{}, errors.New(strings.ReplaceAll(err.Error(), "\n", "; "))

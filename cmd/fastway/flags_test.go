@@ -349,8 +349,8 @@ func TestHelp(t *testing.T) {
 	}
 	out := stdout.String()
 	defaults := flagDefaults()
-	if len(defaults) != 48 {
-		t.Errorf("%d flags, want 48", len(defaults))
+	if len(defaults) != 49 {
+		t.Errorf("%d flags, want 49", len(defaults))
 	}
 	for name, def := range defaults {
 		if !strings.Contains(out, "  -"+name+"="+def+" ") {
