@@ -30,6 +30,11 @@ const (
 	DefaultMemReleaseInterval     = 10 * time.Second
 )
 
+// Defaults of the per-source bounds (issue 14).
+const (
+	DefaultServerMaxHandshakesPerSource = 8
+)
+
 // Config configures a Gateway. The zero value is usable: every zero field
 // takes the default named beside it.
 type Config struct {
@@ -85,6 +90,9 @@ type Config struct {
 	ClientMaxConns int
 
 	// ServerAuthPassword is the key servers prove with the MD5 challenge.
+	// When it is empty, only servers connecting from a loopback address
+	// may try the handshake; others are closed before a challenge and
+	// counted (reason "auth failed").
 	ServerAuthPassword string
 	// ServerAuthTimeout bounds the server handshake (0: 3 s).
 	ServerAuthTimeout time.Duration
@@ -93,11 +101,22 @@ type Config struct {
 	// "connection limit"), so a flood of silent sockets cannot pile up
 	// (0: 1024; negative: unlimited).
 	ServerMaxHandshakes int
+	// ServerMaxHandshakesPerSource caps the handshakes in progress from
+	// one source (an IPv4 address, or an IPv6 /64); past it new ones from
+	// that source are closed at once and counted (reason "connection
+	// limit"), so that one address cannot take every ServerMaxHandshakes
+	// slot from the servers of other addresses (0: 8; negative: no
+	// per-source cap).
+	ServerMaxHandshakesPerSource int
 	// ServerAuthFailBurst and ServerAuthFailInterval slow down a source
-	// address that keeps failing the handshake: it may fail Burst times in
-	// a row, then once per Interval; meanwhile its new connections are
-	// closed before a challenge is sent (reason "auth throttled").
-	// (0: 5 and 1 s; a negative Burst disables the limit.)
+	// (an IPv4 address, or an IPv6 /64) that keeps failing the handshake:
+	// it may fail Burst times in a row, then once per Interval; meanwhile
+	// its new connections are closed before a challenge is sent (reason
+	// "auth throttled"). Each handshake takes its attempt when it is
+	// accepted and gives it back when it succeeds, so a source also has at
+	// most Burst handshakes in progress at once, and parallel connections
+	// get no more guesses than sequential ones. (0: 5 and 1 s; a negative
+	// Burst disables the limit.)
 	ServerAuthFailBurst    int
 	ServerAuthFailInterval time.Duration
 	// ServerBufferSize is a server connection's read buffer, in bytes (0: 64 KiB).
@@ -162,6 +181,7 @@ func (c Config) withDefaults() Config {
 	setInt(&c.ServerSendChanSize, DefaultServerSendChanSize)
 	setInt(&c.ServerSendQueueBytes, DefaultServerSendQueueBytes)
 	setInt(&c.ServerMaxHandshakes, DefaultServerMaxHandshakes)
+	setInt(&c.ServerMaxHandshakesPerSource, DefaultServerMaxHandshakesPerSource)
 	setInt(&c.ServerAuthFailBurst, DefaultServerAuthFailBurst)
 	setDur(&c.ServerAuthFailInterval, DefaultServerAuthFailInterval)
 	setDur(&c.MemReleaseInterval, DefaultMemReleaseInterval)

@@ -42,7 +42,8 @@ type Gateway struct {
 
 	mu        sync.Mutex
 	links     map[*link]struct{}
-	pending   map[net.Conn]struct{} // server connections in their handshake
+	pending   map[net.Conn]netip.Prefix // server connections in their handshake, and their source (sourceKey)
+	perSource map[netip.Prefix]int      // handshakes in progress by source (ServerMaxHandshakesPerSource)
 	listeners map[net.Listener]struct{}
 	serving   [2]int // listeners being served, per side
 	shutdown  bool
@@ -78,7 +79,8 @@ func New(cfg Config) *Gateway {
 		authLimit: newAuthLimiter(cfg.ServerAuthFailBurst, cfg.ServerAuthFailInterval),
 		logLimit:  logLimiter{now: time.Now},
 		links:     make(map[*link]struct{}),
-		pending:   make(map[net.Conn]struct{}),
+		pending:   make(map[net.Conn]netip.Prefix),
+		perSource: make(map[netip.Prefix]int),
 		listeners: make(map[net.Listener]struct{}),
 		done:      make(chan struct{}),
 	}
@@ -177,7 +179,7 @@ func (g *Gateway) serve(ln net.Listener, s side, handle func(net.Conn)) error {
 // acceptClient registers a new client link and starts its reader.
 func (g *Gateway) acceptClient(conn net.Conn) {
 	if max := g.cfg.ClientMaxConns; max > 0 && g.counters.clientConns.Load() >= int64(max) {
-		g.refuseConn(conn, sideClient, ReasonLimit)
+		g.refuseConn(conn, sideClient, ReasonLimit, slog.String("limit", "ClientMaxConns"))
 		return
 	}
 	l := newLink(g, conn, sideClient, 0)
@@ -215,11 +217,13 @@ func (g *Gateway) track(l *link) bool {
 }
 
 // refuseConn closes a connection that a cap or the auth limiter turned away
-// before it became a link, and counts and logs it.
-func (g *Gateway) refuseConn(conn net.Conn, s side, reason Reason) {
+// before it became a link, and counts and logs it, with attrs saying which
+// limit (a "limit" key naming its Config field) or rule ("error").
+func (g *Gateway) refuseConn(conn net.Conn, s side, reason Reason, attrs ...any) {
 	conn.Close()
 	g.counters.disconnects[reason].Add(1)
-	g.logEvent(reason, slog.LevelWarn, "connection refused", slog.String("side", s.String()), slog.String("remote", conn.RemoteAddr().String()), slog.String("reason", reason.String()))
+	attrs = append([]any{slog.String("side", s.String()), slog.String("remote", conn.RemoteAddr().String()), slog.String("reason", reason.String())}, attrs...)
+	g.logEvent(reason, slog.LevelWarn, "connection refused", attrs...)
 }
 
 // logEvent logs a line a peer can trigger, rate-limited per reason.
@@ -238,12 +242,18 @@ func (g *Gateway) logEvent(reason Reason, level slog.Level, msg string, attrs ..
 }
 
 // acceptServer runs the handshake of a new server connection in its own
-// goroutine, which then becomes the link's reader.
+// goroutine, which then becomes the link's reader. Before that it applies,
+// in order: the loopback rule of an empty password, the global and the
+// per-source caps on handshakes in progress, and the auth throttle, which
+// takes one attempt from the source's bucket for the handshake (given back
+// if it succeeds; see authLimiter).
 func (g *Gateway) acceptServer(conn net.Conn) {
-	if !g.authLimit.allow(conn.RemoteAddr()) {
-		g.refuseConn(conn, sideServer, ReasonAuthThrottled)
+	if g.cfg.ServerAuthPassword == "" && !loopbackPeer(conn) {
+		g.counters.authFailures.Add(1)
+		g.refuseConn(conn, sideServer, ReasonAuthFailed, slog.String("error", "no server password is set: only loopback servers may register"))
 		return
 	}
+	src := sourceKey(conn.RemoteAddr())
 	g.mu.Lock()
 	if g.shutdown {
 		g.mu.Unlock()
@@ -252,20 +262,46 @@ func (g *Gateway) acceptServer(conn net.Conn) {
 	}
 	if max := g.cfg.ServerMaxHandshakes; max > 0 && len(g.pending) >= max {
 		g.mu.Unlock()
-		g.refuseConn(conn, sideServer, ReasonLimit)
+		g.refuseConn(conn, sideServer, ReasonLimit, slog.String("limit", "ServerMaxHandshakes"))
 		return
 	}
-	g.pending[conn] = struct{}{}
+	if max := g.cfg.ServerMaxHandshakesPerSource; max > 0 && src.IsValid() && g.perSource[src] >= max {
+		g.mu.Unlock()
+		g.refuseConn(conn, sideServer, ReasonLimit, slog.String("limit", "ServerMaxHandshakesPerSource"))
+		return
+	}
+	if !g.authLimit.reserve(src) {
+		g.mu.Unlock()
+		g.refuseConn(conn, sideServer, ReasonAuthThrottled, slog.String("limit", "ServerAuthFailBurst"))
+		return
+	}
+	g.pending[conn] = src
+	if src.IsValid() {
+		g.perSource[src]++
+	}
 	g.wg.Add(1)
 	g.readers.Add(1)
 	g.mu.Unlock()
-	go g.handshake(conn)
+	go g.handshake(conn, src)
 }
 
-func (g *Gateway) handshake(conn net.Conn) {
+// loopbackPeer reports whether conn comes from this host: from a loopback
+// IP, or over a transport without IP addresses (a Unix socket, a pipe).
+// It looks at the addresses the socket has, not at any name.
+func loopbackPeer(conn net.Conn) bool {
+	a, ok := sourceOf(conn.RemoteAddr())
+	return !ok || a.IsLoopback()
+}
+
+func (g *Gateway) handshake(conn net.Conn, src netip.Prefix) {
 	id, err := proto.AuthenticateServer(conn, g.cfg.ServerAuthPassword, g.cfg.ServerAuthTimeout)
 	g.mu.Lock()
 	delete(g.pending, conn)
+	if n := g.perSource[src] - 1; n > 0 {
+		g.perSource[src] = n
+	} else {
+		delete(g.perSource, src)
+	}
 	shutdown := g.shutdown
 	var l *link
 	if err == nil && !shutdown {
@@ -276,6 +312,10 @@ func (g *Gateway) handshake(conn net.Conn) {
 		g.servers.add(l)
 	}
 	g.mu.Unlock()
+	if err == nil || shutdown {
+		// Only a failure keeps the attempt it reserved.
+		g.authLimit.refund(src)
+	}
 	if l == nil {
 		conn.Close()
 		if shutdown {
@@ -283,7 +323,6 @@ func (g *Gateway) handshake(conn net.Conn) {
 			// server's failure.
 			g.counters.disconnects[ReasonShutdown].Add(1)
 		} else if err != nil {
-			g.authLimit.failed(conn.RemoteAddr())
 			g.counters.authFailures.Add(1)
 			g.counters.disconnects[ReasonAuthFailed].Add(1)
 			g.logEvent(ReasonAuthFailed, slog.LevelWarn, "server auth failed", slog.String("remote", conn.RemoteAddr().String()), slog.String("reason", ReasonAuthFailed.String()), slog.String("error", err.Error()))
