@@ -30,9 +30,10 @@ const (
 	DefaultMemReleaseInterval     = 10 * time.Second
 )
 
-// Defaults of the per-source bounds (issue 14).
+// Defaults of the per-source and per-client bounds (issue 14).
 const (
 	DefaultServerMaxHandshakesPerSource = 8
+	DefaultClientMaxServerConns         = 64
 )
 
 // Config configures a Gateway. The zero value is usable: every zero field
@@ -65,6 +66,12 @@ type Config struct {
 	// ClientMaxConn is how many virtual connections one client may have
 	// dialed at once; past it its Dials are refused (0: 16).
 	ClientMaxConn int
+	// ClientMaxServerConns is how many virtual connections servers may
+	// have dialed to one client at once; past it a server's Dial to that
+	// client is refused (Refuse, counted as RefuseLimit), so that servers
+	// cannot pile up state on one client without bound (0: 64; negative:
+	// unlimited).
+	ClientMaxServerConns int
 	// ClientBufferSize is a client connection's read buffer, in bytes (0: 2 KiB).
 	ClientBufferSize int
 	// ClientIdleTimeout closes a client that sends nothing for this long
@@ -182,6 +189,7 @@ func (c Config) withDefaults() Config {
 	setInt(&c.ServerSendQueueBytes, DefaultServerSendQueueBytes)
 	setInt(&c.ServerMaxHandshakes, DefaultServerMaxHandshakes)
 	setInt(&c.ServerMaxHandshakesPerSource, DefaultServerMaxHandshakesPerSource)
+	setInt(&c.ClientMaxServerConns, DefaultClientMaxServerConns)
 	setInt(&c.ServerAuthFailBurst, DefaultServerAuthFailBurst)
 	setDur(&c.ServerAuthFailInterval, DefaultServerAuthFailInterval)
 	setDur(&c.MemReleaseInterval, DefaultMemReleaseInterval)
