@@ -93,8 +93,17 @@ type Config struct {
 
 	// ClientMaxConns caps the client connections open at once (physical
 	// connections, not virtual ones); past it new clients are closed at
-	// once and counted (reason "connection limit"). 0: unlimited.
+	// once and counted (reason "connection limit"). 0: derived from the
+	// process's file descriptor limit, RLIMIT_NOFILE, less FDReserve (see
+	// FDLimits), so that clients can never take the descriptors servers
+	// and the admin port need; negative: unlimited.
 	ClientMaxConns int
+	// FDReserve is how many file descriptors the derived ClientMaxConns
+	// keeps out of the clients' reach (0: DefaultFDReserve of this
+	// config). An embedding program that holds descriptors of its own, or
+	// listens with a wrapper that holds connections before the gateway
+	// sees them (snet's handshakes), adds them here.
+	FDReserve int
 
 	// ServerAuthPassword is the key servers prove with the MD5 challenge.
 	// When it is empty, only servers connecting from a loopback address
@@ -190,6 +199,12 @@ func (c Config) withDefaults() Config {
 	setInt(&c.ServerMaxHandshakes, DefaultServerMaxHandshakes)
 	setInt(&c.ServerMaxHandshakesPerSource, DefaultServerMaxHandshakesPerSource)
 	setInt(&c.ClientMaxServerConns, DefaultClientMaxServerConns)
+	if c.FDReserve == 0 {
+		c.FDReserve = DefaultFDReserve(c)
+	}
+	if c.ClientMaxConns == 0 {
+		c.ClientMaxConns = FDLimits(c).ClientMaxConns
+	}
 	setInt(&c.ServerAuthFailBurst, DefaultServerAuthFailBurst)
 	setDur(&c.ServerAuthFailInterval, DefaultServerAuthFailInterval)
 	setDur(&c.MemReleaseInterval, DefaultMemReleaseInterval)
@@ -217,7 +232,7 @@ func (c Config) Validate() error {
 		v    int
 	}{
 		{"ClientMaxConn", c.ClientMaxConn},
-		{"ClientMaxConns", c.ClientMaxConns},
+		{"FDReserve", c.FDReserve},
 		{"ClientBufferSize", c.ClientBufferSize},
 		{"ClientSendChanSize", c.ClientSendChanSize},
 		{"ClientSendQueueBytes", c.ClientSendQueueBytes},

@@ -147,6 +147,7 @@ func (g *Gateway) serve(ln net.Listener, s side, handle func(net.Conn)) error {
 	}()
 
 	var delay time.Duration
+	var errs acceptErrors
 	for {
 		conn, err := ln.Accept()
 		if err != nil {
@@ -159,9 +160,11 @@ func (g *Gateway) serve(ln net.Listener, s side, handle func(net.Conn)) error {
 				return err
 			}
 			// Out of file descriptors and the like: back off, 5 ms
-			// doubling to 1 s, as net/http does.
+			// doubling to 1 s, as net/http does; count every failure,
+			// log one line per acceptLogInterval.
 			delay = max(5*time.Millisecond, min(2*delay, time.Second))
-			g.log.Warn("accept failed; retrying", slog.String("addr", ln.Addr().String()), slog.String("error", err.Error()), slog.Duration("delay", delay))
+			g.counters.acceptErrors[s].Add(1)
+			errs.failed(g, ln, s, err, delay)
 			t := time.NewTimer(delay)
 			select {
 			case <-t.C:
@@ -171,9 +174,43 @@ func (g *Gateway) serve(ln net.Listener, s side, handle func(net.Conn)) error {
 			}
 			continue
 		}
-		delay = 0
+		if delay > 0 {
+			delay = 0
+			errs.recovered(g, ln, s)
+		}
 		handle(conn)
 	}
+}
+
+// acceptLogInterval is the least time between two log lines about a
+// listener's failing accepts (each failure is counted in Stats).
+const acceptLogInterval = 10 * time.Second
+
+// acceptErrors rate-limits one listener's accept failure lines: the first
+// failure of a run is logged at once, later ones at most once per
+// acceptLogInterval with the count since the last line, and the end of a
+// run with its count. Owned by the accept loop.
+type acceptErrors struct {
+	logged   time.Time // when the last line was written
+	unlogged uint64    // failures since then
+	run      uint64    // failures since the last successful accept
+}
+
+func (e *acceptErrors) failed(g *Gateway, ln net.Listener, s side, err error, delay time.Duration) {
+	e.run++
+	e.unlogged++
+	now := time.Now()
+	if e.run > 1 && now.Sub(e.logged) < acceptLogInterval {
+		return
+	}
+	g.log.Warn("accept failing; backing off", slog.String("side", s.String()), slog.String("addr", ln.Addr().String()),
+		slog.String("error", err.Error()), slog.Duration("delay", delay), slog.Uint64("failures", e.unlogged))
+	e.logged, e.unlogged = now, 0
+}
+
+func (e *acceptErrors) recovered(g *Gateway, ln net.Listener, s side) {
+	g.log.Info("accept recovered", slog.String("side", s.String()), slog.String("addr", ln.Addr().String()), slog.Uint64("failures", e.run))
+	e.run, e.unlogged = 0, 0
 }
 
 // acceptClient registers a new client link and starts its reader.
