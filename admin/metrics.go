@@ -30,6 +30,7 @@ type collector struct {
 	framesDropped, closesIgnored   *prometheus.Desc
 	queueHighWater                 *prometheus.Desc
 	largeFrameBytes                *prometheus.Desc
+	acceptErrors                   *prometheus.Desc
 	undeliveredFrames              *prometheus.Desc
 	undeliveredBytes               *prometheus.Desc
 	discardedFrames                *prometheus.Desc
@@ -66,6 +67,7 @@ func NewCollector(g *gateway.Gateway) prometheus.Collector {
 		closesIgnored:   desc("closes_ignored_total", "Close commands ignored: for an unknown or foreign virtual connection."),
 		queueHighWater:  desc("send_queue_high_water_frames", "Longest send queue seen since start, in frames, by side.", "side"),
 		largeFrameBytes: desc("large_frame_budget_used_bytes", "Bytes unfinished large client frames hold of LargeFrameBudget now."),
+		acceptErrors:    desc("accept_errors_total", "Accept calls that failed on a listener (out of file descriptors, say), by side.", "side"),
 		undeliveredFrames: desc("frames_undelivered_total",
 			"Data frames accepted for a connection that closed before writing them whole, by the reason it closed (shutdown: cut by the shutdown deadline).", "reason"),
 		undeliveredBytes: desc("bytes_undelivered_total", "Bytes of the frames in fastway_frames_undelivered_total, by reason.", "reason"),
@@ -85,7 +87,7 @@ func NewCollector(g *gateway.Gateway) prometheus.Collector {
 	c.describe = []*prometheus.Desc{
 		c.conns, c.virtualConns, c.framesIn, c.framesOut, c.bytesIn, c.bytesOut, c.accepted,
 		c.dialsAccepted, c.dialsRefused, c.disconnects, c.authFailures, c.framesDropped,
-		c.closesIgnored, c.queueHighWater, c.largeFrameBytes, c.undeliveredFrames, c.undeliveredBytes,
+		c.closesIgnored, c.queueHighWater, c.largeFrameBytes, c.acceptErrors, c.undeliveredFrames, c.undeliveredBytes,
 		c.discardedFrames, c.discardedBytes, c.memReleased, c.memReclaims,
 	}
 	return c
@@ -135,6 +137,8 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	gauge(c.queueHighWater, float64(s.QueueHighWater[0]), sideClient)
 	gauge(c.queueHighWater, float64(s.QueueHighWater[1]), sideServer)
 	gauge(c.largeFrameBytes, float64(s.LargeFrameBytes))
+	counter(c.acceptErrors, s.AcceptErrors[0], sideClient)
+	counter(c.acceptErrors, s.AcceptErrors[1], sideServer)
 	for i, r := range c.reasons {
 		u := s.UndeliveredAt(r)
 		counter(c.undeliveredFrames, u.Frames, c.reasonNames[i])
