@@ -1,10 +1,13 @@
 package gateway
 
 import (
+	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -118,16 +121,19 @@ func TestAuthFloodHonestServer(t *testing.T) {
 	}{{"throttle", 0}, {"no throttle", -1}} {
 		t.Run(tc.name, func(t *testing.T) {
 			// A short auth timeout makes the silent sockets come back
-			// often: the attack's waves are faster, not weaker.
-			const authTimeout = 500 * time.Millisecond
-			g := startGW(t, Config{ServerAuthTimeout: authTimeout, ServerAuthFailBurst: tc.burst})
+			// often: the attack's waves are faster, not weaker. (Under
+			// -race on a loaded box the honest server itself needs some
+			// hundreds of milliseconds to answer its challenge.)
+			const authTimeout = time.Second
+			rec := &logRecorder{}
+			g := startGW(t, Config{ServerAuthTimeout: authTimeout, ServerAuthFailBurst: tc.burst, Logger: slog.New(rec)})
 			var held, peak atomic.Int64
 			done := make(chan struct{})
 			var floodWG sync.WaitGroup
 			floodWG.Add(1)
 			go func() {
 				defer floodWG.Done()
-				stop := time.Now().Add(3 * authTimeout)
+				stop := time.Now().Add(2 * authTimeout)
 				waves(flood, authTimeout/4, stop, func(time.Time) {
 					c, err := dialFromAddr("127.0.0.1", g.serverAddr)
 					if err != nil {
@@ -176,12 +182,17 @@ func TestAuthFloodHonestServer(t *testing.T) {
 			})
 			const attempts = 20
 			failed := 0
-			tick := time.NewTicker(3 * authTimeout / attempts)
+			tick := time.NewTicker(2 * authTimeout / attempts)
 			defer tick.Stop()
 			for i := range attempts {
 				if err := registerFrom(g, "127.0.0.2", uint32(100+i)); err != nil {
 					failed++
 					t.Errorf("attempt %d of the honest server: %v", i, err)
+					for _, l := range append(rec.find("server auth failed"), rec.find("connection refused")...) {
+						if strings.HasPrefix(l["remote"].String(), "127.0.0.2:") {
+							t.Logf("the gateway on 127.0.0.2: %v", l)
+						}
+					}
 				}
 				<-tick.C // spread the attempts over the flood
 			}
@@ -293,4 +304,140 @@ func TestEmptyPasswordLoopbackOnly(t *testing.T) {
 		id := uint32(10 + i)
 		eventually(t, "the loopback server registered", func() bool { return g.servers.newest(id) != nil })
 	}
+}
+
+// TestAuthParallelHonestServers: reserving an attempt per handshake must
+// not turn honest hosts away. A host that registers as many servers at
+// once as ServerMaxHandshakesPerSource allows (8), more than the burst (5),
+// gets them all in: a handshake that finds every attempt held by others
+// still in progress waits for one to end, and each success gives its
+// attempt back. (With a plain refusal, 5 of 8 registered.)
+func TestAuthParallelHonestServers(t *testing.T) {
+	g := startGW(t, Config{})
+	n := g.Config().ServerMaxHandshakesPerSource
+	if n <= g.Config().ServerAuthFailBurst {
+		t.Fatalf("ServerMaxHandshakesPerSource %d is not above the burst %d: nothing to try", n, g.Config().ServerAuthFailBurst)
+	}
+	var wg sync.WaitGroup
+	errs := make([]error, n)
+	start := make(chan struct{})
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			errs[i] = registerFrom(g, "127.0.0.1", uint32(i+1))
+		}()
+	}
+	close(start)
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Errorf("server %d of %d registering at once: %v", i+1, n, err)
+		}
+	}
+	if s := g.Stats(); s.ServerAccepts != uint64(n) || s.Disconnected(ReasonAuthThrottled) != 0 {
+		t.Errorf("%d servers registered, %d throttled; want %d and 0", s.ServerAccepts, s.Disconnected(ReasonAuthThrottled), n)
+	}
+}
+
+// TestAuthWaitingHandshakeShutdown: five silent handshakes from 127.0.0.1
+// hold its whole burst, so a sixth waits for an attempt before its
+// challenge; Shutdown ends all six at once, counts them as shutdown (not as
+// auth failures or throttled), and leaves nothing charged in the throttle.
+func TestAuthWaitingHandshakeShutdown(t *testing.T) {
+	g, errc := startGWManual(t, Config{ServerAuthTimeout: time.Minute})
+	burst := g.Config().ServerAuthFailBurst
+	for range burst {
+		c := dialRaw(t, g.serverAddr)
+		c.SetReadDeadline(time.Now().Add(waitFor))
+		var ch [proto.ChallengeSize]byte
+		if _, err := io.ReadFull(c, ch[:]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waiting := dialRaw(t, g.serverAddr)
+	eventually(t, "the sixth handshake waiting", func() bool {
+		g.mu.Lock()
+		defer g.mu.Unlock()
+		return len(g.pending) == burst+1
+	})
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+	defer cancel()
+	if err := g.Shutdown(ctx); err != nil {
+		t.Fatalf("Shutdown: %v", err)
+	}
+	for range 2 {
+		<-errc
+	}
+	if took := time.Since(start); took > waitFor/2 {
+		t.Errorf("Shutdown took %v with a handshake waiting for an attempt", took)
+	}
+	if err := readToEOF(waiting, waitFor); err != nil {
+		t.Fatalf("the waiting handshake: %v", err)
+	}
+	s := g.Stats()
+	if s.Disconnected(ReasonShutdown) != uint64(burst+1) || s.AuthFailures != 0 || s.Disconnected(ReasonAuthThrottled) != 0 {
+		t.Errorf("disconnects: shutdown %d, auth failures %d, throttled %d; want %d, 0, 0",
+			s.Disconnected(ReasonShutdown), s.AuthFailures, s.Disconnected(ReasonAuthThrottled), burst+1)
+	}
+	if n := g.authLimit.len(); n != 0 {
+		t.Errorf("%d sources charged in the throttle after Shutdown, want 0", n)
+	}
+}
+
+// TestAuthFloodManySources: 1,100 silent sockets from 256 addresses
+// (127.5.0.1 ...), more than the per-source caps can stop: 128 addresses
+// holding 8 handshakes each fill the 1,024 slots, and a host whose servers
+// never registered may be turned away (the test logs how often). A host
+// that has registered a server before keeps the last eighth of the slots
+// (knownSources) and registers every time: a gateway restarted during such
+// a flood still gets its backends back.
+func TestAuthFloodManySources(t *testing.T) {
+	const flood, sources = 1100, 256
+	raiseNoFile(t, 3*flood+200)
+	const authTimeout = time.Second
+	g := startGW(t, Config{ServerAuthTimeout: authTimeout})
+	if err := registerFrom(g, "127.0.0.2", 1); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		var n atomic.Int64
+		waves(flood, authTimeout/4, time.Now().Add(2*authTimeout), func(time.Time) {
+			i := n.Add(1) % sources
+			c, err := dialFromAddr(fmt.Sprintf("127.5.%d.%d", i/250, 1+i%250), g.serverAddr)
+			if err != nil {
+				return
+			}
+			defer c.Close()
+			c.SetDeadline(time.Now().Add(waitFor))
+			io.Copy(io.Discard, c)
+		})
+	}()
+	eventually(t, "the flood to fill the open slots", func() bool {
+		g.mu.Lock()
+		defer g.mu.Unlock()
+		return len(g.pending) >= g.cfg.ServerMaxHandshakes-g.cfg.ServerMaxHandshakes/knownShare
+	})
+	const attempts = 20
+	knownFailed, newFailed := 0, 0
+	tick := time.NewTicker(authTimeout / attempts)
+	defer tick.Stop()
+	for i := range attempts {
+		if err := registerFrom(g, "127.0.0.2", uint32(100+i)); err != nil {
+			knownFailed++
+			t.Errorf("attempt %d of the known host: %v", i, err)
+		}
+		if registerFrom(g, "127.0.0.3", uint32(200+i)) != nil {
+			newFailed++
+		}
+		<-tick.C
+	}
+	<-done
+	s := g.Stats()
+	t.Logf("flood of %d silent sockets from %d addresses: %d refused by a handshake cap, %d throttled, %d timed out; a host that had registered before failed %d of %d, a new host %d of %d",
+		flood, sources, s.Disconnected(ReasonLimit), s.Disconnected(ReasonAuthThrottled), s.Disconnected(ReasonAuthFailed), knownFailed, attempts, newFailed, attempts)
 }

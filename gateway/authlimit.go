@@ -10,24 +10,30 @@ import (
 // authLimiter throttles the server handshakes of each source (an IPv4
 // address, or an IPv6 /64: sourceKey): a source has a bucket of
 // ServerAuthFailBurst attempts that refills one per ServerAuthFailInterval.
-// A handshake takes an attempt when it is accepted, before the challenge is
-// sent (reserve), and gives it back when it succeeds, or is cut by Shutdown
-// (refund); a handshake that fails or times out keeps it spent. A source
-// with no attempt left has its new connections closed at once. However
-// many handshakes a source opens at once, at most burst + elapsed/interval
-// of its guesses are checked (issue 14, finding 1: when the bucket was
-// only looked at on accept and charged when a handshake failed, 1,000
-// parallel handshakes all passed the look). With the defaults (5, 1 s) a
-// source may fail 5 times in a row, then once a second, and may have at
-// most 5 handshakes in progress at once.
+// A handshake takes an attempt before the challenge is sent (reserve), and
+// gives it back when it succeeds, or is cut by Shutdown (settle); a
+// handshake that fails or times out keeps it spent. However many
+// handshakes a source opens at once, at most burst + elapsed/interval of
+// its guesses are checked (issue 14, finding 1: when the bucket was only
+// looked at on accept and charged when a handshake failed, 1,000 parallel
+// handshakes all passed the look). With the defaults (5, 1 s) a source may
+// fail 5 times in a row, then once a second.
 //
-// The table holds the sources whose bucket is not full, at most
-// maxAuthSources of them: a bucket that fills again (a refund) is dropped,
-// since a source not in the table starts full. Past the bound, the least
-// recently used source is forgotten (LRU), never the whole table. A flood
-// of distinct sources thus pushes out only sources idle for longer than
-// all of its own; what it gains by that, a burst of attempts per source it
-// cycles through, it has from each new source anyway.
+// A source with no attempt left has its new connections closed at once,
+// unless attempts are only held by its handshakes still in progress: then
+// the new one waits (within its auth timeout, and holding its handshake
+// slot) for one of them to end, since an honest host that registers many
+// servers at once gets its attempts back as each succeeds.
+//
+// The table holds the sources whose bucket is not full or that have
+// handshakes in progress, at most maxAuthSources of them (plus those with
+// handshakes in progress, which the handshake caps bound): a bucket that
+// fills again is dropped, since a source not in the table starts full.
+// Past the bound, the least recently used source with no handshake in
+// progress is forgotten (LRU), never the whole table. A flood of distinct
+// sources thus pushes out only sources idle for longer than all of its
+// own; what it gains by that, a burst of attempts per source it cycles
+// through, it has from each new source anyway.
 type authLimiter struct {
 	burst    float64
 	interval time.Duration
@@ -40,9 +46,11 @@ type authLimiter struct {
 }
 
 type authBucket struct {
-	key    netip.Prefix
-	tokens float64
-	at     time.Time // when tokens was computed
+	key      netip.Prefix
+	tokens   float64
+	at       time.Time     // when tokens was computed
+	inflight int           // handshakes holding an attempt
+	ended    chan struct{} // closed when one of them ends (nil until a reserve waits)
 }
 
 // maxAuthSources bounds the throttle table: about 100 bytes a source, so
@@ -67,11 +75,13 @@ func (a *authLimiter) refill(b *authBucket, now time.Time) {
 }
 
 // reserve takes one attempt from src's bucket for a handshake about to
-// start, and reports whether there was one. A source that is not an IP
-// (a Unix socket, a pipe: the zero Prefix) is not throttled.
-func (a *authLimiter) reserve(src netip.Prefix) bool {
+// send its challenge, and reports whether there was one. When there was
+// not but some of src's handshakes hold attempts, wait is a channel closed
+// when one of them ends: reserve may then be tried again. A source that is
+// not an IP (a Unix socket, a pipe: the zero Prefix) is not throttled.
+func (a *authLimiter) reserve(src netip.Prefix) (ok bool, wait <-chan struct{}) {
 	if a == nil || !src.IsValid() {
-		return true
+		return true, nil
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -79,9 +89,7 @@ func (a *authLimiter) reserve(src netip.Prefix) bool {
 	e := a.sources[src]
 	if e == nil {
 		if a.lru.Len() >= a.max {
-			old := a.lru.Back()
-			delete(a.sources, old.Value.(*authBucket).key)
-			a.lru.Remove(old)
+			a.evict()
 		}
 		e = a.lru.PushFront(&authBucket{key: src, tokens: a.burst, at: now})
 		a.sources[src] = e
@@ -90,17 +98,36 @@ func (a *authLimiter) reserve(src netip.Prefix) bool {
 	}
 	b := e.Value.(*authBucket)
 	a.refill(b, now)
-	if b.tokens < 1 {
-		return false
+	if b.tokens >= 1 {
+		b.tokens--
+		b.inflight++
+		return true, nil
 	}
-	b.tokens--
-	return true
+	if b.inflight == 0 {
+		return false, nil
+	}
+	if b.ended == nil {
+		b.ended = make(chan struct{})
+	}
+	return false, b.ended
 }
 
-// refund gives back the attempt a handshake from src reserved, when it
-// succeeded or was cut by Shutdown. A source forgotten meanwhile (LRU)
-// starts full anyway.
-func (a *authLimiter) refund(src netip.Prefix) {
+// evict forgets the least recently used source with no handshake in
+// progress; mu is held.
+func (a *authLimiter) evict() {
+	for e := a.lru.Back(); e != nil; e = e.Prev() {
+		if b := e.Value.(*authBucket); b.inflight == 0 {
+			delete(a.sources, b.key)
+			a.lru.Remove(e)
+			return
+		}
+	}
+}
+
+// settle ends a handshake from src that reserved an attempt: the attempt
+// is given back if ok (it succeeded, or Shutdown cut it), and handshakes
+// waiting for one are woken.
+func (a *authLimiter) settle(src netip.Prefix, ok bool) {
 	if a == nil || !src.IsValid() {
 		return
 	}
@@ -111,8 +138,16 @@ func (a *authLimiter) refund(src netip.Prefix) {
 		return
 	}
 	b := e.Value.(*authBucket)
+	b.inflight--
+	if b.ended != nil {
+		close(b.ended)
+		b.ended = nil
+	}
 	a.refill(b, a.now())
-	if b.tokens = min(a.burst, b.tokens+1); b.tokens >= a.burst {
+	if ok {
+		b.tokens = min(a.burst, b.tokens+1)
+	}
+	if b.inflight == 0 && b.tokens >= a.burst {
 		delete(a.sources, src)
 		a.lru.Remove(e)
 	}

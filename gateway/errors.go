@@ -14,6 +14,9 @@ var errLinkClosed = errors.New("fastway: link closed")
 // commands unread past maxUnreadReplies is closed (as a slow consumer).
 var errRepliesUnread = errors.New("fastway: server does not read the replies to its commands")
 
+// errThrottled stands for the handshake a throttled source never began.
+var errThrottled = errors.New("fastway: source throttled")
+
 // errStopped is returned by a link's reads once the gateway stops it.
 var errStopped = errors.New("fastway: link stopped by shutdown")
 

@@ -44,6 +44,7 @@ type Gateway struct {
 	links     map[*link]struct{}
 	pending   map[net.Conn]netip.Prefix // server connections in their handshake, and their source (sourceKey)
 	perSource map[netip.Prefix]int      // handshakes in progress by source (ServerMaxHandshakesPerSource)
+	known     knownSources              // sources servers registered from lately
 	listeners map[net.Listener]struct{}
 	serving   [2]int // listeners being served, per side
 	shutdown  bool
@@ -280,16 +281,21 @@ func (g *Gateway) logEvent(reason Reason, level slog.Level, msg string, attrs ..
 
 // acceptServer runs the handshake of a new server connection in its own
 // goroutine, which then becomes the link's reader. Before that it applies,
-// in order: the loopback rule of an empty password, the global and the
-// per-source caps on handshakes in progress, and the auth throttle, which
+// in order: the loopback rule of an empty password, the global cap on
+// handshakes in progress (whose last eighth admits only the sources servers
+// registered from lately, see knownSources), the per-source cap, and the
+// auth throttle, which
 // takes one attempt from the source's bucket for the handshake (given back
-// if it succeeds; see authLimiter).
+// if it succeeds; see authLimiter). When the source's attempts are all
+// held by its handshakes in progress, the handshake waits for one of them
+// to end (awaitAttempt).
 func (g *Gateway) acceptServer(conn net.Conn) {
 	if g.cfg.ServerAuthPassword == "" && !loopbackPeer(conn) {
 		g.counters.authFailures.Add(1)
 		g.refuseConn(conn, sideServer, ReasonAuthFailed, slog.String("error", "no server password is set: only loopback servers may register"))
 		return
 	}
+	deadline := time.Now().Add(g.cfg.ServerAuthTimeout)
 	src := sourceKey(conn.RemoteAddr())
 	g.mu.Lock()
 	if g.shutdown {
@@ -297,7 +303,9 @@ func (g *Gateway) acceptServer(conn net.Conn) {
 		conn.Close()
 		return
 	}
-	if max := g.cfg.ServerMaxHandshakes; max > 0 && len(g.pending) >= max {
+	if max := g.cfg.ServerMaxHandshakes; max > 0 && (len(g.pending) >= max || len(g.pending) >= max-max/knownShare && !g.known.has(src)) {
+		// The last slots are kept for hosts servers registered from
+		// (knownSources).
 		g.mu.Unlock()
 		g.refuseConn(conn, sideServer, ReasonLimit, slog.String("limit", "ServerMaxHandshakes"))
 		return
@@ -307,7 +315,8 @@ func (g *Gateway) acceptServer(conn net.Conn) {
 		g.refuseConn(conn, sideServer, ReasonLimit, slog.String("limit", "ServerMaxHandshakesPerSource"))
 		return
 	}
-	if !g.authLimit.reserve(src) {
+	reserved, wait := g.authLimit.reserve(src)
+	if !reserved && wait == nil {
 		g.mu.Unlock()
 		g.refuseConn(conn, sideServer, ReasonAuthThrottled, slog.String("limit", "ServerAuthFailBurst"))
 		return
@@ -319,7 +328,38 @@ func (g *Gateway) acceptServer(conn net.Conn) {
 	g.wg.Add(1)
 	g.readers.Add(1)
 	g.mu.Unlock()
-	go g.handshake(conn, src)
+	go g.handshake(conn, src, reserved, wait, deadline)
+}
+
+// awaitAttempt waits, until deadline, for an attempt of src to be free and
+// reserves it. It reports false when the deadline passes, when src runs
+// out of attempts with no handshake left to give one back, or when the
+// gateway shuts down.
+func (g *Gateway) awaitAttempt(src netip.Prefix, wait <-chan struct{}, deadline time.Time) bool {
+	for {
+		// Attempts also come back with time: look again at least once
+		// per interval.
+		d := min(time.Until(deadline), g.cfg.ServerAuthFailInterval)
+		if d <= 0 {
+			return false
+		}
+		t := time.NewTimer(d)
+		select {
+		case <-wait:
+		case <-t.C:
+		case <-g.done:
+			t.Stop()
+			return false
+		}
+		t.Stop()
+		var ok bool
+		if ok, wait = g.authLimit.reserve(src); ok {
+			return true
+		}
+		if wait == nil {
+			return false
+		}
+	}
 }
 
 // loopbackPeer reports whether conn comes from this host: from a loopback
@@ -330,8 +370,16 @@ func loopbackPeer(conn net.Conn) bool {
 	return !ok || a.IsLoopback()
 }
 
-func (g *Gateway) handshake(conn net.Conn, src netip.Prefix) {
-	id, err := proto.AuthenticateServer(conn, g.cfg.ServerAuthPassword, g.cfg.ServerAuthTimeout)
+// handshake runs a server connection's handshake, from its goroutine,
+// within deadline (ServerAuthTimeout from the accept), first waiting for
+// an attempt unless reserved (see acceptServer).
+func (g *Gateway) handshake(conn net.Conn, src netip.Prefix, reserved bool, wait <-chan struct{}, deadline time.Time) {
+	throttled := !reserved && !g.awaitAttempt(src, wait, deadline)
+	var id uint32
+	err := errThrottled
+	if !throttled {
+		id, err = proto.AuthenticateServer(conn, g.cfg.ServerAuthPassword, max(time.Until(deadline), time.Millisecond))
+	}
 	g.mu.Lock()
 	delete(g.pending, conn)
 	if n := g.perSource[src] - 1; n > 0 {
@@ -347,15 +395,20 @@ func (g *Gateway) handshake(conn net.Conn, src netip.Prefix) {
 		// Registered before its first frame is read: a server may take the
 		// answer to its first Ping as proof that it is dialable.
 		g.servers.add(l)
+		g.known.add(src)
 	}
 	g.mu.Unlock()
-	if err == nil || shutdown {
+	if !throttled {
 		// Only a failure keeps the attempt it reserved.
-		g.authLimit.refund(src)
+		g.authLimit.settle(src, err == nil || shutdown)
 	}
 	if l == nil {
 		conn.Close()
-		if shutdown {
+		if throttled && !shutdown {
+			// It waited for an attempt that did not come: refused before
+			// its challenge, like one refused at once.
+			g.refuseConn(conn, sideServer, ReasonAuthThrottled, slog.String("limit", "ServerAuthFailBurst"))
+		} else if shutdown {
 			// Cut by Shutdown (or finished just as it began): not the
 			// server's failure.
 			g.counters.disconnects[ReasonShutdown].Add(1)

@@ -83,35 +83,45 @@ func TestAuthLimiterRefills(t *testing.T) {
 	a.now = func() time.Time { return now }
 	src := sourceKey(&net.TCPAddr{IP: net.IPv4(10, 0, 0, 1), Port: 1})
 	other := sourceKey(&net.TCPAddr{IP: net.IPv4(10, 0, 0, 2), Port: 1})
-	if !a.reserve(src) || !a.reserve(src) {
+	reserve := func(k netip.Prefix) bool { ok, _ := a.reserve(k); return ok }
+	if !reserve(src) || !reserve(src) {
 		t.Fatal("refused within a burst of 2")
 	}
-	// Two handshakes in progress hold the whole burst: a third is refused
-	// even though neither has failed yet (finding 1).
-	if a.reserve(src) {
-		t.Fatal("a third handshake in progress was let in")
+	// Two handshakes in progress hold the whole burst: a third may not
+	// start, though neither has failed yet (finding 1); it may wait for
+	// one of them to end.
+	ok, wait := a.reserve(src)
+	if ok || wait == nil {
+		t.Fatalf("a third handshake: ok %v, wait %v; want to wait", ok, wait)
 	}
-	if !a.reserve(other) {
+	if !reserve(other) {
 		t.Fatal("another source was throttled")
 	}
-	a.refund(src) // one succeeded
-	if !a.reserve(src) {
+	a.settle(src, true) // one succeeded
+	select {
+	case <-wait:
+	default:
+		t.Fatal("a handshake that ended did not wake the waiter")
+	}
+	if !reserve(src) {
 		t.Fatal("a successful handshake's attempt was not given back")
 	}
-	if a.reserve(src) {
-		t.Fatal("allowed past the burst")
+	a.settle(src, false) // both failed: attempts spent, none in progress
+	a.settle(src, false)
+	if ok, wait := a.reserve(src); ok || wait != nil {
+		t.Fatalf("after the burst failed: ok %v, wait %v; want refused, nothing to wait for", ok, wait)
 	}
 	now = now.Add(time.Second)
-	if !a.reserve(src) {
+	if !reserve(src) {
 		t.Fatal("not allowed after one interval")
 	}
-	if a.reserve(src) {
+	if reserve(src) {
 		t.Fatal("allowed twice after one interval")
 	}
-	if !newAuthLimiter(-1, time.Second).reserve(src) {
+	if ok, _ := newAuthLimiter(-1, time.Second).reserve(src); !ok {
 		t.Fatal("a disabled limiter refused")
 	}
-	if !a.reserve(netip.Prefix{}) {
+	if !reserve(netip.Prefix{}) {
 		t.Fatal("a source that is not an IP was throttled")
 	}
 }
@@ -126,15 +136,24 @@ func TestAuthLimiterTable(t *testing.T) {
 	a.now = func() time.Time { return now }
 	a.max = 100
 	key := func(ip string) netip.Prefix { return sourceKey(&net.TCPAddr{IP: net.ParseIP(ip), Port: 4000}) }
+	// Each reserve is a handshake that then fails (settle), except where
+	// a test keeps one in progress.
+	reserve := func(k netip.Prefix) bool {
+		ok, _ := a.reserve(k)
+		if ok {
+			a.settle(k, false)
+		}
+		return ok
+	}
 
 	// Two addresses of one /64 share a bucket; another /64 has its own.
-	if !a.reserve(key("2001:db8:1:2::1")) {
+	if !reserve(key("2001:db8:1:2::1")) {
 		t.Fatal("first attempt of a /64 refused")
 	}
-	if a.reserve(key("2001:db8:1:2:ffff::9")) {
+	if reserve(key("2001:db8:1:2:ffff::9")) {
 		t.Fatal("another address of the same /64 had attempts of its own")
 	}
-	if !a.reserve(key("2001:db8:1:3::1")) {
+	if !reserve(key("2001:db8:1:3::1")) {
 		t.Fatal("the next /64 was throttled")
 	}
 	if k := key("::ffff:10.1.2.3"); k != key("10.1.2.3") || k.Bits() != 32 {
@@ -144,33 +163,44 @@ func TestAuthLimiterTable(t *testing.T) {
 	// The attacker: 10.0.0.1 spends its attempt, then 10.0.0.2 touches
 	// the table after it; a flood of new sources fills it.
 	attacker, recent := key("10.0.0.1"), key("10.0.0.2")
-	a.reserve(attacker)
-	a.reserve(recent)
+	reserve(attacker)
+	reserve(recent)
 	for i := range a.max - 2 - 2 {
-		a.reserve(key(fmt.Sprintf("10.1.%d.%d", i/250, 1+i%250)))
+		reserve(key(fmt.Sprintf("10.1.%d.%d", i/250, 1+i%250)))
 	}
 	if n := a.len(); n != a.max {
 		t.Fatalf("%d sources in the table, want it full (%d)", n, a.max)
 	}
-	if a.reserve(attacker) {
+	if reserve(attacker) {
 		t.Fatal("a full table forgot a throttled source")
 	}
 	// One more source: the least recently used goes (the first /64), the
 	// rest stay throttled.
-	a.reserve(key("10.9.9.9"))
+	reserve(key("10.9.9.9"))
 	if n := a.len(); n != a.max {
 		t.Fatalf("%d sources in the table, want %d", n, a.max)
 	}
-	if a.reserve(attacker) || a.reserve(recent) {
+	if reserve(attacker) || reserve(recent) {
 		t.Fatal("sources used lately were forgotten")
 	}
-	if !a.reserve(key("2001:db8:1:2::1")) {
+	if !reserve(key("2001:db8:1:2::1")) {
 		t.Fatal("the least recently used source was not the one forgotten")
 	}
+	// A source with a handshake in progress is never forgotten: the next
+	// least recently used one goes instead.
+	busy := key("10.7.7.7")
+	a.reserve(busy) // in progress
+	for i := range a.max {
+		reserve(key(fmt.Sprintf("10.2.%d.%d", i/250, 1+i%250)))
+	}
+	if _, ok := a.sources[busy]; !ok {
+		t.Fatal("a source with a handshake in progress was forgotten")
+	}
 	// A bucket that fills again leaves the table.
-	a.refund(key("10.9.9.9"))
-	if n := a.len(); n != a.max-1 {
-		t.Fatalf("%d sources after a refund filled a bucket, want %d", n, a.max-1)
+	n := a.len()
+	a.settle(busy, true)
+	if a.len() != n-1 {
+		t.Fatalf("%d sources after a success filled a bucket, want %d", a.len(), n-1)
 	}
 }
 
