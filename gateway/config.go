@@ -114,8 +114,9 @@ type Config struct {
 	ServerAuthTimeout time.Duration
 	// ServerMaxHandshakes caps the server-port connections still in their
 	// handshake; past it new ones are closed at once and counted (reason
-	// "connection limit"), so a flood of silent sockets cannot pile up
-	// (0: 1024; negative: unlimited).
+	// "connection limit"), so a flood of silent sockets cannot pile up.
+	// The last eighth admits only the sources servers registered from
+	// lately (0: 1024; negative: unlimited).
 	ServerMaxHandshakes int
 	// ServerMaxHandshakesPerSource caps the handshakes in progress from
 	// one source (an IPv4 address, or an IPv6 /64); past it new ones from
@@ -128,11 +129,12 @@ type Config struct {
 	// (an IPv4 address, or an IPv6 /64) that keeps failing the handshake:
 	// it may fail Burst times in a row, then once per Interval; meanwhile
 	// its new connections are closed before a challenge is sent (reason
-	// "auth throttled"). Each handshake takes its attempt when it is
-	// accepted and gives it back when it succeeds, so a source also has at
-	// most Burst handshakes in progress at once, and parallel connections
-	// get no more guesses than sequential ones. (0: 5 and 1 s; a negative
-	// Burst disables the limit.)
+	// "auth throttled"). Each handshake takes its attempt before its
+	// challenge and gives it back when it succeeds, so parallel
+	// connections get no more guesses than sequential ones; one that finds
+	// every attempt held by its source's handshakes in progress waits for
+	// one of them to end. (0: 5 and 1 s; a negative Burst disables the
+	// limit.)
 	ServerAuthFailBurst    int
 	ServerAuthFailInterval time.Duration
 	// ServerBufferSize is a server connection's read buffer, in bytes (0: 64 KiB).
