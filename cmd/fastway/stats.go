@@ -69,6 +69,7 @@ func formatStats(s gateway.Stats) string {
 	put("queue_high_water.client", uint64(max(s.QueueHighWater[0], 0)))
 	put("queue_high_water.server", uint64(max(s.QueueHighWater[1], 0)))
 	put("large_frame_budget_used", uint64(max(s.LargeFrameBytes, 0)))
+	put("large_frame_evictions", s.LargeFrameEvictions)
 	put("accept_errors.client", s.AcceptErrors[0])
 	put("accept_errors.server", s.AcceptErrors[1])
 	for _, r := range gateway.Reasons() {
