@@ -31,6 +31,7 @@ type collector struct {
 	queueHighWater                 *prometheus.Desc
 	largeFrameBytes                *prometheus.Desc
 	largeFrameEvictions            *prometheus.Desc
+	acceptErrors                   *prometheus.Desc
 	undeliveredFrames              *prometheus.Desc
 	undeliveredBytes               *prometheus.Desc
 	discardedFrames                *prometheus.Desc
@@ -68,6 +69,7 @@ func NewCollector(g *gateway.Gateway) prometheus.Collector {
 		queueHighWater:      desc("send_queue_high_water_frames", "Longest send queue seen since start, in frames, by side.", "side"),
 		largeFrameBytes:     desc("large_frame_budget_used_bytes", "Bytes unfinished large client frames hold of LargeFrameBudget now."),
 		largeFrameEvictions: desc("large_frame_evictions_total", "Client connections closed because their source was over its fair share of a full LargeFrameBudget."),
+		acceptErrors:        desc("accept_errors_total", "Accept calls that failed on a listener (out of file descriptors, say), by side.", "side"),
 		undeliveredFrames: desc("frames_undelivered_total",
 			"Data frames accepted for a connection that closed before writing them whole, by the reason it closed (shutdown: cut by the shutdown deadline).", "reason"),
 		undeliveredBytes: desc("bytes_undelivered_total", "Bytes of the frames in fastway_frames_undelivered_total, by reason.", "reason"),
@@ -87,7 +89,7 @@ func NewCollector(g *gateway.Gateway) prometheus.Collector {
 	c.describe = []*prometheus.Desc{
 		c.conns, c.virtualConns, c.framesIn, c.framesOut, c.bytesIn, c.bytesOut, c.accepted,
 		c.dialsAccepted, c.dialsRefused, c.disconnects, c.authFailures, c.framesDropped,
-		c.closesIgnored, c.queueHighWater, c.largeFrameBytes, c.largeFrameEvictions, c.undeliveredFrames, c.undeliveredBytes,
+		c.closesIgnored, c.queueHighWater, c.largeFrameBytes, c.largeFrameEvictions, c.acceptErrors, c.undeliveredFrames, c.undeliveredBytes,
 		c.discardedFrames, c.discardedBytes, c.memReleased, c.memReclaims,
 	}
 	return c
@@ -138,6 +140,8 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	gauge(c.queueHighWater, float64(s.QueueHighWater[1]), sideServer)
 	gauge(c.largeFrameBytes, float64(s.LargeFrameBytes))
 	counter(c.largeFrameEvictions, s.LargeFrameEvictions)
+	counter(c.acceptErrors, s.AcceptErrors[0], sideClient)
+	counter(c.acceptErrors, s.AcceptErrors[1], sideServer)
 	for i, r := range c.reasons {
 		u := s.UndeliveredAt(r)
 		counter(c.undeliveredFrames, u.Frames, c.reasonNames[i])

@@ -165,8 +165,8 @@ func TestCollectorConsistent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(mfs) != 22 {
-		t.Errorf("%d metric families, want 22", len(mfs))
+	if len(mfs) != 23 {
+		t.Errorf("%d metric families, want 23", len(mfs))
 	}
 	for _, mf := range mfs {
 		if !strings.HasPrefix(mf.GetName(), "fastway_") {
@@ -212,6 +212,8 @@ func TestCollectorMatchesStats(t *testing.T) {
 	check("fastway_closes_ignored_total", "", float64(st.ClosesIgnored))
 	check("fastway_send_queue_high_water_frames", `side="client"`, float64(st.QueueHighWater[0]))
 	check("fastway_send_queue_high_water_frames", `side="server"`, float64(st.QueueHighWater[1]))
+	check("fastway_accept_errors_total", `side="client"`, float64(st.AcceptErrors[0]))
+	check("fastway_accept_errors_total", `side="server"`, float64(st.AcceptErrors[1]))
 	for _, r := range gateway.Reasons() {
 		check("fastway_frames_undelivered_total", `reason="`+r.String()+`"`, float64(st.UndeliveredAt(r).Frames))
 		check("fastway_bytes_undelivered_total", `reason="`+r.String()+`"`, float64(st.UndeliveredAt(r).Bytes))

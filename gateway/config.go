@@ -31,6 +31,12 @@ const (
 	DefaultMemReleaseInterval            = 10 * time.Second
 )
 
+// Defaults of the per-source and per-client bounds (issue 14).
+const (
+	DefaultServerMaxHandshakesPerSource = 8
+	DefaultClientMaxServerConns         = 64
+)
+
 // Config configures a Gateway. The zero value is usable: every zero field
 // takes the default named beside it.
 type Config struct {
@@ -65,6 +71,12 @@ type Config struct {
 	// ClientMaxConn is how many virtual connections one client may have
 	// dialed at once; past it its Dials are refused (0: 16).
 	ClientMaxConn int
+	// ClientMaxServerConns is how many virtual connections servers may
+	// have dialed to one client at once; past it a server's Dial to that
+	// client is refused (Refuse, counted as RefuseLimit), so that servers
+	// cannot pile up state on one client without bound (0: 64; negative:
+	// unlimited).
+	ClientMaxServerConns int
 	// ClientBufferSize is a client connection's read buffer, in bytes (0: 2 KiB).
 	ClientBufferSize int
 	// ClientIdleTimeout closes a client that sends nothing for this long
@@ -86,23 +98,48 @@ type Config struct {
 
 	// ClientMaxConns caps the client connections open at once (physical
 	// connections, not virtual ones); past it new clients are closed at
-	// once and counted (reason "connection limit"). 0: unlimited.
+	// once and counted (reason "connection limit"). 0: derived from the
+	// process's file descriptor limit, RLIMIT_NOFILE, less FDReserve (see
+	// FDLimits), so that clients can never take the descriptors servers
+	// and the admin port need; negative: unlimited.
 	ClientMaxConns int
+	// FDReserve is how many file descriptors the derived ClientMaxConns
+	// keeps out of the clients' reach (0: DefaultFDReserve of this
+	// config). An embedding program that holds descriptors of its own, or
+	// listens with a wrapper that holds connections before the gateway
+	// sees them (snet's handshakes), adds them here.
+	FDReserve int
 
 	// ServerAuthPassword is the key servers prove with the MD5 challenge.
+	// When it is empty, only servers connecting from a loopback address
+	// may try the handshake; others are closed before a challenge and
+	// counted (reason "auth failed").
 	ServerAuthPassword string
 	// ServerAuthTimeout bounds the server handshake (0: 3 s).
 	ServerAuthTimeout time.Duration
 	// ServerMaxHandshakes caps the server-port connections still in their
 	// handshake; past it new ones are closed at once and counted (reason
-	// "connection limit"), so a flood of silent sockets cannot pile up
-	// (0: 1024; negative: unlimited).
+	// "connection limit"), so a flood of silent sockets cannot pile up.
+	// The last eighth admits only the sources servers registered from
+	// lately (0: 1024; negative: unlimited).
 	ServerMaxHandshakes int
+	// ServerMaxHandshakesPerSource caps the handshakes in progress from
+	// one source (an IPv4 address, or an IPv6 /64); past it new ones from
+	// that source are closed at once and counted (reason "connection
+	// limit"), so that one address cannot take every ServerMaxHandshakes
+	// slot from the servers of other addresses (0: 8; negative: no
+	// per-source cap).
+	ServerMaxHandshakesPerSource int
 	// ServerAuthFailBurst and ServerAuthFailInterval slow down a source
-	// address that keeps failing the handshake: it may fail Burst times in
-	// a row, then once per Interval; meanwhile its new connections are
-	// closed before a challenge is sent (reason "auth throttled").
-	// (0: 5 and 1 s; a negative Burst disables the limit.)
+	// (an IPv4 address, or an IPv6 /64) that keeps failing the handshake:
+	// it may fail Burst times in a row, then once per Interval; meanwhile
+	// its new connections are closed before a challenge is sent (reason
+	// "auth throttled"). Each handshake takes its attempt before its
+	// challenge and gives it back when it succeeds, so parallel
+	// connections get no more guesses than sequential ones; one that finds
+	// every attempt held by its source's handshakes in progress waits for
+	// one of them to end. (0: 5 and 1 s; a negative Burst disables the
+	// limit.)
 	ServerAuthFailBurst    int
 	ServerAuthFailInterval time.Duration
 	// ServerBufferSize is a server connection's read buffer, in bytes (0: 64 KiB).
@@ -177,6 +214,14 @@ func (c Config) withDefaults() Config {
 	setInt(&c.ServerSendQueueBytes, DefaultServerSendQueueBytes)
 	setInt(&c.ServerSendQueueBytesPerClient, DefaultServerSendQueueBytesPerClient)
 	setInt(&c.ServerMaxHandshakes, DefaultServerMaxHandshakes)
+	setInt(&c.ServerMaxHandshakesPerSource, DefaultServerMaxHandshakesPerSource)
+	setInt(&c.ClientMaxServerConns, DefaultClientMaxServerConns)
+	if c.FDReserve == 0 {
+		c.FDReserve = DefaultFDReserve(c)
+	}
+	if c.ClientMaxConns == 0 {
+		c.ClientMaxConns = FDLimits(c).ClientMaxConns
+	}
 	setInt(&c.ServerAuthFailBurst, DefaultServerAuthFailBurst)
 	setDur(&c.ServerAuthFailInterval, DefaultServerAuthFailInterval)
 	setDur(&c.MemReleaseInterval, DefaultMemReleaseInterval)
@@ -204,7 +249,7 @@ func (c Config) Validate() error {
 		v    int
 	}{
 		{"ClientMaxConn", c.ClientMaxConn},
-		{"ClientMaxConns", c.ClientMaxConns},
+		{"FDReserve", c.FDReserve},
 		{"ClientBufferSize", c.ClientBufferSize},
 		{"ClientSendChanSize", c.ClientSendChanSize},
 		{"ClientSendQueueBytes", c.ClientSendQueueBytes},

@@ -10,6 +10,13 @@ var ErrGatewayClosed = errors.New("fastway: gateway closed")
 // is closing; the frame has been freed.
 var errLinkClosed = errors.New("fastway: link closed")
 
+// errRepliesUnread is why a server that leaves the replies to its own
+// commands unread past maxUnreadReplies is closed (as a slow consumer).
+var errRepliesUnread = errors.New("fastway: server does not read the replies to its commands")
+
+// errThrottled stands for the handshake a throttled source never began.
+var errThrottled = errors.New("fastway: source throttled")
+
 // errStopped is returned by a link's reads once the gateway stops it.
 var errStopped = errors.New("fastway: link stopped by shutdown")
 
@@ -30,7 +37,8 @@ const (
 	ReasonIdleTimeout
 	// ReasonProtocolError: the peer broke the wire protocol.
 	ReasonProtocolError
-	// ReasonSlowConsumer: a client's send queue overflowed.
+	// ReasonSlowConsumer: a client's send queue overflowed, or a server
+	// left the replies to its own commands unread past its bound.
 	ReasonSlowConsumer
 	// ReasonWriteError: writing to the peer failed or timed out.
 	ReasonWriteError
@@ -88,7 +96,8 @@ type RefuseReason uint8
 const (
 	// RefuseUnknownID: no server (or client) with that ID is connected.
 	RefuseUnknownID RefuseReason = iota
-	// RefuseLimit: the client already has ClientMaxConn dialed connections.
+	// RefuseLimit: the client already has ClientMaxConn dialed connections
+	// (or, for a server's Dial, ClientMaxServerConns dialed to it).
 	RefuseLimit
 	// RefusePeerClosing: the target is closing (or the dialer is).
 	RefusePeerClosing

@@ -42,7 +42,9 @@ type Gateway struct {
 
 	mu        sync.Mutex
 	links     map[*link]struct{}
-	pending   map[net.Conn]struct{} // server connections in their handshake
+	pending   map[net.Conn]netip.Prefix // server connections in their handshake, and their source (sourceKey)
+	perSource map[netip.Prefix]int      // handshakes in progress by source (ServerMaxHandshakesPerSource)
+	known     knownSources              // sources servers registered from lately
 	listeners map[net.Listener]struct{}
 	serving   [2]int // listeners being served, per side
 	shutdown  bool
@@ -78,7 +80,8 @@ func New(cfg Config) *Gateway {
 		authLimit: newAuthLimiter(cfg.ServerAuthFailBurst, cfg.ServerAuthFailInterval),
 		logLimit:  logLimiter{now: time.Now},
 		links:     make(map[*link]struct{}),
-		pending:   make(map[net.Conn]struct{}),
+		pending:   make(map[net.Conn]netip.Prefix),
+		perSource: make(map[netip.Prefix]int),
 		listeners: make(map[net.Listener]struct{}),
 		done:      make(chan struct{}),
 	}
@@ -145,6 +148,7 @@ func (g *Gateway) serve(ln net.Listener, s side, handle func(net.Conn)) error {
 	}()
 
 	var delay time.Duration
+	var errs acceptErrors
 	for {
 		conn, err := ln.Accept()
 		if err != nil {
@@ -157,9 +161,11 @@ func (g *Gateway) serve(ln net.Listener, s side, handle func(net.Conn)) error {
 				return err
 			}
 			// Out of file descriptors and the like: back off, 5 ms
-			// doubling to 1 s, as net/http does.
+			// doubling to 1 s, as net/http does; count every failure,
+			// log one line per acceptLogInterval.
 			delay = max(5*time.Millisecond, min(2*delay, time.Second))
-			g.log.Warn("accept failed; retrying", slog.String("addr", ln.Addr().String()), slog.String("error", err.Error()), slog.Duration("delay", delay))
+			g.counters.acceptErrors[s].Add(1)
+			errs.failed(g, ln, s, err, delay)
 			t := time.NewTimer(delay)
 			select {
 			case <-t.C:
@@ -169,15 +175,49 @@ func (g *Gateway) serve(ln net.Listener, s side, handle func(net.Conn)) error {
 			}
 			continue
 		}
-		delay = 0
+		if delay > 0 {
+			delay = 0
+			errs.recovered(g, ln, s)
+		}
 		handle(conn)
 	}
+}
+
+// acceptLogInterval is the least time between two log lines about a
+// listener's failing accepts (each failure is counted in Stats).
+const acceptLogInterval = 10 * time.Second
+
+// acceptErrors rate-limits one listener's accept failure lines: the first
+// failure of a run is logged at once, later ones at most once per
+// acceptLogInterval with the count since the last line, and the end of a
+// run with its count. Owned by the accept loop.
+type acceptErrors struct {
+	logged   time.Time // when the last line was written
+	unlogged uint64    // failures since then
+	run      uint64    // failures since the last successful accept
+}
+
+func (e *acceptErrors) failed(g *Gateway, ln net.Listener, s side, err error, delay time.Duration) {
+	e.run++
+	e.unlogged++
+	now := time.Now()
+	if e.run > 1 && now.Sub(e.logged) < acceptLogInterval {
+		return
+	}
+	g.log.Warn("accept failing; backing off", slog.String("side", s.String()), slog.String("addr", ln.Addr().String()),
+		slog.String("error", err.Error()), slog.Duration("delay", delay), slog.Uint64("failures", e.unlogged))
+	e.logged, e.unlogged = now, 0
+}
+
+func (e *acceptErrors) recovered(g *Gateway, ln net.Listener, s side) {
+	g.log.Info("accept recovered", slog.String("side", s.String()), slog.String("addr", ln.Addr().String()), slog.Uint64("failures", e.run))
+	e.run, e.unlogged = 0, 0
 }
 
 // acceptClient registers a new client link and starts its reader.
 func (g *Gateway) acceptClient(conn net.Conn) {
 	if max := g.cfg.ClientMaxConns; max > 0 && g.counters.clientConns.Load() >= int64(max) {
-		g.refuseConn(conn, sideClient, ReasonLimit)
+		g.refuseConn(conn, sideClient, ReasonLimit, slog.String("limit", "ClientMaxConns"))
 		return
 	}
 	l := newLink(g, conn, sideClient, 0)
@@ -215,11 +255,13 @@ func (g *Gateway) track(l *link) bool {
 }
 
 // refuseConn closes a connection that a cap or the auth limiter turned away
-// before it became a link, and counts and logs it.
-func (g *Gateway) refuseConn(conn net.Conn, s side, reason Reason) {
+// before it became a link, and counts and logs it, with attrs saying which
+// limit (a "limit" key naming its Config field) or rule ("error").
+func (g *Gateway) refuseConn(conn net.Conn, s side, reason Reason, attrs ...any) {
 	conn.Close()
 	g.counters.disconnects[reason].Add(1)
-	g.logEvent(reason, slog.LevelWarn, "connection refused", slog.String("side", s.String()), slog.String("remote", conn.RemoteAddr().String()), slog.String("reason", reason.String()))
+	attrs = append([]any{slog.String("side", s.String()), slog.String("remote", conn.RemoteAddr().String()), slog.String("reason", reason.String())}, attrs...)
+	g.logEvent(reason, slog.LevelWarn, "connection refused", attrs...)
 }
 
 // logEvent logs a line a peer can trigger, rate-limited per reason.
@@ -238,34 +280,113 @@ func (g *Gateway) logEvent(reason Reason, level slog.Level, msg string, attrs ..
 }
 
 // acceptServer runs the handshake of a new server connection in its own
-// goroutine, which then becomes the link's reader.
+// goroutine, which then becomes the link's reader. Before that it applies,
+// in order: the loopback rule of an empty password, the global cap on
+// handshakes in progress (whose last eighth admits only the sources servers
+// registered from lately, see knownSources), the per-source cap, and the
+// auth throttle, which
+// takes one attempt from the source's bucket for the handshake (given back
+// if it succeeds; see authLimiter). When the source's attempts are all
+// held by its handshakes in progress, the handshake waits for one of them
+// to end (awaitAttempt).
 func (g *Gateway) acceptServer(conn net.Conn) {
-	if !g.authLimit.allow(conn.RemoteAddr()) {
-		g.refuseConn(conn, sideServer, ReasonAuthThrottled)
+	if g.cfg.ServerAuthPassword == "" && !loopbackPeer(conn) {
+		g.counters.authFailures.Add(1)
+		g.refuseConn(conn, sideServer, ReasonAuthFailed, slog.String("error", "no server password is set: only loopback servers may register"))
 		return
 	}
+	deadline := time.Now().Add(g.cfg.ServerAuthTimeout)
+	src := sourceKey(conn.RemoteAddr())
 	g.mu.Lock()
 	if g.shutdown {
 		g.mu.Unlock()
 		conn.Close()
 		return
 	}
-	if max := g.cfg.ServerMaxHandshakes; max > 0 && len(g.pending) >= max {
+	if max := g.cfg.ServerMaxHandshakes; max > 0 && (len(g.pending) >= max || len(g.pending) >= max-max/knownShare && !g.known.has(src)) {
+		// The last slots are kept for hosts servers registered from
+		// (knownSources).
 		g.mu.Unlock()
-		g.refuseConn(conn, sideServer, ReasonLimit)
+		g.refuseConn(conn, sideServer, ReasonLimit, slog.String("limit", "ServerMaxHandshakes"))
 		return
 	}
-	g.pending[conn] = struct{}{}
+	if max := g.cfg.ServerMaxHandshakesPerSource; max > 0 && src.IsValid() && g.perSource[src] >= max {
+		g.mu.Unlock()
+		g.refuseConn(conn, sideServer, ReasonLimit, slog.String("limit", "ServerMaxHandshakesPerSource"))
+		return
+	}
+	reserved, wait := g.authLimit.reserve(src)
+	if !reserved && wait == nil {
+		g.mu.Unlock()
+		g.refuseConn(conn, sideServer, ReasonAuthThrottled, slog.String("limit", "ServerAuthFailBurst"))
+		return
+	}
+	g.pending[conn] = src
+	if src.IsValid() {
+		g.perSource[src]++
+	}
 	g.wg.Add(1)
 	g.readers.Add(1)
 	g.mu.Unlock()
-	go g.handshake(conn)
+	go g.handshake(conn, src, reserved, wait, deadline)
 }
 
-func (g *Gateway) handshake(conn net.Conn) {
-	id, err := proto.AuthenticateServer(conn, g.cfg.ServerAuthPassword, g.cfg.ServerAuthTimeout)
+// awaitAttempt waits, until deadline, for an attempt of src to be free and
+// reserves it. It reports false when the deadline passes, when src runs
+// out of attempts with no handshake left to give one back, or when the
+// gateway shuts down.
+func (g *Gateway) awaitAttempt(src netip.Prefix, wait <-chan struct{}, deadline time.Time) bool {
+	for {
+		// Attempts also come back with time: look again at least once
+		// per interval.
+		d := min(time.Until(deadline), g.cfg.ServerAuthFailInterval)
+		if d <= 0 {
+			return false
+		}
+		t := time.NewTimer(d)
+		select {
+		case <-wait:
+		case <-t.C:
+		case <-g.done:
+			t.Stop()
+			return false
+		}
+		t.Stop()
+		var ok bool
+		if ok, wait = g.authLimit.reserve(src); ok {
+			return true
+		}
+		if wait == nil {
+			return false
+		}
+	}
+}
+
+// loopbackPeer reports whether conn comes from this host: from a loopback
+// IP, or over a transport without IP addresses (a Unix socket, a pipe).
+// It looks at the addresses the socket has, not at any name.
+func loopbackPeer(conn net.Conn) bool {
+	a, ok := sourceOf(conn.RemoteAddr())
+	return !ok || a.IsLoopback()
+}
+
+// handshake runs a server connection's handshake, from its goroutine,
+// within deadline (ServerAuthTimeout from the accept), first waiting for
+// an attempt unless reserved (see acceptServer).
+func (g *Gateway) handshake(conn net.Conn, src netip.Prefix, reserved bool, wait <-chan struct{}, deadline time.Time) {
+	throttled := !reserved && !g.awaitAttempt(src, wait, deadline)
+	var id uint32
+	err := errThrottled
+	if !throttled {
+		id, err = proto.AuthenticateServer(conn, g.cfg.ServerAuthPassword, max(time.Until(deadline), time.Millisecond))
+	}
 	g.mu.Lock()
 	delete(g.pending, conn)
+	if n := g.perSource[src] - 1; n > 0 {
+		g.perSource[src] = n
+	} else {
+		delete(g.perSource, src)
+	}
 	shutdown := g.shutdown
 	var l *link
 	if err == nil && !shutdown {
@@ -274,16 +395,24 @@ func (g *Gateway) handshake(conn net.Conn) {
 		// Registered before its first frame is read: a server may take the
 		// answer to its first Ping as proof that it is dialable.
 		g.servers.add(l)
+		g.known.add(src)
 	}
 	g.mu.Unlock()
+	if !throttled {
+		// Only a failure keeps the attempt it reserved.
+		g.authLimit.settle(src, err == nil || shutdown)
+	}
 	if l == nil {
 		conn.Close()
-		if shutdown {
+		if throttled && !shutdown {
+			// It waited for an attempt that did not come: refused before
+			// its challenge, like one refused at once.
+			g.refuseConn(conn, sideServer, ReasonAuthThrottled, slog.String("limit", "ServerAuthFailBurst"))
+		} else if shutdown {
 			// Cut by Shutdown (or finished just as it began): not the
 			// server's failure.
 			g.counters.disconnects[ReasonShutdown].Add(1)
 		} else if err != nil {
-			g.authLimit.failed(conn.RemoteAddr())
 			g.counters.authFailures.Add(1)
 			g.counters.disconnects[ReasonAuthFailed].Add(1)
 			g.logEvent(ReasonAuthFailed, slog.LevelWarn, "server auth failed", slog.String("remote", conn.RemoteAddr().String()), slog.String("reason", ReasonAuthFailed.String()), slog.String("error", err.Error()))

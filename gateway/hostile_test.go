@@ -139,7 +139,8 @@ func TestHardeningMalformedFrameStorm(t *testing.T) {
 	msgs := scaled(500, 200, 50)
 	seed := uint64(time.Now().UnixNano())
 	t.Logf("seed %d", seed)
-	g := startGW(t, Config{ServerAuthFailBurst: -1})
+	// The hostile servers connect at once, all from 127.0.0.1.
+	g := startGW(t, Config{ServerAuthFailBurst: -1, ServerMaxHandshakesPerSource: -1})
 	maxPacket := g.Config().MaxPacket
 	goroutineBaseline(t, g)
 

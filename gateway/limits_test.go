@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"net"
+	"net/netip"
 	"testing"
 	"time"
 
@@ -81,29 +82,128 @@ func TestAuthLimiterRefills(t *testing.T) {
 	now := time.Unix(0, 0)
 	a := newAuthLimiter(2, time.Second)
 	a.now = func() time.Time { return now }
-	src := &net.TCPAddr{IP: net.IPv4(10, 0, 0, 1), Port: 1}
-	other := &net.TCPAddr{IP: net.IPv4(10, 0, 0, 2), Port: 1}
-	a.failed(src)
-	if !a.allow(src) {
-		t.Fatal("refused after one failure of a burst of 2")
+	src := sourceKey(&net.TCPAddr{IP: net.IPv4(10, 0, 0, 1), Port: 1})
+	other := sourceKey(&net.TCPAddr{IP: net.IPv4(10, 0, 0, 2), Port: 1})
+	reserve := func(k netip.Prefix) bool { ok, _ := a.reserve(k); return ok }
+	for i := range 2 {
+		if !reserve(src) {
+			t.Fatalf("attempt %d refused within a burst of 2", i+1)
+		}
 	}
-	a.failed(src)
-	if a.allow(src) {
-		t.Fatal("allowed after the burst was spent")
+	// Two handshakes in progress hold the whole burst: a third may not
+	// start, though neither has failed yet (finding 1); it may wait for
+	// one of them to end.
+	ok, wait := a.reserve(src)
+	if ok || wait == nil {
+		t.Fatalf("a third handshake: ok %v, wait %v; want to wait", ok, wait)
 	}
-	if !a.allow(other) {
+	if !reserve(other) {
 		t.Fatal("another source was throttled")
 	}
+	a.settle(src, true) // one succeeded
+	select {
+	case <-wait:
+	default:
+		t.Fatal("a handshake that ended did not wake the waiter")
+	}
+	if !reserve(src) {
+		t.Fatal("a successful handshake's attempt was not given back")
+	}
+	a.settle(src, false) // both failed: attempts spent, none in progress
+	a.settle(src, false)
+	if ok, wait := a.reserve(src); ok || wait != nil {
+		t.Fatalf("after the burst failed: ok %v, wait %v; want refused, nothing to wait for", ok, wait)
+	}
 	now = now.Add(time.Second)
-	if !a.allow(src) {
+	if !reserve(src) {
 		t.Fatal("not allowed after one interval")
 	}
-	a.failed(src)
-	if a.allow(src) {
-		t.Fatal("allowed right after failing again")
+	if reserve(src) {
+		t.Fatal("allowed twice after one interval")
 	}
-	if newAuthLimiter(-1, time.Second).allow(src) != true {
+	if ok, _ := newAuthLimiter(-1, time.Second).reserve(src); !ok {
 		t.Fatal("a disabled limiter refused")
+	}
+	if !reserve(netip.Prefix{}) {
+		t.Fatal("a source that is not an IP was throttled")
+	}
+}
+
+// TestAuthLimiterTable (finding 8): IPv6 sources are throttled by /64, and
+// the table past its bound forgets the least recently used source, not
+// everyone: the review found it cleared whole past 100,000 sources, which
+// gave every throttled source its burst back.
+func TestAuthLimiterTable(t *testing.T) {
+	now := time.Unix(0, 0)
+	a := newAuthLimiter(1, time.Hour)
+	a.now = func() time.Time { return now }
+	a.max = 100
+	key := func(ip string) netip.Prefix { return sourceKey(&net.TCPAddr{IP: net.ParseIP(ip), Port: 4000}) }
+	// Each reserve is a handshake that then fails (settle), except where
+	// a test keeps one in progress.
+	reserve := func(k netip.Prefix) bool {
+		ok, _ := a.reserve(k)
+		if ok {
+			a.settle(k, false)
+		}
+		return ok
+	}
+
+	// Two addresses of one /64 share a bucket; another /64 has its own.
+	if !reserve(key("2001:db8:1:2::1")) {
+		t.Fatal("first attempt of a /64 refused")
+	}
+	if reserve(key("2001:db8:1:2:ffff::9")) {
+		t.Fatal("another address of the same /64 had attempts of its own")
+	}
+	if !reserve(key("2001:db8:1:3::1")) {
+		t.Fatal("the next /64 was throttled")
+	}
+	if k := key("::ffff:10.1.2.3"); k != key("10.1.2.3") || k.Bits() != 32 {
+		t.Fatalf("an IPv4-mapped address keys as %v, want 10.1.2.3/32", k)
+	}
+
+	// The attacker: 10.0.0.1 spends its attempt, then 10.0.0.2 touches
+	// the table after it; a flood of new sources fills it.
+	attacker, recent := key("10.0.0.1"), key("10.0.0.2")
+	reserve(attacker)
+	reserve(recent)
+	for i := range a.max - 2 - 2 {
+		reserve(key(fmt.Sprintf("10.1.%d.%d", i/250, 1+i%250)))
+	}
+	if n := a.len(); n != a.max {
+		t.Fatalf("%d sources in the table, want it full (%d)", n, a.max)
+	}
+	if reserve(attacker) {
+		t.Fatal("a full table forgot a throttled source")
+	}
+	// One more source: the least recently used goes (the first /64), the
+	// rest stay throttled.
+	reserve(key("10.9.9.9"))
+	if n := a.len(); n != a.max {
+		t.Fatalf("%d sources in the table, want %d", n, a.max)
+	}
+	if reserve(attacker) || reserve(recent) {
+		t.Fatal("sources used lately were forgotten")
+	}
+	if !reserve(key("2001:db8:1:2::1")) {
+		t.Fatal("the least recently used source was not the one forgotten")
+	}
+	// A source with a handshake in progress is never forgotten: the next
+	// least recently used one goes instead.
+	busy := key("10.7.7.7")
+	a.reserve(busy) // in progress
+	for i := range a.max {
+		reserve(key(fmt.Sprintf("10.2.%d.%d", i/250, 1+i%250)))
+	}
+	if _, ok := a.sources[busy]; !ok {
+		t.Fatal("a source with a handshake in progress was forgotten")
+	}
+	// A bucket that fills again leaves the table.
+	n := a.len()
+	a.settle(busy, true)
+	if a.len() != n-1 {
+		t.Fatalf("%d sources after a success filled a bucket, want %d", a.len(), n-1)
 	}
 }
 

@@ -141,10 +141,11 @@ type link struct {
 
 	// vmu guards a client link's virtual connections (a server link's are
 	// found in the route table; see attach).
-	vmu    sync.Mutex
-	vconns map[uint32]*vconn
-	dialed int         // virtual connections this client dialed (ClientMaxConn)
-	dead   atomic.Bool // torn down: no virtual connection may be added (a client's is set under vmu)
+	vmu      sync.Mutex
+	vconns   map[uint32]*vconn
+	dialed   int         // virtual connections this client dialed (ClientMaxConn)
+	dialedBy int         // virtual connections servers dialed to this client (ClientMaxServerConns)
+	dead     atomic.Bool // torn down: no virtual connection may be added (a client's is set under vmu)
 }
 
 func newLink(g *Gateway, conn net.Conn, s side, id uint32) *link {

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"fmt"
 	"net"
 	"runtime"
 	"time"
@@ -36,6 +37,13 @@ func (g *Gateway) release(f outFrame) {
 		g.free(f.b)
 	}
 }
+
+// maxUnreadReplies is how far past its byte bound (ServerSendQueueBytes) a
+// server's queue may grow with the replies to its own commands (Ping,
+// Dial, Close), which are queued without waiting (pushForce), before the
+// server is closed as a slow consumer: it sends commands and does not read
+// the answers.
+const maxUnreadReplies = 1 << 20
 
 // pushCopy queues a copy of frame, which the caller keeps (a borrowed frame,
 // or one the gateway built on its stack), for writing to l (see enqueue).
@@ -119,6 +127,18 @@ func (l *link) enqueue(from *link, frame outFrame, small []byte, mode pushMode) 
 		l.mu.Unlock()
 		l.gw.release(frame) // nothing, for a copy
 		return errLinkClosed
+	}
+	if mode == pushForce && from == l {
+		if held := l.queuedBytes + l.batchBytes; held >= max(l.limitBytes, 0)+maxUnreadReplies {
+			// A server's replies to its own commands pass the byte bound
+			// (its reader must not wait on its own writer), but a server
+			// that sends commands and reads nothing would grow its queue
+			// without end: past maxUnreadReplies more, it is closed.
+			l.mu.Unlock()
+			l.gw.release(frame)
+			l.close(ReasonSlowConsumer, fmt.Errorf("%w: %d bytes queued to it", errRepliesUnread, held), false)
+			return errLinkClosed
+		}
 	}
 	var unshared outFrame
 	if small == nil && frame.ref != nil && l.stalled {

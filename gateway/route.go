@@ -182,7 +182,8 @@ func (g *Gateway) dial(l *link, remoteID uint32) {
 
 // attach assigns vc a ConnID, records it in the route table and on its
 // client link, and queues the dialer's Accept, unless either link is torn
-// down or closing or the client is at ClientMaxConn. l is the dialer, whose
+// down or closing, or the client is at ClientMaxConn (a Dial of its own) or
+// ClientMaxServerConns (a server's Dial to it). l is the dialer, whose
 // reader is the caller; remoteID is what it dialed.
 //
 // The client's vmu is held throughout, so the client's teardown either
@@ -202,6 +203,10 @@ func (g *Gateway) attach(l *link, vc *vconn, remoteID uint32) (RefuseReason, boo
 		return RefusePeerClosing, false
 	}
 	if vc.byClient && c.dialed >= g.cfg.ClientMaxConn {
+		c.vmu.Unlock()
+		return RefuseLimit, false
+	}
+	if max := g.cfg.ClientMaxServerConns; !vc.byClient && max > 0 && c.dialedBy >= max {
 		c.vmu.Unlock()
 		return RefuseLimit, false
 	}
@@ -227,6 +232,8 @@ func (g *Gateway) attach(l *link, vc *vconn, remoteID uint32) (RefuseReason, boo
 	c.vconns[vc.id] = vc
 	if vc.byClient {
 		c.dialed++
+	} else {
+		c.dialedBy++
 	}
 	l.pushCmd(l, proto.Command{Type: proto.CmdAccept, ConnID: vc.id, RemoteID: remoteID}, modeFor(l, l))
 	c.vmu.Unlock()
@@ -257,8 +264,12 @@ func (l *link) detach(vc *vconn) {
 	l.vmu.Lock()
 	if l.vconns[vc.id] == vc {
 		delete(l.vconns, vc.id)
-		if vc.byClient && vc.client == l {
+		switch {
+		case vc.client != l:
+		case vc.byClient:
 			l.dialed--
+		default:
+			l.dialedBy--
 		}
 	}
 	l.vmu.Unlock()

@@ -29,7 +29,24 @@ type budgetShare struct {
 	conns int // client links holding it (under budgetShares.mu)
 }
 
-// sourceKey is the prefix a source address is grouped by.
+// sourceOf returns addr's IP (an IPv4-mapped IPv6 address as IPv4), or
+// false when addr is not an IP address (a Unix socket, a pipe).
+func sourceOf(addr net.Addr) (netip.Addr, bool) {
+	if ta, ok := addr.(*net.TCPAddr); ok {
+		a, ok := netip.AddrFromSlice(ta.IP)
+		return a.Unmap(), ok
+	}
+	ap, err := netip.ParseAddrPort(addr.String())
+	if err != nil {
+		return netip.Addr{}, false
+	}
+	return ap.Addr().Unmap(), true
+}
+
+// sourceKey is the prefix a source address is grouped by: the address
+// (IPv4), or its /64 (IPv6), which one host usually holds whole. It is the
+// zero Prefix when addr is not an IP address. The budget shares, the auth
+// throttle and the per-source handshake cap all use it.
 func sourceKey(addr net.Addr) netip.Prefix {
 	a, ok := sourceOf(addr)
 	if !ok {

@@ -43,6 +43,11 @@ type Stats struct {
 	// include a partial frame left in a read buffer when reading stopped.
 	Discarded FrameCount
 
+	// AcceptErrors counts the Accept calls that failed, [client, server]
+	// (out of file descriptors, say); each listener backs off, 5 ms
+	// doubling to 1 s, and logs one line per 10 s while they fail.
+	AcceptErrors [2]uint64
+
 	// MemReleased counts the bytes of pool pages the gateway let go of
 	// (MemReleaseInterval), MemReclaims the times it then ran
 	// debug.FreeOSMemory.
@@ -91,7 +96,8 @@ type counters struct {
 	framesDropped, closesIgnored atomic.Uint64
 	clientAccepts, serverAccepts atomic.Uint64
 	highWater                    [2]atomic.Int64
-	closed                       [2]linkCounters // traffic of closed links, [client, server]
+	acceptErrors                 [2]atomic.Uint64 // failed Accepts, [client, server]
+	closed                       [2]linkCounters  // traffic of closed links, [client, server]
 	undelivered                  [numReasons]frameCounter
 	discarded                    frameCounter
 	memReleased, memReclaims     atomic.Uint64
@@ -153,6 +159,7 @@ func (g *Gateway) Stats() Stats {
 	}
 	for i := range c.highWater {
 		s.QueueHighWater[i] = c.highWater[i].Load()
+		s.AcceptErrors[i] = c.acceptErrors[i].Load()
 	}
 	for i := range c.undelivered {
 		s.Undelivered[i] = c.undelivered[i].load()

@@ -3,9 +3,11 @@ package gateway
 import "sync"
 
 // numShards spreads a table over independent locks so that lookups from many
-// connections do not serialize on one mutex. IDs are handed out sequentially,
-// so the low bits spread them evenly.
-const numShards = 64
+// connections do not serialize on one mutex (shardBits is its log2).
+const (
+	shardBits = 6
+	numShards = 1 << shardBits
+)
 
 // table is a sharded map from a uint32 ID (ConnID or client ID) to T.
 type table[T any] struct {
@@ -21,7 +23,14 @@ type shard[T any] struct {
 	_  [48]byte // keep shards on separate cache lines
 }
 
-func (t *table[T]) shard(id uint32) *shard[T] { return &t.shards[id%numShards] }
+// shard returns id's shard. ConnIDs are handed out in blocks of
+// connIDBlock (64) per reader, so the low bits would put the first ConnID
+// of every client in one shard, the second in the next: with a few
+// virtual connections per client, nearly all of them were in two or three
+// shards. A multiplicative hash (as routeSlot) spreads them.
+func (t *table[T]) shard(id uint32) *shard[T] {
+	return &t.shards[(id*0x9E3779B1)>>(32-shardBits)]
+}
 
 // get returns the value stored under id.
 func (t *table[T]) get(id uint32) (T, bool) {

@@ -269,6 +269,8 @@ func statsSeries(key string) (string, bool) {
 		"queue_high_water.server": `fastway_send_queue_high_water_frames{side="server"}`,
 		"large_frame_budget_used": `fastway_large_frame_budget_used_bytes`,
 		"large_frame_evictions":   `fastway_large_frame_evictions_total`,
+		"accept_errors.client":    `fastway_accept_errors_total{side="client"}`,
+		"accept_errors.server":    `fastway_accept_errors_total{side="server"}`,
 	}[key]
 	return s, ok
 }

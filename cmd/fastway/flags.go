@@ -18,6 +18,7 @@ import (
 	"github.com/fastway-go/fastway/gateway"
 	"github.com/fastway-go/fastway/proto"
 	"github.com/fastway-go/fastway/slab"
+	"github.com/fastway-go/fastway/snet"
 )
 
 // authPasswordEnv is read when neither -ServerAuthPassword nor
@@ -56,6 +57,10 @@ const minTimeout = 100 * time.Millisecond
 // frame or page larger than this.
 const maxSize = 1 << 30
 
+// maxCount bounds the per-client and per-source count flags: a bound
+// larger than this bounds nothing.
+const maxCount = 1 << 20
+
 // options holds the command line, one field per flag.
 type options struct {
 	ReusePort        bool
@@ -72,6 +77,7 @@ type options struct {
 	ClientAddr            string
 	ClientMaxConns        int
 	ClientMaxConn         int
+	ClientMaxServerConns  int
 	ClientBufferSize      size
 	ClientIdleTimeout     time.Duration
 	ClientSendChanSize    int
@@ -89,6 +95,7 @@ type options struct {
 	ServerAuthKey                 string // the original fastway's name for ServerAuthPassword
 	ServerAuthTimeout             time.Duration
 	ServerMaxHandshakes           int
+	ServerMaxHandshakesPerSource  int
 	ServerAuthFailBurst           int
 	ServerAuthFailInterval        time.Duration
 	ServerBufferSize              size
@@ -127,10 +134,10 @@ type flagSection struct {
 // (TestUsageListsEveryFlag).
 var sections = []flagSection{
 	{"Gateway", []string{"ReusePort", "MaxPacket", "LargeFrameBudget", "LargeFrameBudgetPerSource", "MemPoolType", "MemPoolFactor", "MemPoolMaxChunk", "MemPoolMinChunk", "MemPoolPageSize"}},
-	{"Client side", []string{"ClientAddr", "ClientMaxConns", "ClientMaxConn", "ClientBufferSize", "ClientIdleTimeout", "ClientSendChanSize", "ClientSendQueueBytes",
+	{"Client side", []string{"ClientAddr", "ClientMaxConns", "ClientMaxConn", "ClientMaxServerConns", "ClientBufferSize", "ClientIdleTimeout", "ClientSendChanSize", "ClientSendQueueBytes",
 		"ClientTLSCert", "ClientTLSKey",
 		"ClientSnetEnable", "ClientSnetEncrypt", "ClientSnetBuffer", "ClientSnetInitTimeout", "ClientSnetWaitTimeout"}},
-	{"Server side", []string{"ServerAddr", "ServerAuthPassword", "ServerAuthKey", "ServerAuthTimeout", "ServerMaxHandshakes", "ServerAuthFailBurst", "ServerAuthFailInterval",
+	{"Server side", []string{"ServerAddr", "ServerAuthPassword", "ServerAuthKey", "ServerAuthTimeout", "ServerMaxHandshakes", "ServerMaxHandshakesPerSource", "ServerAuthFailBurst", "ServerAuthFailInterval",
 		"ServerBufferSize", "ServerIdleTimeout", "ServerSendChanSize", "ServerSendQueueBytes", "ServerSendQueueBytesPerClient",
 		"ServerTLSCert", "ServerTLSKey", "ServerTLSClientCA",
 		"ServerSnetEnable", "ServerSnetEncrypt", "ServerSnetBuffer", "ServerSnetInitTimeout", "ServerSnetWaitTimeout"}},
@@ -161,8 +168,9 @@ func newFlagSet(o *options) *flag.FlagSet {
 	sizeVar(&o.MemPoolPageSize, "MemPoolPageSize", slab.DefaultPageSize, "slab page the atom and chan pools cut into chunks (at least MemPoolMaxChunk)")
 
 	fs.StringVar(&o.ClientAddr, "ClientAddr", ":0", "client listen address, host:port (port 0: any free port, logged at start)")
-	fs.IntVar(&o.ClientMaxConns, "ClientMaxConns", 0, "client connections open at once; past it new ones are closed at once (0: unlimited)")
+	fs.IntVar(&o.ClientMaxConns, "ClientMaxConns", 0, "client connections open at once; past it new ones are closed at once (0: the file descriptor limit less a reserve for servers and the admin port, logged at start)")
 	fs.IntVar(&o.ClientMaxConn, "ClientMaxConn", gateway.DefaultClientMaxConn, "virtual connections one client may have dialed at once")
+	fs.IntVar(&o.ClientMaxServerConns, "ClientMaxServerConns", gateway.DefaultClientMaxServerConns, "virtual connections servers may have dialed to one client at once; past it a server's Dial to it is refused")
 	sizeVar(&o.ClientBufferSize, "ClientBufferSize", gateway.DefaultClientBufferSize, "starting read buffer per client connection (grows to 64K while reads fill it; none held while idle)")
 	fs.DurationVar(&o.ClientIdleTimeout, "ClientIdleTimeout", gateway.DefaultClientIdleTimeout, "close a client that sends nothing for this long (0: never)")
 	fs.IntVar(&o.ClientSendChanSize, "ClientSendChanSize", gateway.DefaultClientSendChanSize, "frames queued to one client behind its full socket before it is dropped as a slow consumer")
@@ -180,7 +188,8 @@ func newFlagSet(o *options) *flag.FlagSet {
 	fs.StringVar(&o.ServerAuthKey, "ServerAuthKey", "", "the same as ServerAuthPassword (the original fastway's name for it); giving both with different values is an error")
 	fs.DurationVar(&o.ServerAuthTimeout, "ServerAuthTimeout", gateway.DefaultServerAuthTimeout, "time a server has to finish its handshake")
 	fs.IntVar(&o.ServerMaxHandshakes, "ServerMaxHandshakes", gateway.DefaultServerMaxHandshakes, "server-port connections in their handshake at once; past it new ones are closed at once (0: unlimited)")
-	fs.IntVar(&o.ServerAuthFailBurst, "ServerAuthFailBurst", gateway.DefaultServerAuthFailBurst, "failed server handshakes in a row one source IP may have before it is throttled (0: no throttle)")
+	fs.IntVar(&o.ServerMaxHandshakesPerSource, "ServerMaxHandshakesPerSource", gateway.DefaultServerMaxHandshakesPerSource, "server-port connections in their handshake at once from one source IP (IPv6: one /64); past it its new ones are closed at once (0: no per-source cap)")
+	fs.IntVar(&o.ServerAuthFailBurst, "ServerAuthFailBurst", gateway.DefaultServerAuthFailBurst, "server handshakes one source IP (IPv6: one /64) may fail in a row, or have in progress at once, before it is throttled (0: no throttle)")
 	fs.DurationVar(&o.ServerAuthFailInterval, "ServerAuthFailInterval", gateway.DefaultServerAuthFailInterval, "a throttled source IP may try one handshake per this interval")
 	sizeVar(&o.ServerBufferSize, "ServerBufferSize", gateway.DefaultServerBufferSize, "read buffer per server connection (none held while idle)")
 	fs.DurationVar(&o.ServerIdleTimeout, "ServerIdleTimeout", gateway.DefaultServerIdleTimeout, "close a server that sends nothing for this long (0: never)")
@@ -328,6 +337,7 @@ func (o *options) validate() error {
 		v    int
 	}{
 		{"ClientMaxConn", o.ClientMaxConn},
+		{"ClientMaxServerConns", o.ClientMaxServerConns},
 		{"ClientSendChanSize", o.ClientSendChanSize},
 		{"ServerSendChanSize", o.ServerSendChanSize},
 	} {
@@ -340,12 +350,24 @@ func (o *options) validate() error {
 		v    int
 		zero string
 	}{
-		{"ClientMaxConns", o.ClientMaxConns, "unlimited"},
+		{"ClientMaxConns", o.ClientMaxConns, "derived from the file descriptor limit"},
 		{"ServerMaxHandshakes", o.ServerMaxHandshakes, "unlimited"},
+		{"ServerMaxHandshakesPerSource", o.ServerMaxHandshakesPerSource, "no per-source cap"},
 		{"ServerAuthFailBurst", o.ServerAuthFailBurst, "no throttle"},
 	} {
 		if f.v < 0 {
 			return fmt.Errorf("-%s=%d: must not be negative (0: %s)", f.name, f.v, f.zero)
+		}
+	}
+	for _, f := range []struct {
+		name string
+		v    int
+	}{
+		{"ClientMaxServerConns", o.ClientMaxServerConns},
+		{"ServerMaxHandshakesPerSource", o.ServerMaxHandshakesPerSource},
+	} {
+		if f.v > maxCount {
+			return fmt.Errorf("-%s=%d: want at most %d", f.name, f.v, maxCount)
 		}
 	}
 	for _, f := range []struct {
@@ -420,7 +442,9 @@ func (o *options) validate() error {
 	if o.LogFormat != "text" && o.LogFormat != "json" {
 		return fmt.Errorf("-LogFormat=%q: want text or json", o.LogFormat)
 	}
-	if o.ServerAuthPassword == "" && !isLoopback(o.ServerAddr) {
+	// "localhost" is decided once the port is bound, by the IP it bound
+	// (checkBoundLoopback).
+	if o.ServerAuthPassword == "" && !mayBeLoopback(o.ServerAddr) {
 		return fmt.Errorf("-ServerAuthPassword is empty but -ServerAddr=%s is open to other hosts: set a password (or $%s), or listen on a loopback address such as 127.0.0.1:0", o.ServerAddr, authPasswordEnv)
 	}
 	if o.CmdFile == "" {
@@ -469,17 +493,33 @@ func isWildcard(host string) bool {
 	return err == nil && ip.IsUnspecified()
 }
 
-// isLoopback reports whether the validated address addr accepts
-// connections from this host only: a loopback IP or "localhost". An empty
-// host, a wildcard, another IP or any other host name may be reachable
-// from elsewhere.
-func isLoopback(addr string) bool {
+// mayBeLoopback reports whether the validated address addr may accept
+// connections from this host only: a loopback IP, or the name localhost,
+// which checkBoundLoopback then decides by the IP the listener bound (a
+// name can resolve to anything: /etc/hosts, a resolver). An empty host, a
+// wildcard, another IP or any other name may be reachable from elsewhere.
+func mayBeLoopback(addr string) bool {
 	host, _, _ := net.SplitHostPort(addr)
 	if strings.EqualFold(strings.TrimSuffix(host, "."), "localhost") {
 		return true
 	}
 	ip, err := netip.ParseAddr(host)
 	return err == nil && ip.Unmap().IsLoopback()
+}
+
+// checkBoundLoopback checks, for a server port without a password, that
+// the address its listener bound is a loopback IP: "localhost" in
+// -ServerAddr may resolve to any address. Its error is one line that names
+// the flags.
+func checkBoundLoopback(o *options, bound net.Addr) error {
+	if o.ServerAuthPassword != "" {
+		return nil
+	}
+	ap, err := netip.ParseAddrPort(bound.String())
+	if err == nil && ap.Addr().Unmap().IsLoopback() {
+		return nil
+	}
+	return fmt.Errorf("-ServerAuthPassword is empty but -ServerAddr=%s bound %s, which is not a loopback address: set a password (or $%s), or listen on a loopback IP such as 127.0.0.1:0", o.ServerAddr, bound, authPasswordEnv)
 }
 
 // size is a flag holding a byte count: plain bytes ("65536", "64B") or a
@@ -563,17 +603,28 @@ func (o *options) gatewayConfig() (gateway.Config, error) {
 		MemPool:                       pool,
 		ClientMaxConns:                o.ClientMaxConns,
 		ClientMaxConn:                 o.ClientMaxConn,
+		ClientMaxServerConns:          o.ClientMaxServerConns,
 		ClientBufferSize:              int(o.ClientBufferSize),
 		ClientIdleTimeout:             never(o.ClientIdleTimeout),
 		ClientSendChanSize:            o.ClientSendChanSize,
 		ServerAuthPassword:            o.ServerAuthPassword,
 		ServerAuthTimeout:             o.ServerAuthTimeout,
 		ServerMaxHandshakes:           unlimited(o.ServerMaxHandshakes),
+		ServerMaxHandshakesPerSource:  unlimited(o.ServerMaxHandshakesPerSource),
 		ServerAuthFailBurst:           unlimited(o.ServerAuthFailBurst),
 		ServerAuthFailInterval:        o.ServerAuthFailInterval,
 		ServerBufferSize:              int(o.ServerBufferSize),
 		ServerIdleTimeout:             never(o.ServerIdleTimeout),
 		ServerSendChanSize:            o.ServerSendChanSize,
+	}
+	// The derived -ClientMaxConns also keeps out of the clients' reach the
+	// connections an snet port holds in their handshake, before the
+	// gateway sees them (snet.DefaultMaxHandshakes each).
+	cfg.FDReserve = gateway.DefaultFDReserve(cfg)
+	for _, on := range []bool{o.ClientSnetEnable, o.ServerSnetEnable} {
+		if on {
+			cfg.FDReserve += snet.DefaultMaxHandshakes
+		}
 	}
 	if err := cfg.Validate(); err != nil {
 		return gateway.Config{}, errors.New(strings.ReplaceAll(err.Error(), "\n", "; "))

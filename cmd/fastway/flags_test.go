@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"flag"
+	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -11,6 +13,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/fastway-go/fastway/proto"
 )
 
 // TestBadFlags runs fastway with bad command lines: each must exit 2 with
@@ -68,7 +72,11 @@ func TestBadFlags(t *testing.T) {
 		{"zero snet wait timeout", []string{"-ServerSnetEnable", "-ServerSnetWaitTimeout=0s"}, "-ServerSnetWaitTimeout=0s: must be positive"},
 		{"negative snet wait timeout", []string{"-ClientSnetWaitTimeout=-2m"}, "-ClientSnetWaitTimeout=-2m0s: must be positive"},
 		{"bad snet timeout", []string{"-ClientSnetWaitTimeout=forever"}, `invalid value "forever" for flag -ClientSnetWaitTimeout`},
-		{"negative ClientMaxConns", []string{"-ClientMaxConns=-1"}, "-ClientMaxConns=-1: must not be negative (0: unlimited)"},
+		{"negative ClientMaxConns", []string{"-ClientMaxConns=-1"}, "-ClientMaxConns=-1: must not be negative (0: derived from the file descriptor limit)"},
+		{"zero ClientMaxServerConns", []string{"-ClientMaxServerConns=0"}, "-ClientMaxServerConns=0: want at least 1"},
+		{"huge ClientMaxServerConns", []string{"-ClientMaxServerConns=2000000"}, "-ClientMaxServerConns=2000000: want at most 1048576"},
+		{"negative ServerMaxHandshakesPerSource", []string{"-ServerMaxHandshakesPerSource=-2"}, "-ServerMaxHandshakesPerSource=-2: must not be negative (0: no per-source cap)"},
+		{"huge ServerMaxHandshakesPerSource", []string{"-ServerMaxHandshakesPerSource=99999999"}, "-ServerMaxHandshakesPerSource=99999999: want at most 1048576"},
 		{"non-numeric ClientMaxConns", []string{"-ClientMaxConns=many"}, `invalid value "many" for flag -ClientMaxConns`},
 		{"negative ServerMaxHandshakes", []string{"-ServerMaxHandshakes=-1"}, "-ServerMaxHandshakes=-1: must not be negative (0: unlimited)"},
 		{"negative ServerAuthFailBurst", []string{"-ServerAuthFailBurst=-3"}, "-ServerAuthFailBurst=-3: must not be negative (0: no throttle)"},
@@ -349,8 +357,8 @@ func TestHelp(t *testing.T) {
 	}
 	out := stdout.String()
 	defaults := flagDefaults()
-	if len(defaults) != 49 {
-		t.Errorf("%d flags, want 49", len(defaults))
+	if len(defaults) != 51 {
+		t.Errorf("%d flags, want 51", len(defaults))
 	}
 	for name, def := range defaults {
 		if !strings.Contains(out, "  -"+name+"="+def+" ") {
@@ -360,6 +368,7 @@ func TestHelp(t *testing.T) {
 	for _, want := range []string{"-MaxPacket=512K", "-MemPoolType=atom", "-MemPoolMinChunk=64B", "-ClientSendChanSize=1000",
 		"-ServerSendChanSize=100000", "-ServerAuthTimeout=3s", "-PidFile=fastway.pid", "-CmdFile=fastway.cmd", "-ClientAddr=:0",
 		`-AdminAddr=""`, "-LogLevel=info", "-LogFormat=text", "-ClientMaxConns=0", "-ServerMaxHandshakes=1024", "-ServerAuthFailBurst=5",
+		"-ServerMaxHandshakesPerSource=8", "-ClientMaxServerConns=64",
 		"-ServerAuthFailInterval=1s", "-ShutdownTimeout=10s", "-ClientSnetBuffer=32K", "-ServerSnetBuffer=1M", "-ClientSnetInitTimeout=10s",
 		"-ServerSnetWaitTimeout=1m0s", `-ClientTLSCert=""`, `-ServerTLSClientCA=""`} {
 		if !strings.Contains(out, want) {
@@ -418,4 +427,52 @@ func TestDocsFlagTable(t *testing.T) {
 	for name := range documented {
 		t.Errorf("docs/operations.md documents -%s, which is not a flag", name)
 	}
+}
+
+// TestBoundLoopback (issue 14, finding 8): an empty password was allowed
+// on -ServerAddr=localhost:... by the name alone; it is now decided by the
+// address the listener bound, so a "localhost" that resolves elsewhere
+// does not open a password-less server port.
+func TestBoundLoopback(t *testing.T) {
+	noPassword := &options{ServerAddr: "localhost:4001"}
+	for _, tc := range []struct {
+		bound string
+		ok    bool
+	}{{"127.0.0.1:4001", true}, {"127.8.9.1:4001", true}, {"[::1]:4001", true}, {"[::ffff:127.0.0.1]:4001", true},
+		{"10.0.0.7:4001", false}, {"[2001:db8::1]:4001", false}, {"0.0.0.0:4001", false}, {"[::]:4001", false}} {
+		ap := netip.MustParseAddrPort(tc.bound)
+		err := checkBoundLoopback(noPassword, net.TCPAddrFromAddrPort(ap))
+		if (err == nil) != tc.ok {
+			t.Errorf("bound %s: %v, want ok=%v", tc.bound, err, tc.ok)
+		}
+		if err != nil && !strings.Contains(err.Error(), "-ServerAuthPassword is empty but -ServerAddr=localhost:4001 bound "+tc.bound) {
+			t.Errorf("bound %s: message %q", tc.bound, err)
+		}
+	}
+	if err := checkBoundLoopback(&options{ServerAddr: "localhost:4001", ServerAuthPassword: "x"}, &net.TCPAddr{IP: net.IPv4(10, 0, 0, 7)}); err != nil {
+		t.Errorf("with a password: %v", err)
+	}
+}
+
+// TestLocalhostNoPassword: the binary with -ServerAddr=localhost:0 and no
+// password starts (localhost is loopback here) and serves a server that
+// authenticates with the empty key.
+func TestLocalhostNoPassword(t *testing.T) {
+	t.Parallel()
+	p := startProc(t, t.TempDir(), "-ClientAddr=127.0.0.1:0", "-ServerAddr=localhost:0")
+	_, serverAddr := p.ready()
+	host, _, _ := net.SplitHostPort(serverAddr)
+	if ip, err := netip.ParseAddr(host); err != nil || !ip.IsLoopback() {
+		t.Fatalf("localhost bound %s", serverAddr)
+	}
+	c, err := net.DialTimeout("tcp", serverAddr, timeout)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := proto.AuthenticateToGateway(c, "", 1, timeout); err != nil {
+		t.Fatal(err)
+	}
+	p.waitStats("conns.server=1")
+	p.stop()
 }

@@ -48,6 +48,12 @@ func run(o *options, cfg gateway.Config, log *slog.Logger) int {
 		log.Error("cannot listen", "side", "server", "addr", o.ServerAddr, "err", err)
 		return exitError
 	}
+	if err := checkBoundLoopback(o, serverLn.Addr()); err != nil {
+		clientLn.Close()
+		serverLn.Close()
+		log.Error("refusing to serve", "err", err)
+		return exitUsage
+	}
 	adminLn, err := listenAdmin(o)
 	if err != nil {
 		clientLn.Close()
@@ -107,7 +113,16 @@ func run(o *options, cfg gateway.Config, log *slog.Logger) int {
 			log.Error("command interpreter", "err", err)
 		}
 	}()
-	log.Info("started", "pid", os.Getpid(), "pidfile", o.PidFile, "cmdfile", o.CmdFile, "reuseport", o.ReusePort)
+	fd := gateway.FDLimits(cfg)
+	maxConns := g.Config().ClientMaxConns
+	log.Info("started", "pid", os.Getpid(), "pidfile", o.PidFile, "cmdfile", o.CmdFile, "reuseport", o.ReusePort,
+		"client_max_conns", maxConns, "fd_limit", fd.Limit, "fd_reserve", fd.Reserve)
+	if fd.Limit > 0 && maxConns > fd.Limit-fd.Reserve {
+		// The derived cap is below the limit less the reserve unless the
+		// limit is too low to hold the reserve (fd.Short).
+		log.Warn("client connections may take the file descriptors kept for servers and the admin port: raise the limit (ulimit -n) or lower -ClientMaxConns",
+			"client_max_conns", maxConns, "fd_limit", fd.Limit, "fd_reserve", fd.Reserve)
+	}
 
 	code, serving := exitOK, 2
 	select {

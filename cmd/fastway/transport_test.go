@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fastway-go/fastway/gateway"
 	"github.com/fastway-go/fastway/proto"
 	"github.com/fastway-go/fastway/snet"
 )
@@ -92,10 +93,11 @@ func TestCapsConfig(t *testing.T) {
 		args                        []string
 		maxConns, handshakes, burst int
 		interval                    time.Duration
+		perSource, serverConns      int
 	}{
-		{nil, 0, 1024, 5, time.Second},
-		{[]string{"-ClientMaxConns=0", "-ServerMaxHandshakes=0", "-ServerAuthFailBurst=0"}, 0, -1, -1, time.Second},
-		{[]string{"-ClientMaxConns=7", "-ServerMaxHandshakes=8", "-ServerAuthFailBurst=9", "-ServerAuthFailInterval=10s"}, 7, 8, 9, 10 * time.Second},
+		{nil, 0, 1024, 5, time.Second, 8, 64},
+		{[]string{"-ClientMaxConns=0", "-ServerMaxHandshakes=0", "-ServerAuthFailBurst=0", "-ServerMaxHandshakesPerSource=0"}, 0, -1, -1, time.Second, -1, 64},
+		{[]string{"-ClientMaxConns=7", "-ServerMaxHandshakes=8", "-ServerAuthFailBurst=9", "-ServerAuthFailInterval=10s", "-ServerMaxHandshakesPerSource=3", "-ClientMaxServerConns=5"}, 7, 8, 9, 10 * time.Second, 3, 5},
 	} {
 		o, err := parseFlags(append([]string{"-ServerAuthPassword=x"}, tc.args...))
 		if err == nil {
@@ -112,6 +114,35 @@ func TestCapsConfig(t *testing.T) {
 			t.Errorf("%q: ClientMaxConns %d, ServerMaxHandshakes %d, ServerAuthFailBurst %d, ServerAuthFailInterval %v; want %d %d %d %v", tc.args,
 				cfg.ClientMaxConns, cfg.ServerMaxHandshakes, cfg.ServerAuthFailBurst, cfg.ServerAuthFailInterval, tc.maxConns, tc.handshakes, tc.burst, tc.interval)
 		}
+		if cfg.ServerMaxHandshakesPerSource != tc.perSource || cfg.ClientMaxServerConns != tc.serverConns {
+			t.Errorf("%q: ServerMaxHandshakesPerSource %d, ClientMaxServerConns %d; want %d %d", tc.args,
+				cfg.ServerMaxHandshakesPerSource, cfg.ClientMaxServerConns, tc.perSource, tc.serverConns)
+		}
+		// The derived ClientMaxConns keeps 1024 descriptors more per snet
+		// port (its handshakes) out of the clients' reach.
+		if want := gateway.DefaultFDReserve(cfg); cfg.FDReserve != want {
+			t.Errorf("%q: FDReserve %d, want %d", tc.args, cfg.FDReserve, want)
+		}
+	}
+}
+
+// TestSnetFDReserve: each snet port holds up to snet.DefaultMaxHandshakes
+// connections in their handshake before the gateway sees them, so the
+// derived -ClientMaxConns keeps that many descriptors more for them.
+func TestSnetFDReserve(t *testing.T) {
+	o, err := parseFlags([]string{"-ServerAuthPassword=x", "-ClientSnetEnable", "-ServerSnetEnable"})
+	if err == nil {
+		err = o.validate()
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := o.gatewayConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := gateway.DefaultFDReserve(cfg) + 2*snet.DefaultMaxHandshakes; cfg.FDReserve != want {
+		t.Errorf("FDReserve %d with snet on both ports, want %d", cfg.FDReserve, want)
 	}
 }
 
