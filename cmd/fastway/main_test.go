@@ -222,7 +222,8 @@ func (p *proc) run(line string, wantErr bool) logLine {
 	if wantErr {
 		msg = "fastway: cmd: command failed"
 	}
-	return p.waitFrom(since, msg, "cmd", line)
+	// The log names the command only (its first word), never its arguments.
+	return p.waitFrom(since, msg, "cmd", strings.Fields(line)[0])
 }
 
 // loopback turns a logged listening address (maybe "[::]:port") into one

@@ -19,6 +19,11 @@ import (
 	"github.com/fastway-go/fastway/snet"
 )
 
+// cmdStopTimeout bounds the wait for the command interpreter at exit: for
+// the command running then, if any, and the CPU profile it writes if
+// profiling was on.
+const cmdStopTimeout = 5 * time.Second
+
 // run listens on both ports (and -AdminAddr), writes the pidfile and
 // serves until SIGTERM or SIGINT (or until a listener fails), then shuts the
 // gateway down, then the admin server, and removes the pidfile. It returns
@@ -141,7 +146,13 @@ func run(o *options, cfg gateway.Config, log *slog.Logger) int {
 	adm.shutdown()
 	// Stopping the interpreter writes the CPU profile if one is running.
 	cmdStop()
-	<-cmdDone
+	select {
+	case <-cmdDone:
+	case <-time.After(cmdStopTimeout):
+		// A command still running (a handler stuck, say) must not keep the
+		// process from exiting; what it was doing is lost.
+		log.Warn("the command interpreter did not stop in time; exiting without it", "timeout", cmdStopTimeout)
+	}
 	log.Info("stopped", "stats", formatStats(g.Stats()))
 	return code
 }
