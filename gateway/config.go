@@ -84,8 +84,16 @@ type Config struct {
 	// once and counted (reason "connection limit"). 0: unlimited.
 	ClientMaxConns int
 
-	// ServerAuthPassword is the key servers prove with the MD5 challenge.
+	// ServerAuthPassword is the key servers prove with the MD5 challenge
+	// (empty: the empty key, unless ServerKeys is set).
 	ServerAuthPassword string
+	// ServerKeys, when not nil, gives server IDs keys of their own: a
+	// server announcing an ID it lists must prove that ID's key, and no
+	// other key registers it; an ID it does not list is admitted with
+	// ServerAuthPassword if that is not empty, and not at all if it is.
+	// Gateway.SetServerAuth replaces both at run time. (nil: every ID
+	// proves ServerAuthPassword.)
+	ServerKeys *ServerKeys
 	// ServerAuthTimeout bounds the server handshake (0: 3 s).
 	ServerAuthTimeout time.Duration
 	// ServerMaxHandshakes caps the server-port connections still in their

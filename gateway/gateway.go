@@ -32,6 +32,7 @@ type Gateway struct {
 	readers sync.WaitGroup // readers and handshakes only (Shutdown's first phase)
 
 	authLimit *authLimiter
+	auth      atomic.Pointer[serverAuth] // the password and per-server keys (SetServerAuth)
 	logLimit  logLimiter
 	budget    *proto.Budget // LargeFrameBudget, shared by every client link's reader (nil: unlimited)
 	shares    *budgetShares // each client source's share of budget (nil: none)
@@ -69,7 +70,7 @@ func New(cfg Config) *Gateway {
 	if cfg.MemReleaseInterval > 0 {
 		reclaimer = &slab.Reclaimer{Pool: cfg.MemPool, Idle: cfg.MemReleaseInterval}
 	}
-	return &Gateway{
+	g := &Gateway{
 		reclaimer: reclaimer,
 		budget:    budget,
 		shares:    shares,
@@ -82,6 +83,8 @@ func New(cfg Config) *Gateway {
 		listeners: make(map[net.Listener]struct{}),
 		done:      make(chan struct{}),
 	}
+	g.SetServerAuth(cfg.ServerAuthPassword, cfg.ServerKeys)
+	return g
 }
 
 // Config returns the gateway's configuration, defaults filled in.
@@ -263,7 +266,7 @@ func (g *Gateway) acceptServer(conn net.Conn) {
 }
 
 func (g *Gateway) handshake(conn net.Conn) {
-	id, err := proto.AuthenticateServer(conn, g.cfg.ServerAuthPassword, g.cfg.ServerAuthTimeout)
+	id, err := proto.AuthenticateServerKeys(conn, g.serverKey, g.cfg.ServerAuthTimeout)
 	g.mu.Lock()
 	delete(g.pending, conn)
 	shutdown := g.shutdown
