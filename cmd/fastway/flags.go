@@ -87,6 +87,8 @@ type options struct {
 	ServerAddr             string
 	ServerAuthPassword     string
 	ServerAuthKey          string // the original fastway's name for ServerAuthPassword
+	ServerAuthPasswordFile string
+	ServerKeyFile          string
 	ServerAuthTimeout      time.Duration
 	ServerMaxHandshakes    int
 	ServerAuthFailBurst    int
@@ -108,12 +110,18 @@ type options struct {
 	PidFile         string
 	CmdFile         string
 	AdminAddr       string
+	AdminToken      string // after validate: also what -AdminTokenFile or $FASTWAY_ADMIN_TOKEN gave
+	AdminTokenFile  string
 	LogLevel        string
 	LogFormat       string
 
 	// clientTLS and serverTLS are the ports' TLS configurations, loaded
 	// from the -*TLS* files by validate; nil: plain TCP.
 	clientTLS, serverTLS *tls.Config
+	// auth is where the server password and keys come from; serverKeys
+	// is what -ServerKeyFile held at start (nil: no file). Set by validate.
+	auth       *serverAuth
+	serverKeys *gateway.ServerKeys
 }
 
 // flagSection is one group of flags in the usage text.
@@ -129,11 +137,11 @@ var sections = []flagSection{
 	{"Client side", []string{"ClientAddr", "ClientMaxConns", "ClientMaxConn", "ClientBufferSize", "ClientIdleTimeout", "ClientSendChanSize", "ClientSendQueueBytes",
 		"ClientTLSCert", "ClientTLSKey",
 		"ClientSnetEnable", "ClientSnetEncrypt", "ClientSnetBuffer", "ClientSnetInitTimeout", "ClientSnetWaitTimeout"}},
-	{"Server side", []string{"ServerAddr", "ServerAuthPassword", "ServerAuthKey", "ServerAuthTimeout", "ServerMaxHandshakes", "ServerAuthFailBurst", "ServerAuthFailInterval",
+	{"Server side", []string{"ServerAddr", "ServerAuthPassword", "ServerAuthKey", "ServerAuthPasswordFile", "ServerKeyFile", "ServerAuthTimeout", "ServerMaxHandshakes", "ServerAuthFailBurst", "ServerAuthFailInterval",
 		"ServerBufferSize", "ServerIdleTimeout", "ServerSendChanSize", "ServerSendQueueBytes",
 		"ServerTLSCert", "ServerTLSKey", "ServerTLSClientCA",
 		"ServerSnetEnable", "ServerSnetEncrypt", "ServerSnetBuffer", "ServerSnetInitTimeout", "ServerSnetWaitTimeout"}},
-	{"Ops", []string{"ShutdownTimeout", "PidFile", "CmdFile", "AdminAddr", "LogLevel", "LogFormat"}},
+	{"Ops", []string{"ShutdownTimeout", "PidFile", "CmdFile", "AdminAddr", "AdminToken", "AdminTokenFile", "LogLevel", "LogFormat"}},
 }
 
 // newFlagSet defines every flag on a new flag set bound to o, with its
@@ -175,8 +183,10 @@ func newFlagSet(o *options) *flag.FlagSet {
 	fs.DurationVar(&o.ClientSnetWaitTimeout, "ClientSnetWaitTimeout", defaultSnetWaitTimeout, "how long a broken snet client connection waits for a reconnect")
 
 	fs.StringVar(&o.ServerAddr, "ServerAddr", ":0", "server listen address, host:port (port 0: any free port, logged at start)")
-	fs.StringVar(&o.ServerAuthPassword, "ServerAuthPassword", "", "key servers authenticate with; required unless ServerAddr is a loopback address (default: $"+authPasswordEnv+")")
+	fs.StringVar(&o.ServerAuthPassword, "ServerAuthPassword", "", "key servers authenticate with; required unless ServerAddr is a loopback address or ServerKeyFile is set (default: ServerAuthPasswordFile, else $"+authPasswordEnv+"; both stay out of ps)")
 	fs.StringVar(&o.ServerAuthKey, "ServerAuthKey", "", "the same as ServerAuthPassword (the original fastway's name for it); giving both with different values is an error")
+	fs.StringVar(&o.ServerAuthPasswordFile, "ServerAuthPasswordFile", "", "file whose one line is the ServerAuthPassword (read at start and on SIGHUP; empty: none)")
+	fs.StringVar(&o.ServerKeyFile, "ServerKeyFile", "", "file of per-server keys, lines of \"ID KEY\" or \"FIRST-LAST KEY\": a listed ID registers with its key only, others with ServerAuthPassword if set (read at start and on SIGHUP; empty: none)")
 	fs.DurationVar(&o.ServerAuthTimeout, "ServerAuthTimeout", gateway.DefaultServerAuthTimeout, "time a server has to finish its handshake")
 	fs.IntVar(&o.ServerMaxHandshakes, "ServerMaxHandshakes", gateway.DefaultServerMaxHandshakes, "server-port connections in their handshake at once; past it new ones are closed at once (0: unlimited)")
 	fs.IntVar(&o.ServerAuthFailBurst, "ServerAuthFailBurst", gateway.DefaultServerAuthFailBurst, "failed server handshakes in a row one source IP may have before it is throttled (0: no throttle)")
@@ -197,7 +207,9 @@ func newFlagSet(o *options) *flag.FlagSet {
 	fs.DurationVar(&o.ShutdownTimeout, "ShutdownTimeout", defaultShutdownTimeout, "on SIGTERM/SIGINT, how long queued frames may drain before connections are closed hard (0: close at once)")
 	fs.StringVar(&o.PidFile, "PidFile", defaultPidFile, "file the process ID is written to at start and removed from at exit (empty: none)")
 	fs.StringVar(&o.CmdFile, "CmdFile", cmd.DefaultCmdFile, "command file read on each SIGUSR1")
-	fs.StringVar(&o.AdminAddr, "AdminAddr", "", "HTTP admin server, host:port: metrics, probes, pprof (empty: off; keep it on loopback)")
+	fs.StringVar(&o.AdminAddr, "AdminAddr", "", "HTTP admin server, host:port: metrics, probes, pprof (empty: off; no host: 127.0.0.1; 0.0.0.0 for every interface)")
+	fs.StringVar(&o.AdminToken, "AdminToken", "", "bearer token every admin endpoint but /healthz and /readyz requires (16 bytes at least; default: AdminTokenFile, else $"+adminTokenEnv+"; empty: none)")
+	fs.StringVar(&o.AdminTokenFile, "AdminTokenFile", "", "file whose one line is the AdminToken (read at start; keeps it out of ps)")
 	fs.StringVar(&o.LogLevel, "LogLevel", defaultLogLevel, "least severe level logged: debug, info, warn or error")
 	fs.StringVar(&o.LogFormat, "LogFormat", defaultLogFormat, "log format on stderr: text (key=value) or json (one object a line)")
 	return fs
@@ -224,8 +236,17 @@ func parseFlags(args []string) (*options, error) {
 		}
 	case set["ServerAuthKey"]:
 		o.ServerAuthPassword = o.ServerAuthKey
-	case !set["ServerAuthPassword"]:
+	case !set["ServerAuthPassword"] && o.ServerAuthPasswordFile == "":
 		o.ServerAuthPassword = os.Getenv(authPasswordEnv)
+	}
+	if o.ServerAuthPasswordFile != "" && (set["ServerAuthKey"] || set["ServerAuthPassword"]) {
+		return nil, errors.New("-ServerAuthPasswordFile and -ServerAuthPassword (or -ServerAuthKey) both give the password: give one")
+	}
+	if o.AdminTokenFile != "" && set["AdminToken"] {
+		return nil, errors.New("-AdminTokenFile and -AdminToken both give the admin token: give one")
+	}
+	if !set["AdminToken"] && o.AdminTokenFile == "" {
+		o.AdminToken = os.Getenv(adminTokenEnv)
 	}
 	return o, nil
 }
@@ -417,13 +438,25 @@ func (o *options) validate() error {
 	if o.LogFormat != "text" && o.LogFormat != "json" {
 		return fmt.Errorf("-LogFormat=%q: want text or json", o.LogFormat)
 	}
-	if o.ServerAuthPassword == "" && !isLoopback(o.ServerAddr) {
-		return fmt.Errorf("-ServerAuthPassword is empty but -ServerAddr=%s is open to other hosts: set a password (or $%s), or listen on a loopback address such as 127.0.0.1:0", o.ServerAddr, authPasswordEnv)
-	}
 	if o.CmdFile == "" {
 		return errors.New("-CmdFile must not be empty")
 	}
-	// Last, as it reads files: the TLS configurations.
+	// Last, as they read files: the secrets and the TLS configurations.
+	o.auth = &serverAuth{fixed: o.ServerAuthPassword, passwordFile: o.ServerAuthPasswordFile, keyFile: o.ServerKeyFile}
+	if o.ServerAuthPassword, o.serverKeys, err = o.auth.load(); err != nil {
+		return err
+	}
+	if o.ServerAuthPassword == "" && o.serverKeys == nil && !isLoopback(o.ServerAddr) {
+		return fmt.Errorf("-ServerAuthPassword is empty but -ServerAddr=%s is open to other hosts: set a password (-ServerAuthPasswordFile or $%s), give servers their keys (-ServerKeyFile), or listen on a loopback address such as 127.0.0.1:0", o.ServerAddr, authPasswordEnv)
+	}
+	if o.AdminTokenFile != "" {
+		if o.AdminToken, err = readLineSecret("AdminTokenFile", o.AdminTokenFile); err != nil {
+			return err
+		}
+	}
+	if o.AdminToken != "" && len(o.AdminToken) < minAdminToken {
+		return fmt.Errorf("the admin token is %d bytes: want at least %d, too long to guess (openssl rand -hex 16 makes one)", len(o.AdminToken), minAdminToken)
+	}
 	if o.clientTLS, err = loadTLS("Client", o.ClientTLSCert, o.ClientTLSKey, ""); err != nil {
 		return err
 	}
@@ -563,6 +596,7 @@ func (o *options) gatewayConfig() (gateway.Config, error) {
 		ClientIdleTimeout:         never(o.ClientIdleTimeout),
 		ClientSendChanSize:        o.ClientSendChanSize,
 		ServerAuthPassword:        o.ServerAuthPassword,
+		ServerKeys:                o.serverKeys,
 		ServerAuthTimeout:         o.ServerAuthTimeout,
 		ServerMaxHandshakes:       unlimited(o.ServerMaxHandshakes),
 		ServerAuthFailBurst:       unlimited(o.ServerAuthFailBurst),

@@ -40,6 +40,13 @@ func run(o *options, cfg gateway.Config, log *slog.Logger) int {
 	if len(commandSignals) > 0 {
 		signal.Notify(make(chan os.Signal, 1), commandSignals...)
 	}
+	// SIGHUP rereads the key files; watched from here on, so one that
+	// comes during the start waits instead of killing the process.
+	hup := make(chan os.Signal, 1)
+	if len(reloadSignals) > 0 {
+		signal.Notify(hup, reloadSignals...)
+		defer signal.Stop(hup)
+	}
 
 	clientPort, serverPort := o.ports()
 	clientLn, err := clientPort.listen()
@@ -72,6 +79,26 @@ func run(o *options, cfg gateway.Config, log *slog.Logger) int {
 	defer removePidFile(o.PidFile, log)
 
 	g := gateway.New(cfg)
+	o.auth.start(g, log, cfg.ServerAuthPassword, cfg.ServerKeys)
+	if o.ServerKeyFile != "" {
+		log.Info("server keys", "keys", o.auth.summary())
+	}
+	hupStop, hupDone := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(hupDone)
+		for {
+			select {
+			case <-hup:
+				o.auth.reload("SIGHUP")
+			case <-hupStop:
+				return
+			}
+		}
+	}()
+	defer func() {
+		close(hupStop)
+		<-hupDone
+	}()
 	for _, p := range []struct {
 		port
 		ln net.Listener
@@ -85,7 +112,7 @@ func run(o *options, cfg gateway.Config, log *slog.Logger) int {
 	}
 	var adm *adminServer
 	if adminLn != nil {
-		adm = serveAdmin(adminLn, g, log)
+		adm = serveAdmin(adminLn, g, o.AdminToken, log)
 	}
 	served := make(chan error, 2)
 	go func() { served <- g.ServeClients(clientLn) }()
@@ -103,6 +130,7 @@ func run(o *options, cfg gateway.Config, log *slog.Logger) int {
 		}
 	}
 	it.RegisterHelp("snet", "log the snet ports' counters on one line", snetCommand(snetPorts))
+	it.RegisterHelp("keys", "[reload]: which server IDs have keys of their own (never a key); reload rereads -ServerKeyFile and -ServerAuthPasswordFile, as SIGHUP does", keysCommand(o.auth))
 	cmdCtx, cmdStop := context.WithCancel(context.Background())
 	defer cmdStop()
 	cmdDone := make(chan struct{})
