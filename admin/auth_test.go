@@ -95,4 +95,16 @@ func TestCmdline(t *testing.T) {
 			t.Errorf("cmdline %q: %d %q, want %q", tc.cmdline, status, body, tc.want)
 		}
 	}
+	// Other spellings of the path reach no other handler that would show
+	// os.Args.
+	ts := httptest.NewServer(New(g.Gateway, Options{Cmdline: []string{"fastway"}}))
+	defer ts.Close()
+	for _, path := range []string{"/debug/pprof/cmdline/", "/debug/pprof//cmdline", "/debug/pprof/./cmdline", "/debug/pprof/%63mdline", "/debug/pprof/cmdline?debug=1"} {
+		_, _, body := get(t, client, ts.URL+path, "")
+		for _, a := range os.Args[1:] {
+			if strings.Contains(body, a) {
+				t.Errorf("GET %s shows the argument %q: %.200q", path, a, body)
+			}
+		}
+	}
 }

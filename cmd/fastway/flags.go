@@ -223,11 +223,18 @@ func parseFlags(args []string) (*options, error) {
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
-	if fs.NArg() > 0 {
-		return nil, fmt.Errorf("unexpected argument %q: every setting is a -Flag=value", fs.Arg(0))
-	}
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	if fs.NArg() > 0 {
+		for _, name := range secretFlags {
+			if set[name] {
+				// "-ServerAuthPassword = x" makes the password "=" and x a
+				// stray argument: x may be the secret, so it is not shown.
+				return nil, fmt.Errorf("unexpected argument after the flags (not shown: -%s is set, and it may be its value): every setting is a -Flag=value", name)
+			}
+		}
+		return nil, fmt.Errorf("unexpected argument %q: every setting is a -Flag=value", fs.Arg(0))
+	}
 	switch {
 	case set["ServerAuthKey"] && set["ServerAuthPassword"]:
 		if o.ServerAuthKey != o.ServerAuthPassword {
@@ -456,6 +463,11 @@ func (o *options) validate() error {
 	}
 	if o.AdminToken != "" && len(o.AdminToken) < minAdminToken {
 		return fmt.Errorf("the admin token is %d bytes: want at least %d, too long to guess (openssl rand -hex 16 makes one)", len(o.AdminToken), minAdminToken)
+	}
+	for _, c := range []byte(o.AdminToken) {
+		if c <= ' ' || c > '~' {
+			return errors.New("the admin token holds white space or a byte that is not printable ASCII: an Authorization header cannot carry it intact")
+		}
 	}
 	if o.clientTLS, err = loadTLS("Client", o.ClientTLSCert, o.ClientTLSKey, ""); err != nil {
 		return err

@@ -62,6 +62,8 @@ func TestBadFlags(t *testing.T) {
 		{"short admin token", []string{"-AdminAddr=127.0.0.1:0", "-AdminToken=Secret-Short"}, "the admin token is 12 bytes: want at least 16"},
 		{"admin token file and flag", []string{"-AdminTokenFile=" + goodPassword, "-AdminToken=Secret-Token-Long-Enough"}, "both give the admin token: give one"},
 		{"empty admin token file", []string{"-AdminTokenFile=" + emptyFile}, "-AdminTokenFile=" + emptyFile + ": the file is empty"},
+		{"admin token with a space", []string{"-AdminToken=Secret-Token Long-Enough"}, "the admin token holds white space"},
+		{"stray argument after a password", []string{"-ServerAuthPassword", "=", "Secret-Stray"}, "unexpected argument after the flags (not shown: -ServerAuthPassword is set"},
 		{"negative size", []string{"-MaxPacket=-1"}, `invalid value "-1" for flag -MaxPacket: negative size`},
 		{"negative buffer", []string{"-ClientBufferSize=-2K"}, "negative size"},
 		{"zero size", []string{"-ServerBufferSize=0"}, "-ServerBufferSize=0B: want a size from 1B to 1G"},
