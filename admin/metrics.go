@@ -30,6 +30,7 @@ type collector struct {
 	framesDropped, closesIgnored   *prometheus.Desc
 	queueHighWater                 *prometheus.Desc
 	largeFrameBytes                *prometheus.Desc
+	largeFrameEvictions            *prometheus.Desc
 	undeliveredFrames              *prometheus.Desc
 	undeliveredBytes               *prometheus.Desc
 	discardedFrames                *prometheus.Desc
@@ -50,22 +51,23 @@ func NewCollector(g *gateway.Gateway) prometheus.Collector {
 		return prometheus.NewDesc(prometheus.BuildFQName(namespace, "", name), help, labels, nil)
 	}
 	c := &collector{
-		g:               g,
-		conns:           desc("connections", "Physical connections open now, by side (server: authenticated).", "side"),
-		virtualConns:    desc("virtual_connections", "Virtual connections open now."),
-		framesIn:        desc("frames_received_total", "Frames read from peers, by side, commands included.", "side"),
-		framesOut:       desc("frames_sent_total", "Frames written to peers, by side, commands included.", "side"),
-		bytesIn:         desc("bytes_received_total", "Bytes of frames read from peers, by side.", "side"),
-		bytesOut:        desc("bytes_sent_total", "Bytes written to peers, by side.", "side"),
-		accepted:        desc("connections_accepted_total", "Client connections accepted and server connections authenticated, by side.", "side"),
-		dialsAccepted:   desc("dials_accepted_total", "Dials that opened a virtual connection."),
-		dialsRefused:    desc("dials_refused_total", "Dials refused, by reason.", "reason"),
-		disconnects:     desc("disconnects_total", "Physical connections closed, by reason.", "reason"),
-		authFailures:    desc("server_auth_failures_total", "Server handshakes that failed."),
-		framesDropped:   desc("frames_dropped_total", "Data frames dropped: for a dead or foreign virtual connection."),
-		closesIgnored:   desc("closes_ignored_total", "Close commands ignored: for an unknown or foreign virtual connection."),
-		queueHighWater:  desc("send_queue_high_water_frames", "Longest send queue seen since start, in frames, by side.", "side"),
-		largeFrameBytes: desc("large_frame_budget_used_bytes", "Bytes unfinished large client frames hold of LargeFrameBudget now."),
+		g:                   g,
+		conns:               desc("connections", "Physical connections open now, by side (server: authenticated).", "side"),
+		virtualConns:        desc("virtual_connections", "Virtual connections open now."),
+		framesIn:            desc("frames_received_total", "Frames read from peers, by side, commands included.", "side"),
+		framesOut:           desc("frames_sent_total", "Frames written to peers, by side, commands included.", "side"),
+		bytesIn:             desc("bytes_received_total", "Bytes of frames read from peers, by side.", "side"),
+		bytesOut:            desc("bytes_sent_total", "Bytes written to peers, by side.", "side"),
+		accepted:            desc("connections_accepted_total", "Client connections accepted and server connections authenticated, by side.", "side"),
+		dialsAccepted:       desc("dials_accepted_total", "Dials that opened a virtual connection."),
+		dialsRefused:        desc("dials_refused_total", "Dials refused, by reason.", "reason"),
+		disconnects:         desc("disconnects_total", "Physical connections closed, by reason.", "reason"),
+		authFailures:        desc("server_auth_failures_total", "Server handshakes that failed."),
+		framesDropped:       desc("frames_dropped_total", "Data frames dropped: for a dead or foreign virtual connection."),
+		closesIgnored:       desc("closes_ignored_total", "Close commands ignored: for an unknown or foreign virtual connection."),
+		queueHighWater:      desc("send_queue_high_water_frames", "Longest send queue seen since start, in frames, by side.", "side"),
+		largeFrameBytes:     desc("large_frame_budget_used_bytes", "Bytes unfinished large client frames hold of LargeFrameBudget now."),
+		largeFrameEvictions: desc("large_frame_evictions_total", "Client connections closed because their source was over its fair share of a full LargeFrameBudget."),
 		undeliveredFrames: desc("frames_undelivered_total",
 			"Data frames accepted for a connection that closed before writing them whole, by the reason it closed (shutdown: cut by the shutdown deadline).", "reason"),
 		undeliveredBytes: desc("bytes_undelivered_total", "Bytes of the frames in fastway_frames_undelivered_total, by reason.", "reason"),
@@ -85,7 +87,7 @@ func NewCollector(g *gateway.Gateway) prometheus.Collector {
 	c.describe = []*prometheus.Desc{
 		c.conns, c.virtualConns, c.framesIn, c.framesOut, c.bytesIn, c.bytesOut, c.accepted,
 		c.dialsAccepted, c.dialsRefused, c.disconnects, c.authFailures, c.framesDropped,
-		c.closesIgnored, c.queueHighWater, c.largeFrameBytes, c.undeliveredFrames, c.undeliveredBytes,
+		c.closesIgnored, c.queueHighWater, c.largeFrameBytes, c.largeFrameEvictions, c.undeliveredFrames, c.undeliveredBytes,
 		c.discardedFrames, c.discardedBytes, c.memReleased, c.memReclaims,
 	}
 	return c
@@ -135,6 +137,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	gauge(c.queueHighWater, float64(s.QueueHighWater[0]), sideClient)
 	gauge(c.queueHighWater, float64(s.QueueHighWater[1]), sideServer)
 	gauge(c.largeFrameBytes, float64(s.LargeFrameBytes))
+	counter(c.largeFrameEvictions, s.LargeFrameEvictions)
 	for i, r := range c.reasons {
 		u := s.UndeliveredAt(r)
 		counter(c.undeliveredFrames, u.Frames, c.reasonNames[i])

@@ -165,8 +165,8 @@ func TestCollectorConsistent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(mfs) != 21 {
-		t.Errorf("%d metric families, want 21", len(mfs))
+	if len(mfs) != 22 {
+		t.Errorf("%d metric families, want 22", len(mfs))
 	}
 	for _, mf := range mfs {
 		if !strings.HasPrefix(mf.GetName(), "fastway_") {

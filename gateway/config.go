@@ -40,10 +40,14 @@ type Config struct {
 	// may hold while their body is still arriving. Such a frame's buffer
 	// grows as its body arrives, so a client that announces a
 	// MaxPacket-sized frame and trickles its body holds about what it sent
-	// (at most twice that, and 16 KiB more); a frame that would pass the
-	// budget closes its sender (reason "connection limit"). Servers are
-	// authenticated and do not count against it. (0: 64 MiB; negative:
-	// unlimited.)
+	// (at most twice that, and 16 KiB more). When the budget is full, the
+	// refusal falls on the source over its fair share (the budget divided
+	// by the sources holding some of it): a client within its fair share
+	// takes the room from the source furthest over it, whose largest
+	// partial frame's connection is closed (reason "connection limit",
+	// Stats.LargeFrameEvictions), and a client over it is closed itself
+	// (see proto.Budget). Servers are authenticated and do not count
+	// against it. (0: 64 MiB; negative: unlimited.)
 	LargeFrameBudget int64
 	// LargeFrameBudgetPerSource bounds what the client connections of one
 	// source (an IPv4 address, or an IPv6 /64) may hold of

@@ -13,6 +13,10 @@ var errLinkClosed = errors.New("fastway: link closed")
 // errStopped is returned by a link's reads once the gateway stops it.
 var errStopped = errors.New("fastway: link stopped by shutdown")
 
+// errBudgetEvicted is why a client whose large frame was evicted from a full
+// LargeFrameBudget was closed.
+var errBudgetEvicted = errors.New("fastway: large frame evicted from the full LargeFrameBudget: its source was over its fair share")
+
 // Reason says why a physical connection was closed. Every disconnect is
 // logged with its reason and counted per reason in Stats.
 type Reason uint8

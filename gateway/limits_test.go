@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"bytes"
 	"fmt"
 	"net"
 	"testing"
@@ -219,6 +220,34 @@ func TestLargeFrameBudget(t *testing.T) {
 			checkFrames(t, readData(t, s, 1), [][]byte{frame})
 		}
 		t.Logf("budget used %s of 8 MiB; honest frames of 64 KiB, 20 KB, 8 KiB and 300 KiB sent whole all passed", mib(g.budget.Used()))
+	})
+	t.Run("an honest frame that must wait in a full budget", func(t *testing.T) {
+		// Ten sources, each within its share, fill the budget with
+		// partial frames. An honest client from another source then
+		// sends half a 300 KiB frame and pauses, so its reader must wait
+		// holding the frame: the budget is full, but the honest source is
+		// within its fair share (a twelfth), so the refusal falls on an
+		// attacking source over it, not on the honest client.
+		g, s, _, _ := setup(t, Config{LargeFrameBudget: 8 << 20})
+		for src := range 10 {
+			for range 8 {
+				c := g.dialClientFrom(t, fmt.Sprintf("127.6.%d.1", src))
+				announce(c, 99, 73792)
+			}
+		}
+		eventually(t, "the budget full", func() bool { return g.budget.Used() > 8<<20-256<<10 })
+		c := g.dialClientFrom(t, "127.7.1.1")
+		id, _ := open(t, c, s, 1)
+		before := g.Stats()
+		frame := proto.EncodeData(nil, id, bytes.Repeat([]byte{5}, 300<<10))
+		c.write(frame[:150<<10])
+		eventually(t, "an attacker evicted", func() bool { return g.Stats().LargeFrameEvictions > before.LargeFrameEvictions })
+		c.write(frame[150<<10:])
+		checkFrames(t, readData(t, s, 1), [][]byte{frame})
+		c.ping()
+		after := g.Stats()
+		t.Logf("budget full (%s of 8 MiB; while it filled, %d attacking connections were refused and %d evicted by each other): a 300 KiB honest frame that waited half-way passed, %d attacking connections evicted for it",
+			mib(g.budget.Used()), before.Disconnected(ReasonLimit)-before.LargeFrameEvictions, before.LargeFrameEvictions, after.LargeFrameEvictions-before.LargeFrameEvictions)
 	})
 	t.Run("a source over its share", func(t *testing.T) {
 		g, s, honest, _ := setup(t, Config{LargeFrameBudgetPerSource: 512<<10 + 8})

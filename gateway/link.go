@@ -300,11 +300,18 @@ func (l *link) newFrameReader() *proto.FrameReader {
 	case l.side == sideServer:
 	case l.share != nil:
 		fr.SetBudgetShare(l.share.BudgetShare)
+		fr.OnBudgetEvict(l.evictLarge)
 	default:
 		fr.SetBudget(l.gw.budget)
+		fr.OnBudgetEvict(l.evictLarge)
 	}
 	return fr
 }
+
+// evictLarge closes a client whose partial large frame the budget took back
+// for a client within its fair share (see proto.Budget): its reader, blocked
+// waiting for the frame's body, then fails and gives the buffer back.
+func (l *link) evictLarge() { l.close(ReasonLimit, errBudgetEvicted, false) }
 
 // readFailed closes the link after a read error, unless the reader was
 // stopped by Shutdown, which closes the link itself once every reader has

@@ -23,6 +23,11 @@ type Stats struct {
 	// LargeFrameBytes is what unfinished large client frames hold of
 	// LargeFrameBudget now, in bytes (see Config.LargeFrameBudget).
 	LargeFrameBytes int64
+	// LargeFrameEvictions counts client connections closed (reason
+	// "connection limit") because their source was over its fair share of
+	// a full LargeFrameBudget when a connection within its share needed
+	// room (see proto.Budget).
+	LargeFrameEvictions uint64
 
 	// Undelivered counts, by the reason their link closed, the data frames
 	// the gateway had accepted for a link and never wrote whole: still
@@ -155,6 +160,7 @@ func (g *Gateway) Stats() Stats {
 	s.Discarded = c.discarded.load()
 	if g.budget != nil {
 		s.LargeFrameBytes = g.budget.Used()
+		s.LargeFrameEvictions = g.budget.Evictions()
 	}
 	s.MemReleased, s.MemReclaims = c.memReleased.Load(), c.memReclaims.Load()
 	// Sum live links under the links lock, so a link is counted either

@@ -39,7 +39,7 @@ type FrameReader struct {
 	lent      bool   // the buffer is empty and to be let go of, but a borrowed frame is in it
 	deferred  error  // an error ReadMore met, returned by the next read
 
-	budget budget // shared bound on large frames still arriving, or nil
+	hold *budgetHold // what this reader reserves in a Budget for large frames still arriving, or nil
 
 	// shared is set once a frame of buf was handed out in place
 	// (ReadFrameShared): it holds the reader's own reference to buf, and
@@ -546,18 +546,24 @@ func (fr *FrameReader) readLarge(size int) ([]byte, error) {
 	}
 	var held int64 // reserved in the budget
 	charge := func(n int) error {
-		if fr.budget == nil || int64(n) <= held {
+		if fr.hold == nil {
 			return nil
 		}
-		if !fr.budget.reserve(int64(n) - held) {
-			return fmt.Errorf("%w: %d-byte frame (%d bytes of it arrived)", ErrBudgetExceeded, size, got)
+		if fr.hold.evicted.Load() {
+			return fmt.Errorf("%w: %d-byte frame (%d bytes of it arrived) evicted: its source was over its share of a full budget", ErrBudgetExceeded, size, got)
+		}
+		if int64(n) <= held {
+			return nil
+		}
+		if err := fr.hold.reserve(int64(n) - held); err != nil {
+			return fmt.Errorf("%w: %d-byte frame (%d bytes of it arrived): %v", ErrBudgetExceeded, size, got, err)
 		}
 		held = int64(n)
 		return nil
 	}
 	defer func() {
 		if held > 0 {
-			fr.budget.release(held)
+			fr.hold.release()
 		}
 	}()
 	grow := func(frame []byte, n int) ([]byte, error) {
@@ -586,6 +592,10 @@ func (fr *FrameReader) readLarge(size int) ([]byte, error) {
 	}
 	fail := func(err error) ([]byte, error) {
 		fr.pool.Free(frame)
+		if fr.hold != nil && fr.hold.evicted.Load() {
+			// The read failed because the eviction closed the reader.
+			return nil, fmt.Errorf("%w: %d-byte frame (%d bytes of it arrived) evicted: its source was over its share of a full budget", ErrBudgetExceeded, size, got)
+		}
 		if err == io.EOF {
 			err = io.ErrUnexpectedEOF
 		}
@@ -629,96 +639,6 @@ func (fr *FrameReader) readLarge(size int) ([]byte, error) {
 		}
 	}
 	return frame, nil
-}
-
-// Budget bounds the bytes that frames larger than their reader's buffer hold
-// while their body is still arriving, across every FrameReader that shares
-// it. Such a frame's buffer grows as its body arrives (see readLarge), so a
-// peer that announces a MaxPacket-sized frame and sends its body slowly
-// holds about what it has sent; all such peers together hold at most the
-// limit, and a frame that would pass it fails with ErrBudgetExceeded. A
-// BudgetShare bounds one group of readers (the connections of one source
-// address) within it.
-type Budget struct {
-	limit int64
-	used  atomic.Int64
-}
-
-// NewBudget returns a Budget of limit bytes.
-func NewBudget(limit int64) *Budget { return &Budget{limit: limit} }
-
-// Used returns the bytes reserved now.
-func (b *Budget) Used() int64 { return b.used.Load() }
-
-func (b *Budget) reserve(n int64) bool { return reserveIn(&b.used, b.limit, n) }
-
-func (b *Budget) release(n int64) { b.used.Add(-n) }
-
-// reserveIn adds n to used unless that would pass limit.
-func reserveIn(used *atomic.Int64, limit, n int64) bool {
-	for {
-		u := used.Load()
-		if u+n > limit {
-			return false
-		}
-		if used.CompareAndSwap(u, u+n) {
-			return true
-		}
-	}
-}
-
-// BudgetShare is a part of a Budget that a group of readers may take at
-// most: what they reserve counts against both.
-type BudgetShare struct {
-	b     *Budget
-	limit int64
-	used  atomic.Int64
-}
-
-// NewShare returns a share of at most limit bytes of b.
-func (b *Budget) NewShare(limit int64) *BudgetShare { return &BudgetShare{b: b, limit: limit} }
-
-// Used returns the bytes the share's readers reserved now.
-func (s *BudgetShare) Used() int64 { return s.used.Load() }
-
-func (s *BudgetShare) reserve(n int64) bool {
-	if !reserveIn(&s.used, s.limit, n) {
-		return false
-	}
-	if !s.b.reserve(n) {
-		s.used.Add(-n)
-		return false
-	}
-	return true
-}
-
-func (s *BudgetShare) release(n int64) {
-	s.used.Add(-n)
-	s.b.release(n)
-}
-
-// budget is what a FrameReader reserves its large frames in: a Budget or a
-// BudgetShare.
-type budget interface {
-	reserve(n int64) bool
-	release(n int64)
-}
-
-// SetBudget makes the reader count its large frames against b (nil: none).
-func (fr *FrameReader) SetBudget(b *Budget) {
-	fr.budget = nil
-	if b != nil {
-		fr.budget = b
-	}
-}
-
-// SetBudgetShare makes the reader count its large frames against s, and
-// so against s's Budget (nil: none).
-func (fr *FrameReader) SetBudgetShare(s *BudgetShare) {
-	fr.budget = nil
-	if s != nil {
-		fr.budget = s
-	}
 }
 
 // Release returns the read buffer to the pool. Bytes buffered but not read

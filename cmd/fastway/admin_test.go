@@ -268,6 +268,7 @@ func statsSeries(key string) (string, bool) {
 		"queue_high_water.client": `fastway_send_queue_high_water_frames{side="client"}`,
 		"queue_high_water.server": `fastway_send_queue_high_water_frames{side="server"}`,
 		"large_frame_budget_used": `fastway_large_frame_budget_used_bytes`,
+		"large_frame_evictions":   `fastway_large_frame_evictions_total`,
 	}[key]
 	return s, ok
 }

@@ -159,7 +159,7 @@ func newFlagSet(o *options) *flag.FlagSet {
 
 	fs.BoolVar(&o.ReusePort, "ReusePort", false, "listen with SO_REUSEPORT, so several processes can share the ports (rolling restarts)")
 	sizeVar(&o.MaxPacket, "MaxPacket", proto.DefaultMaxPacket, "largest frame accepted, in bytes (the Length field); a larger one closes its connection")
-	sizeVar(&o.LargeFrameBudget, "LargeFrameBudget", gateway.DefaultLargeFrameBudget, "bytes the client frames larger than their connection's read buffer may hold together while their body arrives (about what has arrived of each); a frame past it closes its sender (at least MaxPacket)")
+	sizeVar(&o.LargeFrameBudget, "LargeFrameBudget", gateway.DefaultLargeFrameBudget, "bytes the client frames larger than their connection's read buffer may hold together while their body arrives (about what has arrived of each); when it is full, the connection of the source furthest over its fair share is closed (at least MaxPacket)")
 	fs.Var(&o.LargeFrameBudgetPerSource, "LargeFrameBudgetPerSource", "what the client connections of one source address (IPv6: one /64) may hold of LargeFrameBudget; past it the frame's sender is closed (0: an eighth of it, at least MaxPacket)")
 	fs.StringVar(&o.MemPoolType, "MemPoolType", defaultMemPoolType, "buffer pool: sync, atom or chan (none: no pooling)")
 	fs.IntVar(&o.MemPoolFactor, "MemPoolFactor", slab.DefaultFactor, "ratio between the pool's neighbouring chunk sizes (at least 2)")

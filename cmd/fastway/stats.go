@@ -69,6 +69,7 @@ func formatStats(s gateway.Stats) string {
 	put("queue_high_water.client", uint64(max(s.QueueHighWater[0], 0)))
 	put("queue_high_water.server", uint64(max(s.QueueHighWater[1], 0)))
 	put("large_frame_budget_used", uint64(max(s.LargeFrameBytes, 0)))
+	put("large_frame_evictions", s.LargeFrameEvictions)
 	for _, r := range gateway.Reasons() {
 		put("undelivered_frames."+word(r.String()), s.UndeliveredAt(r).Frames)
 		put("undelivered_bytes."+word(r.String()), s.UndeliveredAt(r).Bytes)
