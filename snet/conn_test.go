@@ -129,7 +129,7 @@ func TestClientReconnTimeout(t *testing.T) {
 
 // TestForgedReconnect: unknown IDs, wrong keys and impossible counts are
 // refused with 24 zero bytes and leave the real session alone; a valid
-// request with a wrong challenge answer costs the session a reconnect only.
+// request with a wrong challenge answer leaves it alone too.
 func TestForgedReconnect(t *testing.T) {
 	cfg := Config{EnableCrypt: true, RewriterBufferSize: 1 << 20}
 	hs := newHandshakeErrors(&cfg)
