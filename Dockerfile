@@ -8,9 +8,12 @@
 #
 # The server port is open to other hosts, so fastway refuses to start
 # without a password: pass -e FASTWAY_AUTH_PASSWORD (read by fastway
-# itself, so it does not show in ps) or append -ServerAuthPassword=... to
-# the command. Arguments after the image name replace CMD, so repeat the
-# addresses when you add flags.
+# itself, so it does not show in ps), or mount a secret and append
+# -ServerAuthPasswordFile=/run/secrets/... (or -ServerKeyFile=... for keys
+# per server) to the command. Arguments after the image name replace CMD,
+# so repeat the addresses when you add flags. The admin server, if any,
+# must listen on -AdminAddr=0.0.0.0:6060 to be reachable through -p (a
+# host-less address binds the container's loopback).
 
 FROM golang:1.26 AS build
 WORKDIR /src

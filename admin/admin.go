@@ -8,6 +8,8 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"os"
+	"strings"
 	"time"
 
 	"github.com/fastway-go/fastway/gateway"
@@ -25,19 +27,31 @@ const (
 
 // Options configure a Server. The zero value works.
 type Options struct {
-	// Logger receives the HTTP server's and the metrics handler's errors
-	// (nil: slog.Default()).
+	// Logger receives the HTTP server's and the metrics handler's errors,
+	// and the refused requests, rate-limited (nil: slog.Default()).
 	Logger *slog.Logger
+	// Token, when not empty, is required on every endpoint but /healthz
+	// and /readyz, as "Authorization: Bearer <Token>"; a request without
+	// it gets 401 and is counted (fastway_admin_requests_refused_total) and
+	// logged. Empty: no token, every endpoint is open (keep the server on
+	// loopback then).
+	Token string
+	// Cmdline is what /debug/pprof/cmdline shows, one argument per entry:
+	// the caller's command line with its secrets redacted. nil shows the
+	// program's name only (os.Args[0]): the arguments may hold a password.
+	Cmdline []string
 }
 
 // Server serves a gateway's admin endpoints (see the package doc). It is
 // an http.Handler; Serve and Shutdown run it on a listener of your own.
 type Server struct {
-	g   *gateway.Gateway
-	log *slog.Logger
-	reg *prometheus.Registry
-	mux *http.ServeMux
-	srv *http.Server
+	g       *gateway.Gateway
+	log     *slog.Logger
+	reg     *prometheus.Registry
+	mux     *http.ServeMux
+	srv     *http.Server
+	auth    *tokenAuth
+	cmdline []string
 }
 
 // New returns the admin server of g. Its metrics registry is private: it
@@ -47,8 +61,12 @@ func New(g *gateway.Gateway, opts Options) *Server {
 	if log == nil {
 		log = slog.Default()
 	}
-	s := &Server{g: g, log: log, reg: prometheus.NewRegistry(), mux: http.NewServeMux()}
-	s.reg.MustRegister(
+	s := &Server{g: g, log: log, reg: prometheus.NewRegistry(), mux: http.NewServeMux(), cmdline: opts.Cmdline}
+	if s.cmdline == nil {
+		s.cmdline = os.Args[:min(len(os.Args), 1)]
+	}
+	s.auth = newTokenAuth(opts.Token, log)
+	s.reg.MustRegister(s.auth.refusedCounter(),
 		NewCollector(g),
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
@@ -66,13 +84,13 @@ func New(g *gateway.Gateway, opts Options) *Server {
 	// The pprof handlers on this mux only: importing net/http/pprof also
 	// registers them on http.DefaultServeMux, which fastway never serves.
 	s.mux.HandleFunc("/debug/pprof/", pprof.Index)
-	s.mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	s.mux.HandleFunc("/debug/pprof/cmdline", s.pprofCmdline)
 	s.mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	s.mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	s.mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 
 	s.srv = &http.Server{
-		Handler:           s.mux,
+		Handler:           s,
 		ReadHeaderTimeout: readHeaderTimeout,
 		IdleTimeout:       idleTimeout,
 		ErrorLog:          errLog,
@@ -84,8 +102,23 @@ func New(g *gateway.Gateway, opts Options) *Server {
 // that wants to add its own collectors.
 func (s *Server) Registry() *prometheus.Registry { return s.reg }
 
-// ServeHTTP implements http.Handler.
-func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+// ServeHTTP implements http.Handler: with a token, every path but
+// /healthz and /readyz needs it first.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path != "/healthz" && r.URL.Path != "/readyz" && !s.auth.allow(w, r) {
+		return
+	}
+	s.mux.ServeHTTP(w, r)
+}
+
+// pprofCmdline answers the command line as net/http/pprof does (its
+// arguments separated by NUL bytes), but Options.Cmdline instead of
+// os.Args: never a password given on the command line.
+func (s *Server) pprofCmdline(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Write([]byte(strings.Join(s.cmdline, "\x00")))
+}
 
 // Serve serves the admin endpoints on ln until Shutdown, then returns
 // http.ErrServerClosed, as http.Server.Serve does.
@@ -107,8 +140,8 @@ func (s *Server) index(w http.ResponseWriter, _ *http.Request) {
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.Write([]byte("fastway admin\n\n" +
 		"/metrics        Prometheus metrics\n" +
-		"/healthz        liveness: 200 while the process runs\n" +
-		"/readyz         readiness: 200 while both ports listen and no shutdown is under way, else 503\n" +
+		"/healthz        liveness: 200 while the process runs (no token needed)\n" +
+		"/readyz         readiness: 200 while both ports listen and no shutdown is under way, else 503 (no token needed)\n" +
 		"/servers        registered servers (JSON)\n" +
 		"/debug/pprof/   profiles\n"))
 }

@@ -9,7 +9,15 @@
 //	/readyz          200 while the gateway listens on both ports and is not
 //	                 shutting down, 503 otherwise
 //	/servers         JSON list of the registered server connections
-//	/debug/pprof/    the net/http/pprof handlers
+//	/debug/pprof/    the net/http/pprof handlers; cmdline shows Options.Cmdline
+//	                 (the program's name only by default), never os.Args
+//
+// With Options.Token set, every endpoint but /healthz and /readyz needs
+// "Authorization: Bearer <token>"; other requests get 401, are counted
+// (fastway_admin_requests_refused_total) and logged, rate-limited. The
+// token is compared in constant time. Without a token anyone who reaches
+// the port may read profiles and stall the process with a CPU profile, so
+// keep the server on loopback then.
 //
 // The metrics come from a custom prometheus.Collector (NewCollector) that
 // takes one gateway.Stats snapshot per scrape: the gateway's hot path keeps

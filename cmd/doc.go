@@ -13,10 +13,30 @@
 // command and logs the result with log/slog: a record "fastway: cmd: command
 // done" with the keys cmd and result, or "fastway: cmd: command failed" with
 // cmd and err for an unknown command, bad arguments, a failing command, or a
-// missing or unreadable file. Whatever a command does, the process keeps
+// missing or refused file. Whatever a command does, the process keeps
 // running: a handler that panics is recovered and logged as an error with
 // its stack. The file is left in place, so another signal runs the same
 // command again.
+//
+// # What the file may be
+//
+// The file is opened without following a symbolic link (O_NOFOLLOW) and
+// without blocking (O_NONBLOCK), then checked on the opened descriptor
+// (fstat), so swapping the path between a check and the open fools
+// nothing. It is read only if it is a regular file owned by the process's
+// effective user, not writable by group or others, with a single link.
+// Otherwise the run fails at once with ErrCmdFile and the reason: a link to
+// a key, a FIFO or a device put in its place, a file another user wrote, or
+// a hard link to some other file, is never read, and never holds up the
+// interpreter or a shutdown. Write it as the gateway's user with a umask
+// of 022 or stricter (echo stats > fastway.cmd does).
+//
+// The log holds none of the file's text but the command's name (its first
+// word, at most MaxLoggedNameSize bytes, anything but printable ASCII
+// replaced by '?'); the arguments stay out of it, and out of the errors the
+// built-in commands return. A key pasted into the file shows up as
+// cmd=-----BEGIN and nothing more. Config.OnResult, for programs, sees the
+// whole line.
 //
 // A command is a name and its arguments, separated by white space. There is
 // no quoting, and the file holds exactly one command (one non-blank line).

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -101,7 +100,7 @@ func (i *Interpreter) Exec(line string) (string, error) {
 	}
 	c, ok := i.lookup(words[0])
 	if !ok {
-		return "", fmt.Errorf("%w %q", ErrUnknownCommand, words[0])
+		return "", fmt.Errorf("%w %q", ErrUnknownCommand, capName(words[0]))
 	}
 	return c.run(words[1:])
 }
@@ -121,8 +120,14 @@ func split(line string) ([]string, error) {
 
 // RunFile reads the command file (Config.CmdFile), runs the command it
 // holds with Exec, logs the result or the error, and calls Config.OnResult.
-// A missing, oversized or otherwise unreadable file gives an error wrapping
-// ErrCmdFile, logged like any other.
+// A missing, oversized or refused file (see readCmdFile) gives an error
+// wrapping ErrCmdFile, logged like any other.
+//
+// The log never holds the file's text: only the command's name, cut to
+// MaxLoggedNameSize bytes with anything but printable ASCII replaced (key
+// cmd), and the error or the result. If the file is not what the operator
+// meant (a key pasted into it, say), no more than a word of it reaches the
+// log. Config.OnResult still sees the whole line.
 func (i *Interpreter) RunFile() (string, error) {
 	var line, res string
 	text, err := i.readCmdFile()
@@ -131,13 +136,14 @@ func (i *Interpreter) RunFile() (string, error) {
 		res, err = i.Exec(line)
 	}
 	log := i.logger()
+	name := logName(line)
 	switch pe := (*panicError)(nil); {
 	case errors.As(err, &pe):
-		log.Error("fastway: cmd: command failed", "cmd", line, "err", err, "stack", string(pe.stack))
+		log.Error("fastway: cmd: command failed", "cmd", name, "err", err, "stack", string(pe.stack))
 	case err != nil:
-		log.Error("fastway: cmd: command failed", "cmd", line, "err", err)
+		log.Error("fastway: cmd: command failed", "cmd", name, "err", err)
 	default:
-		log.Info("fastway: cmd: command done", "cmd", line, "result", res)
+		log.Info("fastway: cmd: command done", "cmd", name, "result", res)
 	}
 	if i.cfg.OnResult != nil {
 		i.cfg.OnResult(line, res, err)
@@ -145,19 +151,49 @@ func (i *Interpreter) RunFile() (string, error) {
 	return res, err
 }
 
-// readCmdFile returns the text of the command file, refusing anything but a
-// regular file of at most MaxCmdFileSize bytes. The check before opening
-// keeps a FIFO planted at that path from blocking the open.
+// MaxLoggedNameSize bounds, in bytes, the command name RunFile logs and
+// the name an unknown-command error quotes.
+const MaxLoggedNameSize = 32
+
+// logName returns the first word of line as it may be logged: at most
+// MaxLoggedNameSize bytes (then "..."), every byte that is not printable
+// ASCII replaced by '?'.
+func logName(line string) string {
+	words := strings.Fields(line)
+	if len(words) == 0 {
+		return ""
+	}
+	return capName(words[0])
+}
+
+// capName applies logName's rules to one word.
+func capName(w string) string {
+	cut := len(w) > MaxLoggedNameSize
+	if cut {
+		w = w[:MaxLoggedNameSize]
+	}
+	b := []byte(w)
+	for k, c := range b {
+		if c <= ' ' || c > '~' {
+			b[k] = '?'
+		}
+	}
+	if cut {
+		return string(b) + "..."
+	}
+	return string(b)
+}
+
+// readCmdFile returns the text of the command file. It is opened without
+// following a symbolic link and without blocking (openCmdFile), and read
+// only if it is a regular file of this process's user that group and
+// others cannot write, with a single link; at most MaxCmdFileSize bytes. So
+// a link to a secret, a FIFO or a device put in its place, or a file
+// someone else can write, is refused at once and the interpreter (and a
+// shutdown waiting for it) is never held up.
 func (i *Interpreter) readCmdFile() (string, error) {
 	path := i.cfg.CmdFile
-	fi, err := os.Stat(path)
-	if err != nil {
-		return "", fmt.Errorf("%w %s: %w", ErrCmdFile, path, err)
-	}
-	if !fi.Mode().IsRegular() {
-		return "", fmt.Errorf("%w %s: not a regular file", ErrCmdFile, path)
-	}
-	f, err := os.Open(path)
+	f, err := openCmdFile(path)
 	if err != nil {
 		return "", fmt.Errorf("%w %s: %w", ErrCmdFile, path, err)
 	}
@@ -189,7 +225,7 @@ func (i *Interpreter) helpCmd(args []string) (string, error) {
 	case 1:
 		c, ok := i.lookup(args[0])
 		if !ok {
-			return "", fmt.Errorf("%w %q", ErrUnknownCommand, args[0])
+			return "", fmt.Errorf("%w %q", ErrUnknownCommand, capName(args[0]))
 		}
 		cmds = []command{c}
 	default:
@@ -209,7 +245,9 @@ func (i *Interpreter) helpCmd(args []string) (string, error) {
 	return b.String(), nil
 }
 
-// badArgs returns the ErrBadArgs error for command name.
+// badArgs returns the ErrBadArgs error for command name. The arguments
+// stay out of it: RunFile logs the error, and the log never holds more of
+// the command file than the command's name.
 func badArgs(name string, args []string, want string) error {
-	return fmt.Errorf("%w for %s %q: want %s", ErrBadArgs, name, args, want)
+	return fmt.Errorf("%w for %s (%d given): want %s", ErrBadArgs, name, len(args), want)
 }

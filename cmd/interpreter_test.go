@@ -422,8 +422,8 @@ func TestRunFile(t *testing.T) {
 			}
 			if tc.want == nil {
 				attrs, ok := rec.find(slog.LevelInfo, "fastway: cmd: command done")
-				if !ok || attrs["cmd"] != tc.cmd || attrs["result"] != tc.res {
-					t.Errorf("logged %v, %v; want cmd %q, result %q", attrs, ok, tc.cmd, tc.res)
+				if !ok || attrs["cmd"] != logName(tc.cmd) || attrs["result"] != tc.res {
+					t.Errorf("logged %v, %v; want cmd %q, result %q", attrs, ok, logName(tc.cmd), tc.res)
 				}
 			} else {
 				attrs, ok := rec.find(slog.LevelError, "fastway: cmd: command failed")

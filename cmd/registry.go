@@ -12,7 +12,9 @@ import (
 // (split on white space; there is no quoting), possibly none. The returned
 // string is the result that RunFile logs; an error is logged instead. A
 // handler that does not understand its arguments should return an error
-// wrapping ErrBadArgs. A panic is recovered and turned into an error
+// wrapping ErrBadArgs. RunFile logs the error but never the arguments (nor
+// anything of the file but the command's name): keep them out of the error
+// too, since the file may not hold what the operator meant. A panic is recovered and turned into an error
 // wrapping ErrHandlerPanic.
 //
 // Handlers run one at a time when driven by Serve, but Exec may be called

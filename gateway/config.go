@@ -110,11 +110,19 @@ type Config struct {
 	// sees them (snet's handshakes), adds them here.
 	FDReserve int
 
-	// ServerAuthPassword is the key servers prove with the MD5 challenge.
-	// When it is empty, only servers connecting from a loopback address
-	// may try the handshake; others are closed before a challenge and
-	// counted (reason "auth failed").
+	// ServerAuthPassword is the key servers prove with the MD5 challenge,
+	// for the IDs ServerKeys does not list. When it is empty and there are
+	// no ServerKeys, only servers connecting from a loopback address may
+	// try the handshake; others are closed before a challenge and counted
+	// (reason "auth failed").
 	ServerAuthPassword string
+	// ServerKeys, when not nil, gives server IDs keys of their own: a
+	// server announcing an ID it lists must prove that ID's key, and no
+	// other key registers it; an ID it does not list is admitted with
+	// ServerAuthPassword if that is not empty, and not at all if it is.
+	// Gateway.SetServerAuth replaces both at run time. (nil: every ID
+	// proves ServerAuthPassword.)
+	ServerKeys *ServerKeys
 	// ServerAuthTimeout bounds the server handshake (0: 3 s).
 	ServerAuthTimeout time.Duration
 	// ServerMaxHandshakes caps the server-port connections still in their

@@ -32,6 +32,7 @@ type Gateway struct {
 	readers sync.WaitGroup // readers and handshakes only (Shutdown's first phase)
 
 	authLimit *authLimiter
+	auth      atomic.Pointer[serverAuth] // the password and per-server keys (SetServerAuth)
 	logLimit  logLimiter
 	budget    *proto.Budget // LargeFrameBudget, shared by every client link's reader (nil: unlimited)
 	shares    *budgetShares // each client source's share of budget (nil: none)
@@ -71,7 +72,7 @@ func New(cfg Config) *Gateway {
 	if cfg.MemReleaseInterval > 0 {
 		reclaimer = &slab.Reclaimer{Pool: cfg.MemPool, Idle: cfg.MemReleaseInterval}
 	}
-	return &Gateway{
+	g := &Gateway{
 		reclaimer: reclaimer,
 		budget:    budget,
 		shares:    shares,
@@ -85,6 +86,8 @@ func New(cfg Config) *Gateway {
 		listeners: make(map[net.Listener]struct{}),
 		done:      make(chan struct{}),
 	}
+	g.SetServerAuth(cfg.ServerAuthPassword, cfg.ServerKeys)
+	return g
 }
 
 // Config returns the gateway's configuration, defaults filled in.
@@ -290,7 +293,7 @@ func (g *Gateway) logEvent(reason Reason, level slog.Level, msg string, attrs ..
 // held by its handshakes in progress, the handshake waits for one of them
 // to end (awaitAttempt).
 func (g *Gateway) acceptServer(conn net.Conn) {
-	if g.cfg.ServerAuthPassword == "" && !loopbackPeer(conn) {
+	if a := g.auth.Load(); a.password == "" && a.keys == nil && !loopbackPeer(conn) {
 		g.counters.authFailures.Add(1)
 		g.refuseConn(conn, sideServer, ReasonAuthFailed, slog.String("error", "no server password is set: only loopback servers may register"))
 		return
@@ -378,7 +381,7 @@ func (g *Gateway) handshake(conn net.Conn, src netip.Prefix, reserved bool, wait
 	var id uint32
 	err := errThrottled
 	if !throttled {
-		id, err = proto.AuthenticateServer(conn, g.cfg.ServerAuthPassword, max(time.Until(deadline), time.Millisecond))
+		id, err = proto.AuthenticateServerKeys(conn, g.serverKey, max(time.Until(deadline), time.Millisecond))
 	}
 	g.mu.Lock()
 	delete(g.pending, conn)

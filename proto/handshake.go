@@ -39,18 +39,37 @@ func EncodeAuthReply(challenge []byte, key string, serverID uint32) [AuthReplySi
 	return r
 }
 
+// KeyFunc returns the key a server announcing ServerID id must prove, and
+// false if no key admits that ID (the gateway's per-server keys).
+type KeyFunc func(id uint32) (key string, ok bool)
+
 // VerifyAuthReply checks a server's reply to challenge in constant time and
 // returns the ServerID it announced, any u32 (0 included: docs/protocol.md
 // §1.4). A wrong digest is ErrAuthFailed.
 func VerifyAuthReply(challenge []byte, key string, reply []byte) (uint32, error) {
+	return VerifyAuthReplyKeys(challenge, func(uint32) (string, bool) { return key, true }, reply)
+}
+
+// VerifyAuthReplyKeys is VerifyAuthReply with the key chosen by the
+// ServerID the reply announces (the ID travels beside the digest, so a
+// server needs no change to be given a key of its own). An ID keyFor does
+// not admit, or a digest made with another key, is ErrAuthFailed, wrapped
+// with the ID; the digest is computed either way, so both take the same
+// time.
+func VerifyAuthReplyKeys(challenge []byte, keyFor KeyFunc, reply []byte) (uint32, error) {
 	if len(reply) != AuthReplySize {
 		return 0, fmt.Errorf("%w: reply of %d bytes", ErrAuthFailed, len(reply))
 	}
+	id := binary.LittleEndian.Uint32(reply[DigestSize:])
+	key, ok := keyFor(id)
 	want := Digest(challenge, key)
-	if subtle.ConstantTimeCompare(want[:], reply[:DigestSize]) != 1 {
-		return 0, ErrAuthFailed
+	if subtle.ConstantTimeCompare(want[:], reply[:DigestSize]) != 1 || !ok {
+		if !ok {
+			return 0, fmt.Errorf("%w: no key admits server ID %d", ErrAuthFailed, id)
+		}
+		return 0, fmt.Errorf("%w: wrong digest for server ID %d", ErrAuthFailed, id)
 	}
-	return binary.LittleEndian.Uint32(reply[DigestSize:]), nil
+	return id, nil
 }
 
 // AuthenticateServer runs the gateway's side of the server handshake on a
@@ -58,6 +77,12 @@ func VerifyAuthReply(challenge []byte, key string, reply []byte) (uint32, error)
 // reply. The whole exchange must finish within timeout (0:
 // DefaultAuthTimeout); the deadline is cleared on success.
 func AuthenticateServer(conn net.Conn, key string, timeout time.Duration) (uint32, error) {
+	return AuthenticateServerKeys(conn, func(uint32) (string, bool) { return key, true }, timeout)
+}
+
+// AuthenticateServerKeys is AuthenticateServer with the key chosen by the
+// ServerID the server announces (see VerifyAuthReplyKeys).
+func AuthenticateServerKeys(conn net.Conn, keyFor KeyFunc, timeout time.Duration) (uint32, error) {
 	if timeout <= 0 {
 		timeout = DefaultAuthTimeout
 	}
@@ -75,7 +100,7 @@ func AuthenticateServer(conn net.Conn, key string, timeout time.Duration) (uint3
 	if _, err := io.ReadFull(conn, reply[:]); err != nil {
 		return 0, fmt.Errorf("fastway: reading auth reply: %w", err)
 	}
-	id, err := VerifyAuthReply(challenge[:], key, reply[:])
+	id, err := VerifyAuthReplyKeys(challenge[:], keyFor, reply[:])
 	if err != nil {
 		return 0, err
 	}

@@ -98,6 +98,30 @@ func TestVerifyAuthReply(t *testing.T) {
 	}
 }
 
+// TestVerifyAuthReplyKeys: the key is chosen by the ServerID in the reply,
+// so a digest made with one ID's key does not register another ID.
+func TestVerifyAuthReplyKeys(t *testing.T) {
+	keys := map[uint32]string{1: "key-one", 2: "key-two"}
+	keyFor := func(id uint32) (string, bool) { k, ok := keys[id]; return k, ok }
+	for _, tc := range []struct {
+		name string
+		key  string
+		id   uint32
+		ok   bool
+	}{
+		{"own key", "key-one", 1, true},
+		{"other ID's key", "key-one", 2, false},
+		{"unlisted ID", "key-one", 3, false},
+		{"unlisted ID, empty key", "", 3, false},
+	} {
+		reply := EncodeAuthReply(vecChallenge, tc.key, tc.id)
+		id, err := VerifyAuthReplyKeys(vecChallenge, keyFor, reply[:])
+		if tc.ok != (err == nil) || (err == nil && id != tc.id) || (err != nil && !errors.Is(err, ErrAuthFailed)) {
+			t.Errorf("%s: %d, %v", tc.name, id, err)
+		}
+	}
+}
+
 // connPair returns the gateway's and the server's ends of one connection.
 type connPair func(t *testing.T) (gw, srv net.Conn)
 

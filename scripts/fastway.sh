@@ -179,7 +179,11 @@ send_cmd() {
 	fi
 	local offset i out result
 	offset=$(log_size)
-	printf '%s\n' "$*" >"$CMDFILE"
+	# fastway reads only a regular file of its own user that group and
+	# others cannot write, with one link, never through a symbolic link:
+	# write a fresh one.
+	rm -f "$CMDFILE"
+	(umask 022 && printf '%s\n' "$*" >"$CMDFILE")
 	kill -USR1 "$pid"
 	for ((i = 0; i < CMD_TIMEOUT * 10; i++)); do
 		out=$(new_lines "$offset")

@@ -71,8 +71,9 @@ type Conn struct {
 	rdl, wdl   time.Time
 	laddr      net.Addr
 	raddr      net.Addr
-	hs         net.Conn // TCP connection of the resume handshake in progress
-	hsSeq      uint64   // numbers resume attempts; the latest wins
+	hs         net.Conn // client: TCP connection of the resume handshake in progress
+	hsSeq      uint64   // client: numbers resume attempts; the latest wins
+	srv        serverResumes
 	waitTimer  *time.Timer
 	waitSeq    uint64
 	refusal    error     // server: why the last verified reconnect was refused
@@ -81,6 +82,29 @@ type Conn struct {
 }
 
 var _ net.Conn = (*Conn)(nil)
+
+// serverResumes is a server Conn's state for the reconnects in their
+// handshake, guarded by Conn.mu. None of it touches the live TCP
+// connection: a reconnect replaces it only once it has answered the
+// challenge (takeOver).
+type serverResumes struct {
+	// offers are the TCP connections that were sent a challenge for this
+	// session and have not answered it yet, each with what it was told.
+	offers map[net.Conn]resumeOffer
+	// epoch is bumped by every takeover: an offer made before one is stale,
+	// since the counts it announced no longer describe the stream.
+	epoch uint64
+	// skip is how many bytes the client will replay that the server had
+	// already read on the old connection after it sent its counts: Read
+	// drops them (uncounted, undecrypted) from the new connection.
+	skip uint64
+}
+
+// resumeOffer is what the server told one reconnect in its reply.
+type resumeOffer struct {
+	epoch     uint64 // serverResumes.epoch then
+	readCount uint64 // the read count sent: the client replays from there
+}
 
 // newConn returns a session carried by base. Its rewrite buffer is
 // allocated only as it writes.
@@ -141,17 +165,26 @@ func (c *Conn) Read(p []byte) (int, error) {
 		if n > 0 {
 			c.mu.Lock()
 			current := c.gen == gen
+			var skip uint64
 			if current {
-				c.readCount += uint64(n)
+				skip = min(c.srv.skip, uint64(n))
+				c.srv.skip -= skip
+				c.readCount += uint64(n) - skip
 			}
 			c.mu.Unlock()
 			if current {
-				if c.cfg.EnableCrypt {
-					c.readCipher.XORKeyStream(p[:n], p[:n])
+				// Bytes read already from the connection this one replaced
+				// (server side, see takeOver) are dropped as they arrive.
+				n = copy(p, p[skip:n])
+				if n > 0 {
+					if c.cfg.EnableCrypt {
+						c.readCipher.XORKeyStream(p[:n], p[:n])
+					}
+					return n, nil
 				}
-				return n, nil
 			}
-			// Read from a connection being replaced: the peer replays it.
+			// Otherwise read from a connection being replaced: the peer
+			// replays it.
 		}
 		if err != nil && !isTimeout(err) {
 			c.broken(gen)
@@ -314,8 +347,8 @@ func (c *Conn) detachLocked() {
 }
 
 // install makes raw, whose resume handshake seq just succeeded, carry the
-// stream; the bytes from peerRead on are replayed first. It fails if the
-// Conn closed or a newer attempt superseded seq.
+// stream (client side); the bytes from peerRead on are replayed first. It
+// fails if the Conn closed or a newer attempt superseded seq.
 func (c *Conn) install(raw net.Conn, seq, peerRead uint64) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -326,6 +359,13 @@ func (c *Conn) install(raw net.Conn, seq, peerRead uint64) error {
 		return errSuperseded
 	}
 	c.hs = nil
+	c.installLocked(raw, peerRead)
+	return nil
+}
+
+// installLocked makes raw carry the stream of a broken Conn; the bytes from
+// peerRead on are replayed first, from a goroutine.
+func (c *Conn) installLocked(raw net.Conn, peerRead uint64) {
 	c.fitLocked(raw)
 	raw.SetDeadline(time.Time{})
 	raw.SetReadDeadline(c.rdl)
@@ -341,7 +381,6 @@ func (c *Conn) install(raw net.Conn, seq, peerRead uint64) error {
 		c.wg.Add(1)
 		go c.flush()
 	}
-	return nil
 }
 
 // errSuperseded: a newer resume attempt took over.
@@ -373,6 +412,10 @@ func (c *Conn) closeLocked(err error) *Listener {
 		c.hs.Close()
 		c.hs = nil
 	}
+	for raw := range c.srv.offers {
+		raw.Close()
+	}
+	c.srv.offers = nil
 	c.stopWaitLocked()
 	close(c.done)
 	c.broadcastLocked()

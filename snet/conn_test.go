@@ -129,7 +129,7 @@ func TestClientReconnTimeout(t *testing.T) {
 
 // TestForgedReconnect: unknown IDs, wrong keys and impossible counts are
 // refused with 24 zero bytes and leave the real session alone; a valid
-// request with a wrong challenge answer costs the session a reconnect only.
+// request with a wrong challenge answer leaves it alone too.
 func TestForgedReconnect(t *testing.T) {
 	cfg := Config{EnableCrypt: true, RewriterBufferSize: 1 << 20}
 	hs := newHandshakeErrors(&cfg)
@@ -195,15 +195,19 @@ func TestForgedReconnect(t *testing.T) {
 	}
 
 	// A request signed with the key (as if replayed) but a wrong answer to
-	// the challenge: the server drops its TCP connection, the client comes
-	// back by itself, nothing is lost.
+	// the challenge: the server answers, then drops only the new TCP
+	// connection; the session stays on its own.
 	cli.mu.Lock()
 	wc, rc := cli.writeCount, cli.readCount
 	cli.mu.Unlock()
+	gen := srv.generation()
 	rp := forge(encodeReconnRequest(srv.ID(), wc, rc, srv.key))
 	io.ReadFull(rp, make([]byte, reconnReplySize))
 	rp.Write(make([]byte, sizeOfDigest))
 	hs.want(t, ErrBadDigest)
+	if srv.generation() != gen || srv.RemoteAddr().String() != srvRemote {
+		t.Fatal("a reconnect that failed its challenge moved the session")
+	}
 	exchange(t, cli, srv, 64<<10, 3)
 }
 

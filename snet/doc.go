@@ -45,17 +45,30 @@
 //   - The server assigns connection IDs 1, 2, 3… per listener. A challenge is
 //     8 random bytes, never all zero, so a real reply is never all zero.
 //   - Digests are compared in constant time. The server looks up the ID and
-//     checks the reconnect digest before it touches the session; then it
-//     checks the counts against the live session (its read count must not
-//     exceed the client's write count, the client's read count must not
-//     exceed its write count, and the difference must still be in its
-//     buffer). Only a request that passes all of that takes the session over:
-//     if the session still had a TCP connection (the client noticed the break
-//     first), that connection is closed. A newer reconnect for the same
-//     session supersedes one still in its handshake. After a refusal (24
-//     zero bytes) the server closes the TCP connection.
+//     checks the reconnect digest, then checks the counts against the
+//     session (its read count must not exceed the client's write count, the
+//     client's read count must not exceed its write count, and the
+//     difference must still be in its buffer) and answers with its counts
+//     and a challenge. None of that touches the session: a TCP connection
+//     it still has carries on, and so does the wait of one that has none.
+//     Only a reconnect that answers the challenge correctly takes the
+//     session over: then, and not before, the old TCP connection is closed
+//     (if the server had not noticed the break yet). A reconnect request
+//     carries no server nonce, so a captured one can be replayed while its
+//     counts are current; it gets a reply and goes no further, as it cannot
+//     answer the challenge. Several reconnects may wait for their answer at
+//     once; the first right answer wins and the others are closed.
+//   - The counts the server sends are those of the moment it replies. If
+//     the old TCP connection was still alive, the server may read and write
+//     more on it before the answer arrives. Writes are covered (the server
+//     replays from the client's read count, so they go out again); bytes it
+//     read meanwhile are dropped from the start of the client's replay, as
+//     many as it read since its reply, so nothing is delivered twice. The
+//     wire is the same as before: a client replays from the read count it
+//     was sent, as it always did.
+//   - After a refusal (24 zero bytes) the server closes the TCP connection.
 //   - If the client's answer to the reconnect challenge is wrong the server
-//     closes the new TCP connection; the session goes on waiting.
+//     closes the new TCP connection; the session is untouched.
 //   - The client checks its own side: the server's write count must not be
 //     below the client's read count, and the client's replay must fit in its
 //     buffer, or it closes with [ErrBadHandshake] / [ErrGapTooLarge]. Only
@@ -123,9 +136,12 @@
 // [Config.Logger] count and log every refusal).
 //
 // A reconnect request carries no server nonce, so a captured request can be
-// replayed while the counts in it are still current. It cannot complete the
-// handshake (that needs the key), but it makes the server drop the session's
-// TCP connection, and the real client reconnects. RC4 and a 64-bit
-// Diffie-Hellman exist for compatibility with deployed clients only: neither
-// resists a capable attacker; use TLS for security.
+// replayed while the counts in it are current. The server answers it with a
+// challenge and leaves the session alone until the challenge is answered,
+// which needs the key: a replay costs the server one handshake and the
+// session nothing. The key itself is another matter: RC4 and a 64-bit
+// Diffie-Hellman exist for compatibility with deployed clients only. A
+// passive observer of the new-connection handshake recovers the key in
+// about a second (docs/security.md) and can then read, forge and take over
+// the session; use TLS for security.
 package snet

@@ -312,31 +312,37 @@ func (l *Listener) serveReconn(raw net.Conn) error {
 	if err != nil {
 		return err
 	}
-	seq, sw, sr, err := c.beginResume(raw, req.writeCount, req.readCount)
+	// The live session is not touched until raw has answered the
+	// challenge: a replayed request gets its reply and goes no further.
+	offer, sw, sr, err := c.offerResume(raw, req.writeCount, req.readCount)
 	if err != nil {
 		c.noteRefusal(err)
 		return refuse(err)
 	}
 	reply := encodeReconnReply(sw, sr, challenge)
 	if _, err := raw.Write(reply[:]); err != nil {
-		c.abandon(seq)
+		c.withdraw(raw)
 		return handshakeErr(err)
 	}
 	var d [sizeOfDigest]byte
 	if _, err := io.ReadFull(raw, d[:]); err != nil {
-		c.abandon(seq)
+		c.withdraw(raw)
 		return handshakeErr(err)
 	}
 	if !digestEqual(d, challengeDigest(challenge, c.key)) {
-		c.abandon(seq)
-		return fmt.Errorf("snet conn %d: %w", req.id, ErrBadDigest)
+		c.withdraw(raw)
+		return fmt.Errorf("snet conn %d: %w (answer to the reconnect challenge; the session is untouched)", req.id, ErrBadDigest)
 	}
 	if !l.untrack(raw) {
-		c.abandon(seq)
+		c.withdraw(raw)
 		return ErrListenerClosed
 	}
-	if err := c.install(raw, seq, req.readCount); err != nil {
-		return err
+	sw, err = c.takeOver(raw, offer, req.writeCount, req.readCount)
+	if err != nil {
+		if errors.Is(err, ErrGapTooLarge) {
+			l.count.gapsTooLarge.Add(1)
+		}
+		return fmt.Errorf("snet conn %d: %w", req.id, err)
 	}
 	l.count.resumes.Add(1)
 	raiseTo(&l.count.maxReplayOut, sw-req.readCount)
@@ -353,33 +359,84 @@ func (l *Listener) forget(c *Conn) {
 	}
 }
 
-// beginResume checks a digest-verified reconnect against the live session
-// and, if it can be resumed, takes the session over for raw: the current TCP
-// connection (if any) is dropped and the counts freeze. A request that fails
-// the checks leaves the session untouched.
-func (c *Conn) beginResume(raw net.Conn, peerWrite, peerRead uint64) (seq, writeCount, readCount uint64, err error) {
+// offerResume checks a digest-verified reconnect against the session and,
+// if it could be resumed, records raw as an offer and returns the counts to
+// send it. The session itself is left as it is: its TCP connection, if it
+// has one, carries on, and so does its wait timer if it has none. Several
+// offers may be open at once (a replayed request beside the real one); the
+// first to answer its challenge takes the session over.
+func (c *Conn) offerResume(raw net.Conn, peerWrite, peerRead uint64) (o resumeOffer, writeCount, readCount uint64, err error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.state == stateClosed {
-		return 0, 0, 0, ErrUnknownID
+		return o, 0, 0, ErrUnknownID
 	}
 	wc, rc := c.writeCount, c.readCount
+	if err := c.checkResumeLocked(peerWrite, peerRead); err != nil {
+		return o, 0, 0, err
+	}
+	if c.srv.offers == nil {
+		c.srv.offers = make(map[net.Conn]resumeOffer)
+	}
+	o = resumeOffer{epoch: c.srv.epoch, readCount: rc}
+	c.srv.offers[raw] = o
+	return o, wc, rc, nil
+}
+
+// checkResumeLocked checks a client's counts against the session's: it may
+// not have read more than was written to it, nor written less than was
+// read from it, and what it misses must still be in the rewrite buffer.
+func (c *Conn) checkResumeLocked(peerWrite, peerRead uint64) error {
 	switch {
-	case peerRead > wc || rc > peerWrite:
-		return 0, 0, 0, ErrBadCounts
-	case wc-peerRead > c.ring.kept():
-		return 0, 0, 0, ErrGapTooLarge
+	case peerRead > c.writeCount || c.readCount > peerWrite:
+		return ErrBadCounts
+	case c.writeCount-peerRead > c.ring.kept():
+		return ErrGapTooLarge
+	}
+	return nil
+}
+
+// withdraw forgets the offer made to raw, whose handshake failed.
+func (c *Conn) withdraw(raw net.Conn) {
+	c.mu.Lock()
+	delete(c.srv.offers, raw)
+	c.mu.Unlock()
+}
+
+// takeOver makes raw, which answered the challenge of offer o, carry the
+// session: the current TCP connection (if the server had not yet noticed it
+// broke) is closed only now, and the other offers still open are closed
+// too, being stale. The client replays from the read count it was told;
+// what the server read on the old connection since then is dropped from
+// the replay as it arrives (serverResumes.skip). It returns the write count
+// the replay to the client starts from the end of. It fails, leaving the
+// session as it was, if the session closed, another offer took it over
+// first, or the counts no longer fit (the server wrote more into a dead
+// connection meanwhile than its buffer holds).
+func (c *Conn) takeOver(raw net.Conn, o resumeOffer, peerWrite, peerRead uint64) (writeCount uint64, err error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.state == stateClosed {
+		return 0, c.err
+	}
+	if _, ok := c.srv.offers[raw]; !ok || c.srv.epoch != o.epoch {
+		return 0, errSuperseded
+	}
+	delete(c.srv.offers, raw)
+	if err := c.checkResumeLocked(peerWrite, peerRead); err != nil {
+		return 0, err
 	}
 	if c.state == stateConnected {
 		c.detachLocked()
-		c.startWaitLocked()
 	}
-	if c.hs != nil {
-		c.hs.Close() // an older attempt loses
+	for other := range c.srv.offers {
+		other.Close()
 	}
-	c.hsSeq++
-	c.hs = raw
-	return c.hsSeq, wc, rc, nil
+	clear(c.srv.offers)
+	c.srv.epoch++
+	c.srv.skip = c.readCount - o.readCount
+	c.installLocked(raw, peerRead)
+	return c.writeCount, nil
 }
 
 // startWaitLocked arms the ReconnWaitTimeout timer of a broken session.

@@ -197,6 +197,8 @@ func TestServerBytes(t *testing.T) {
 	rawSend(t, raw2, "ff010000000000000005000000000000000500000000000000a5b77d0033593d054164f703d024f6a2")
 	rawExpect(t, raw2, "reconnect reply", "050000000000000005000000000000000102030405060708")
 	rawSend(t, raw2, "4d55b9d73e934380322bcef0c24a0498")
+	// The server closes the old connection only once the answer checks.
+	eventually(t, "the resume", func() bool { return l.Stats().Resumes == 1 })
 	srv.Write([]byte("again"))
 	rawExpect(t, raw2, "data after reconnect", "5220434d20")
 	rawSend(t, raw2, "2f3bbb3081")

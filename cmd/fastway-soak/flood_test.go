@@ -42,8 +42,9 @@ func TestFloodPasses(t *testing.T) {
 	}
 }
 
-// TestFloodFailsPastTheBound: with the server's byte bound lifted
-// (-ServerSendQueueBytes=1G, passed through to the binary) the gateway
+// TestFloodFailsPastTheBound: with the server's byte bounds lifted
+// (-ServerSendQueueBytes=1G and -ServerSendQueueBytesPerClient=1G, passed
+// through to the binary) the gateway
 // queues what a stalled server does not read, and the check reports the
 // bound the default flags give as broken, while still finding nothing
 // lost. ServerSendChanSize=4000 (16 KiB frames: 62.5 MiB) keeps the test's
@@ -58,7 +59,7 @@ func TestFloodFailsPastTheBound(t *testing.T) {
 	fo.stall = fo.dur
 	fo.settle = 0
 	fo.bound = def.bound()
-	fo.gwArgs = []string{"-ServerSendQueueBytes=1G", "-ServerSendChanSize=4000"}
+	fo.gwArgs = []string{"-ServerSendQueueBytes=1G", "-ServerSendQueueBytesPerClient=1G", "-ServerSendChanSize=4000"}
 	rs, err := runFlood(fo)
 	if err == nil {
 		t.Fatal("the flood passed with the server's byte bound lifted")
@@ -79,8 +80,8 @@ func TestGatewayLimits(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// 2 × (256 KiB + 1 MiB + 3 × 512 KiB + 64 KiB + 64 KiB) + 32 MiB
-	if want := int64(2*(256<<10+1<<20+3*512<<10+64<<10+64<<10) + 32<<20); l.bound() != want {
+	// 2 × (4 MiB + 1 MiB + 3 × 512 KiB + 64 KiB + 64 KiB) + 32 MiB
+	if want := int64(2*(4<<20+1<<20+3*512<<10+64<<10+64<<10) + 32<<20); l.bound() != want {
 		t.Errorf("default bound %d, want %d", l.bound(), want)
 	}
 	l, err = gatewayLimits([]string{"-ServerSendQueueBytes=1G", "--MaxPacket", "64K", "-ClientBufferSize=128K", "-MemPoolFactor=4", "-LogLevel=warn"})

@@ -352,8 +352,11 @@ func (g *gateway) dispatch(kv map[string]string) {
 // returns its logged result.
 func (g *gateway) command(line string) (string, error) {
 	res := make(chan map[string]string, 1)
+	// The log names the command only (its first word), not its arguments;
+	// commands run one at a time here, so the name is enough.
+	name := strings.Fields(line)[0]
 	g.wait(func(kv map[string]string) bool {
-		if kv["cmd"] == line && strings.HasPrefix(kv["msg"], "fastway: cmd: command") {
+		if kv["cmd"] == name && strings.HasPrefix(kv["msg"], "fastway: cmd: command") {
 			res <- kv
 			return true
 		}

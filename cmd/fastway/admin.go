@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"time"
 
 	"github.com/fastway-go/fastway/admin"
@@ -31,18 +32,32 @@ func listenAdmin(o *options) (net.Listener, error) {
 	if o.AdminAddr == "" {
 		return nil, nil
 	}
-	return listen(o.AdminAddr, o.ReusePort, nil)
+	return listen(adminListenAddr(o.AdminAddr), o.ReusePort, nil)
+}
+
+// adminListenAddr is where a validated -AdminAddr listens: an address
+// without a host (":6060") means loopback, 127.0.0.1; every interface must
+// be asked for (0.0.0.0:6060, [::]:6060).
+func adminListenAddr(addr string) string {
+	host, port, _ := net.SplitHostPort(addr)
+	if host == "" {
+		return net.JoinHostPort("127.0.0.1", port)
+	}
+	return addr
 }
 
 // serveAdmin logs where ln listens (with a warning when other hosts can
-// reach it) and serves g's admin endpoints on it.
-func serveAdmin(ln net.Listener, g *gateway.Gateway, log *slog.Logger) *adminServer {
+// reach it without a token) and serves g's admin endpoints on it, behind
+// token if it is not empty. /debug/pprof/cmdline shows the command line
+// with its secrets redacted.
+func serveAdmin(ln net.Listener, g *gateway.Gateway, token string, log *slog.Logger) *adminServer {
 	addr := ln.Addr().String()
-	log.Info("listening", "side", "admin", "addr", addr)
-	if tcp, ok := ln.Addr().(*net.TCPAddr); !ok || !tcp.IP.IsLoopback() {
-		log.Warn("admin endpoints are reachable from other hosts, /debug/pprof/ included: listen on a loopback address or firewall the port", "addr", addr)
+	log.Info("listening", "side", "admin", "addr", addr, "token", token != "")
+	if tcp, ok := ln.Addr().(*net.TCPAddr); (!ok || !tcp.IP.IsLoopback()) && token == "" {
+		log.Warn("admin endpoints are reachable from other hosts without a token, /debug/pprof/ included: set -AdminTokenFile, listen on loopback or firewall the port", "addr", addr)
 	}
-	a := &adminServer{srv: admin.New(g, admin.Options{Logger: log}), served: make(chan error, 1), log: log}
+	opts := admin.Options{Logger: log, Token: token, Cmdline: redactArgs(os.Args)}
+	a := &adminServer{srv: admin.New(g, opts), served: make(chan error, 1), log: log}
 	go func() {
 		err := a.srv.Serve(ln)
 		if !errors.Is(err, http.ErrServerClosed) {

@@ -302,7 +302,8 @@ func checkStatsMatchMetrics(t *testing.T, p *proc, base string) {
 		}
 	}
 	for s := range series {
-		if !covered[s] {
+		// The admin server's own counter is not the gateway's.
+		if !covered[s] && s != "fastway_admin_requests_refused_total" {
 			t.Errorf("/metrics %s has no stats key", s)
 		}
 	}
@@ -377,7 +378,7 @@ func TestAdminReadyzDuringShutdown(t *testing.T) {
 // record is written, not even at exit.
 func TestLogFormatJSONLevelWarn(t *testing.T) {
 	t.Parallel()
-	p := startProc(t, t.TempDir(), append(slices.Clone(loopbackArgs), "-LogFormat=json", "-LogLevel=warn", "-AdminAddr=:0")...)
+	p := startProc(t, t.TempDir(), append(slices.Clone(loopbackArgs), "-LogFormat=json", "-LogLevel=warn", "-AdminAddr=0.0.0.0:0")...)
 	type record struct {
 		Level string `json:"level"`
 		Msg   string `json:"msg"`

@@ -93,6 +93,8 @@ type options struct {
 	ServerAddr                    string
 	ServerAuthPassword            string
 	ServerAuthKey                 string // the original fastway's name for ServerAuthPassword
+	ServerAuthPasswordFile        string
+	ServerKeyFile                 string
 	ServerAuthTimeout             time.Duration
 	ServerMaxHandshakes           int
 	ServerMaxHandshakesPerSource  int
@@ -116,12 +118,18 @@ type options struct {
 	PidFile         string
 	CmdFile         string
 	AdminAddr       string
+	AdminToken      string // after validate: also what -AdminTokenFile or $FASTWAY_ADMIN_TOKEN gave
+	AdminTokenFile  string
 	LogLevel        string
 	LogFormat       string
 
 	// clientTLS and serverTLS are the ports' TLS configurations, loaded
 	// from the -*TLS* files by validate; nil: plain TCP.
 	clientTLS, serverTLS *tls.Config
+	// auth is where the server password and keys come from; serverKeys
+	// is what -ServerKeyFile held at start (nil: no file). Set by validate.
+	auth       *serverAuth
+	serverKeys *gateway.ServerKeys
 }
 
 // flagSection is one group of flags in the usage text.
@@ -137,11 +145,11 @@ var sections = []flagSection{
 	{"Client side", []string{"ClientAddr", "ClientMaxConns", "ClientMaxConn", "ClientMaxServerConns", "ClientBufferSize", "ClientIdleTimeout", "ClientSendChanSize", "ClientSendQueueBytes",
 		"ClientTLSCert", "ClientTLSKey",
 		"ClientSnetEnable", "ClientSnetEncrypt", "ClientSnetBuffer", "ClientSnetInitTimeout", "ClientSnetWaitTimeout"}},
-	{"Server side", []string{"ServerAddr", "ServerAuthPassword", "ServerAuthKey", "ServerAuthTimeout", "ServerMaxHandshakes", "ServerMaxHandshakesPerSource", "ServerAuthFailBurst", "ServerAuthFailInterval",
+	{"Server side", []string{"ServerAddr", "ServerAuthPassword", "ServerAuthKey", "ServerAuthPasswordFile", "ServerKeyFile", "ServerAuthTimeout", "ServerMaxHandshakes", "ServerMaxHandshakesPerSource", "ServerAuthFailBurst", "ServerAuthFailInterval",
 		"ServerBufferSize", "ServerIdleTimeout", "ServerSendChanSize", "ServerSendQueueBytes", "ServerSendQueueBytesPerClient",
 		"ServerTLSCert", "ServerTLSKey", "ServerTLSClientCA",
 		"ServerSnetEnable", "ServerSnetEncrypt", "ServerSnetBuffer", "ServerSnetInitTimeout", "ServerSnetWaitTimeout"}},
-	{"Ops", []string{"ShutdownTimeout", "PidFile", "CmdFile", "AdminAddr", "LogLevel", "LogFormat"}},
+	{"Ops", []string{"ShutdownTimeout", "PidFile", "CmdFile", "AdminAddr", "AdminToken", "AdminTokenFile", "LogLevel", "LogFormat"}},
 }
 
 // newFlagSet defines every flag on a new flag set bound to o, with its
@@ -184,8 +192,10 @@ func newFlagSet(o *options) *flag.FlagSet {
 	fs.DurationVar(&o.ClientSnetWaitTimeout, "ClientSnetWaitTimeout", defaultSnetWaitTimeout, "how long a broken snet client connection waits for a reconnect")
 
 	fs.StringVar(&o.ServerAddr, "ServerAddr", ":0", "server listen address, host:port (port 0: any free port, logged at start)")
-	fs.StringVar(&o.ServerAuthPassword, "ServerAuthPassword", "", "key servers authenticate with; required unless ServerAddr is a loopback address (default: $"+authPasswordEnv+")")
+	fs.StringVar(&o.ServerAuthPassword, "ServerAuthPassword", "", "key servers authenticate with; required unless ServerAddr is a loopback address or ServerKeyFile is set (default: ServerAuthPasswordFile, else $"+authPasswordEnv+"; both stay out of ps)")
 	fs.StringVar(&o.ServerAuthKey, "ServerAuthKey", "", "the same as ServerAuthPassword (the original fastway's name for it); giving both with different values is an error")
+	fs.StringVar(&o.ServerAuthPasswordFile, "ServerAuthPasswordFile", "", "file whose one line is the ServerAuthPassword (read at start and on SIGHUP; empty: none)")
+	fs.StringVar(&o.ServerKeyFile, "ServerKeyFile", "", "file of per-server keys, lines of \"ID KEY\" or \"FIRST-LAST KEY\": a listed ID registers with its key only, others with ServerAuthPassword if set (read at start and on SIGHUP; empty: none)")
 	fs.DurationVar(&o.ServerAuthTimeout, "ServerAuthTimeout", gateway.DefaultServerAuthTimeout, "time a server has to finish its handshake")
 	fs.IntVar(&o.ServerMaxHandshakes, "ServerMaxHandshakes", gateway.DefaultServerMaxHandshakes, "server-port connections in their handshake at once; past it new ones are closed at once (0: unlimited)")
 	fs.IntVar(&o.ServerMaxHandshakesPerSource, "ServerMaxHandshakesPerSource", gateway.DefaultServerMaxHandshakesPerSource, "server-port connections in their handshake at once from one source IP (IPv6: one /64); past it its new ones are closed at once (0: no per-source cap)")
@@ -208,7 +218,9 @@ func newFlagSet(o *options) *flag.FlagSet {
 	fs.DurationVar(&o.ShutdownTimeout, "ShutdownTimeout", defaultShutdownTimeout, "on SIGTERM/SIGINT, how long queued frames may drain before connections are closed hard (0: close at once)")
 	fs.StringVar(&o.PidFile, "PidFile", defaultPidFile, "file the process ID is written to at start and removed from at exit (empty: none)")
 	fs.StringVar(&o.CmdFile, "CmdFile", cmd.DefaultCmdFile, "command file read on each SIGUSR1")
-	fs.StringVar(&o.AdminAddr, "AdminAddr", "", "HTTP admin server, host:port: metrics, probes, pprof (empty: off; keep it on loopback)")
+	fs.StringVar(&o.AdminAddr, "AdminAddr", "", "HTTP admin server, host:port: metrics, probes, pprof (empty: off; no host: 127.0.0.1; 0.0.0.0 for every interface)")
+	fs.StringVar(&o.AdminToken, "AdminToken", "", "bearer token every admin endpoint but /healthz and /readyz requires (16 bytes at least; default: AdminTokenFile, else $"+adminTokenEnv+"; empty: none)")
+	fs.StringVar(&o.AdminTokenFile, "AdminTokenFile", "", "file whose one line is the AdminToken (read at start; keeps it out of ps)")
 	fs.StringVar(&o.LogLevel, "LogLevel", defaultLogLevel, "least severe level logged: debug, info, warn or error")
 	fs.StringVar(&o.LogFormat, "LogFormat", defaultLogFormat, "log format on stderr: text (key=value) or json (one object a line)")
 	return fs
@@ -222,11 +234,18 @@ func parseFlags(args []string) (*options, error) {
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
-	if fs.NArg() > 0 {
-		return nil, fmt.Errorf("unexpected argument %q: every setting is a -Flag=value", fs.Arg(0))
-	}
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	if fs.NArg() > 0 {
+		for _, name := range secretFlags {
+			if set[name] {
+				// "-ServerAuthPassword = x" makes the password "=" and x a
+				// stray argument: x may be the secret, so it is not shown.
+				return nil, fmt.Errorf("unexpected argument after the flags (not shown: -%s is set, and it may be its value): every setting is a -Flag=value", name)
+			}
+		}
+		return nil, fmt.Errorf("unexpected argument %q: every setting is a -Flag=value", fs.Arg(0))
+	}
 	switch {
 	case set["ServerAuthKey"] && set["ServerAuthPassword"]:
 		if o.ServerAuthKey != o.ServerAuthPassword {
@@ -235,8 +254,17 @@ func parseFlags(args []string) (*options, error) {
 		}
 	case set["ServerAuthKey"]:
 		o.ServerAuthPassword = o.ServerAuthKey
-	case !set["ServerAuthPassword"]:
+	case !set["ServerAuthPassword"] && o.ServerAuthPasswordFile == "":
 		o.ServerAuthPassword = os.Getenv(authPasswordEnv)
+	}
+	if o.ServerAuthPasswordFile != "" && (set["ServerAuthKey"] || set["ServerAuthPassword"]) {
+		return nil, errors.New("-ServerAuthPasswordFile and -ServerAuthPassword (or -ServerAuthKey) both give the password: give one")
+	}
+	if o.AdminTokenFile != "" && set["AdminToken"] {
+		return nil, errors.New("-AdminTokenFile and -AdminToken both give the admin token: give one")
+	}
+	if !set["AdminToken"] && o.AdminTokenFile == "" {
+		o.AdminToken = os.Getenv(adminTokenEnv)
 	}
 	return o, nil
 }
@@ -442,15 +470,32 @@ func (o *options) validate() error {
 	if o.LogFormat != "text" && o.LogFormat != "json" {
 		return fmt.Errorf("-LogFormat=%q: want text or json", o.LogFormat)
 	}
-	// "localhost" is decided once the port is bound, by the IP it bound
-	// (checkBoundLoopback).
-	if o.ServerAuthPassword == "" && !mayBeLoopback(o.ServerAddr) {
-		return fmt.Errorf("-ServerAuthPassword is empty but -ServerAddr=%s is open to other hosts: set a password (or $%s), or listen on a loopback address such as 127.0.0.1:0", o.ServerAddr, authPasswordEnv)
-	}
 	if o.CmdFile == "" {
 		return errors.New("-CmdFile must not be empty")
 	}
-	// Last, as it reads files: the TLS configurations.
+	// Last, as they read files: the secrets and the TLS configurations.
+	o.auth = &serverAuth{fixed: o.ServerAuthPassword, passwordFile: o.ServerAuthPasswordFile, keyFile: o.ServerKeyFile}
+	if o.ServerAuthPassword, o.serverKeys, err = o.auth.load(); err != nil {
+		return err
+	}
+	// "localhost" is decided once the port is bound, by the IP it bound
+	// (checkBoundLoopback).
+	if o.ServerAuthPassword == "" && o.serverKeys == nil && !mayBeLoopback(o.ServerAddr) {
+		return fmt.Errorf("-ServerAuthPassword is empty but -ServerAddr=%s is open to other hosts: set a password (-ServerAuthPasswordFile or $%s), give servers their keys (-ServerKeyFile), or listen on a loopback address such as 127.0.0.1:0", o.ServerAddr, authPasswordEnv)
+	}
+	if o.AdminTokenFile != "" {
+		if o.AdminToken, err = readLineSecret("AdminTokenFile", o.AdminTokenFile); err != nil {
+			return err
+		}
+	}
+	if o.AdminToken != "" && len(o.AdminToken) < minAdminToken {
+		return fmt.Errorf("the admin token is %d bytes: want at least %d, too long to guess (openssl rand -hex 16 makes one)", len(o.AdminToken), minAdminToken)
+	}
+	for _, c := range []byte(o.AdminToken) {
+		if c <= ' ' || c > '~' {
+			return errors.New("the admin token holds white space or a byte that is not printable ASCII: an Authorization header cannot carry it intact")
+		}
+	}
 	if o.clientTLS, err = loadTLS("Client", o.ClientTLSCert, o.ClientTLSKey, ""); err != nil {
 		return err
 	}
@@ -512,14 +557,14 @@ func mayBeLoopback(addr string) bool {
 // -ServerAddr may resolve to any address. Its error is one line that names
 // the flags.
 func checkBoundLoopback(o *options, bound net.Addr) error {
-	if o.ServerAuthPassword != "" {
+	if o.ServerAuthPassword != "" || o.serverKeys != nil {
 		return nil
 	}
 	ap, err := netip.ParseAddrPort(bound.String())
 	if err == nil && ap.Addr().Unmap().IsLoopback() {
 		return nil
 	}
-	return fmt.Errorf("-ServerAuthPassword is empty but -ServerAddr=%s bound %s, which is not a loopback address: set a password (or $%s), or listen on a loopback IP such as 127.0.0.1:0", o.ServerAddr, bound, authPasswordEnv)
+	return fmt.Errorf("-ServerAuthPassword is empty but -ServerAddr=%s bound %s, which is not a loopback address: set a password (-ServerAuthPasswordFile or $%s), give servers their keys (-ServerKeyFile), or listen on a loopback IP such as 127.0.0.1:0", o.ServerAddr, bound, authPasswordEnv)
 }
 
 // size is a flag holding a byte count: plain bytes ("65536", "64B") or a
@@ -608,6 +653,7 @@ func (o *options) gatewayConfig() (gateway.Config, error) {
 		ClientIdleTimeout:             never(o.ClientIdleTimeout),
 		ClientSendChanSize:            o.ClientSendChanSize,
 		ServerAuthPassword:            o.ServerAuthPassword,
+		ServerKeys:                    o.serverKeys,
 		ServerAuthTimeout:             o.ServerAuthTimeout,
 		ServerMaxHandshakes:           unlimited(o.ServerMaxHandshakes),
 		ServerMaxHandshakesPerSource:  unlimited(o.ServerMaxHandshakesPerSource),

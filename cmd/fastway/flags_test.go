@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -29,11 +30,44 @@ func TestBadFlags(t *testing.T) {
 		t.Fatal(err)
 	}
 	missing := filepath.Join(t.TempDir(), "missing.pem")
+	secrets := t.TempDir()
+	secretFile := func(name, text string) string {
+		path := filepath.Join(secrets, name)
+		if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	emptyFile := secretFile("empty", "")
+	twoLines := secretFile("two-lines", "Secret-Line-One\nSecret-Line-Two\n")
+	goodPassword := secretFile("password", "Secret-Pass-1\n")
+	badKeys := secretFile("bad-keys", "1 Secret-Key-One\nnot-an-id Secret-Key-Two\n")
+	overlapKeys := secretFile("overlap-keys", "1-10 Secret-Key-One\n7 Secret-Key-Two\n")
+	fifo := filepath.Join(secrets, "fifo")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
 	for _, tc := range []struct {
 		name string
 		args []string
 		want string
 	}{
+		{"missing password file", []string{"-ServerAuthPasswordFile=" + missing}, "-ServerAuthPasswordFile: open " + missing + ": no such file or directory"},
+		{"empty password file", []string{"-ServerAuthPasswordFile=" + emptyFile}, "-ServerAuthPasswordFile=" + emptyFile + ": the file is empty"},
+		{"password file of two lines", []string{"-ServerAuthPasswordFile=" + twoLines}, "holds more than one line"},
+		{"password file is a FIFO", []string{"-ServerAuthPasswordFile=" + fifo}, "-ServerAuthPasswordFile=" + fifo + ": not a regular file"},
+		{"password file and flag", []string{"-ServerAuthPasswordFile=" + goodPassword, "-ServerAuthPassword=x"}, "both give the password: give one"},
+		{"password file and the original's flag", []string{"-ServerAuthPasswordFile=" + goodPassword, "-ServerAuthKey=x"}, "both give the password: give one"},
+		{"missing key file", []string{"-ServerKeyFile=" + missing}, "-ServerKeyFile: open " + missing},
+		{"bad key file", []string{"-ServerKeyFile=" + badKeys}, "-ServerKeyFile=" + badKeys + `: line 2: bad server ID "not"`},
+		{"overlapping key file", []string{"-ServerKeyFile=" + overlapKeys}, "line 2 (7) overlaps line 1 (1-10)"},
+		{"empty key file", []string{"-ServerKeyFile=" + emptyFile}, "no entry"},
+		{"key file is a FIFO", []string{"-ServerKeyFile=" + fifo}, "not a regular file"},
+		{"short admin token", []string{"-AdminAddr=127.0.0.1:0", "-AdminToken=Secret-Short"}, "the admin token is 12 bytes: want at least 16"},
+		{"admin token file and flag", []string{"-AdminTokenFile=" + goodPassword, "-AdminToken=Secret-Token-Long-Enough"}, "both give the admin token: give one"},
+		{"empty admin token file", []string{"-AdminTokenFile=" + emptyFile}, "-AdminTokenFile=" + emptyFile + ": the file is empty"},
+		{"admin token with a space", []string{"-AdminToken=Secret-Token Long-Enough"}, "the admin token holds white space"},
+		{"stray argument after a password", []string{"-ServerAuthPassword", "=", "Secret-Stray"}, "unexpected argument after the flags (not shown: -ServerAuthPassword is set"},
 		{"negative size", []string{"-MaxPacket=-1"}, `invalid value "-1" for flag -MaxPacket: negative size`},
 		{"negative buffer", []string{"-ClientBufferSize=-2K"}, "negative size"},
 		{"zero size", []string{"-ServerBufferSize=0"}, "-ServerBufferSize=0B: want a size from 1B to 1G"},
@@ -113,7 +147,7 @@ func TestBadFlags(t *testing.T) {
 			dir := t.TempDir()
 			c := exec.Command(binary, append(slices.Clone(base), tc.args...)...)
 			c.Dir = dir
-			c.Env = envWithout(authPasswordEnv)
+			c.Env = envWithout(authPasswordEnv, adminTokenEnv)
 			var stdout, stderr bytes.Buffer
 			c.Stdout, c.Stderr = &stdout, &stderr
 			c.WaitDelay = timeout
@@ -138,6 +172,9 @@ func TestBadFlags(t *testing.T) {
 			}
 			if !strings.Contains(msg, tc.want) {
 				t.Errorf("stderr %q lacks %q", msg, tc.want)
+			}
+			if strings.Contains(msg, "Secret-") {
+				t.Errorf("stderr %q shows a secret", msg)
 			}
 			if stdout.Len() != 0 {
 				t.Errorf("stdout %q, want nothing", stdout.String())
@@ -175,13 +212,19 @@ func TestGoodFlags(t *testing.T) {
 		{"long drain", []string{"-ServerAuthPassword=x", "-ShutdownTimeout=5m"}, ""},
 		{"same port on different hosts", []string{"-ClientAddr=127.0.0.1:4000", "-ServerAddr=127.0.0.2:4000"}, ""},
 		{"admin on loopback", []string{"-ServerAuthPassword=x", "-AdminAddr=127.0.0.1:6060"}, ""},
-		{"admin on all interfaces", []string{"-ServerAuthPassword=x", "-AdminAddr=:6060"}, ""},
+		{"admin on loopback, no host given", []string{"-ServerAuthPassword=x", "-AdminAddr=:6060"}, ""},
+		{"admin on all interfaces", []string{"-ServerAuthPassword=x", "-AdminAddr=0.0.0.0:6060"}, ""},
 		{"admin and client both on port 0", []string{"-ServerAuthPassword=x", "-AdminAddr=:0"}, ""},
 		{"log level in capitals", []string{"-ServerAuthPassword=x", "-LogLevel=DEBUG"}, ""},
 		{"warn in json", []string{"-ServerAuthPassword=x", "-LogLevel=warn", "-LogFormat=json"}, ""},
 		{"error in text", []string{"-ServerAuthPassword=x", "-LogLevel=error", "-LogFormat=text"}, ""},
 		{"auth key, the original's name", []string{"-ServerAuthKey=x", "-ServerAddr=0.0.0.0:4001"}, ""},
 		{"auth key and password alike", []string{"-ServerAuthKey=x", "-ServerAuthPassword=x", "-ServerAddr=0.0.0.0:4001"}, ""},
+		{"password file", []string{"-ServerAuthPasswordFile=" + goodFile(t, "pw\r\n"), "-ServerAddr=0.0.0.0:4001"}, ""},
+		{"password file beside the environment", []string{"-ServerAuthPasswordFile=" + goodFile(t, "pw"), "-ServerAddr=0.0.0.0:4001"}, "from-env"},
+		{"key file and no password", []string{"-ServerKeyFile=" + goodFile(t, "1 k1\n2-9 k2\n"), "-ServerAddr=0.0.0.0:4001"}, ""},
+		{"admin token", []string{"-ServerAuthPassword=x", "-AdminAddr=0.0.0.0:6060", "-AdminToken=0123456789abcdef"}, ""},
+		{"admin token file", []string{"-ServerAuthPassword=x", "-AdminAddr=:6060", "-AdminTokenFile=" + goodFile(t, "0123456789abcdef\n")}, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Setenv(authPasswordEnv, tc.env)
@@ -196,6 +239,71 @@ func TestGoodFlags(t *testing.T) {
 				t.Fatalf("%q: %v", tc.args, err)
 			}
 		})
+	}
+}
+
+// goodFile writes text into a new file of mode 0600 and returns its path.
+func goodFile(t *testing.T, text string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "secret")
+	if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// TestSecretFiles: the password and the admin token come from their files
+// whole, only the line end dropped; the file wins over the environment; the
+// key file gives the gateway its keys.
+func TestSecretFiles(t *testing.T) {
+	t.Setenv(authPasswordEnv, "from-env")
+	t.Setenv(adminTokenEnv, "token-from-the-environment")
+	o, err := parseFlags([]string{"-ServerAuthPasswordFile=" + goodFile(t, " pass word \r\n"), "-AdminTokenFile=" + goodFile(t, "token-from-a-file-1234\n"),
+		"-ServerKeyFile=" + goodFile(t, "# k\n7 seven\n")})
+	if err == nil {
+		err = o.validate()
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := o.gatewayConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.ServerAuthPassword != " pass word " || o.AdminToken != "token-from-a-file-1234" {
+		t.Errorf("password %q, token %q", cfg.ServerAuthPassword, o.AdminToken)
+	}
+	if k, ok := cfg.ServerKeys.Key(7); !ok || k != "seven" || cfg.ServerKeys.Len() != 1 {
+		t.Errorf("keys %v: Key(7) = %q, %v", cfg.ServerKeys, k, ok)
+	}
+	o, err = parseFlags(nil)
+	if err != nil || o.AdminToken != "token-from-the-environment" {
+		t.Fatalf("token %q, %v; want it from $%s", o.AdminToken, err, adminTokenEnv)
+	}
+}
+
+// TestRedactArgs: every secret flag's value is replaced, in every form the
+// flag package takes; nothing else changes.
+func TestRedactArgs(t *testing.T) {
+	in := []string{"fastway", "-ServerAuthPassword=p1", "--ServerAuthKey=p2", "-AdminToken", "p3", "--AdminToken", "p4",
+		"-ServerAuthPassword", "p5", "-ClientAddr=:4000", "-ServerAuthPasswordFile=/run/pw", "-AdminTokenFile", "/run/token",
+		"-ServerAuthKey=", "-ReusePort", "--", "-ServerAuthPassword=after-the-end"}
+	want := []string{"fastway", "-ServerAuthPassword=<redacted>", "--ServerAuthKey=<redacted>", "-AdminToken", "<redacted>", "--AdminToken", "<redacted>",
+		"-ServerAuthPassword", "<redacted>", "-ClientAddr=:4000", "-ServerAuthPasswordFile=/run/pw", "-AdminTokenFile", "/run/token",
+		"-ServerAuthKey=<redacted>", "-ReusePort", "--", "-ServerAuthPassword=after-the-end"}
+	if got := redactArgs(in); !slices.Equal(got, want) {
+		t.Errorf("redactArgs\n got %q\nwant %q", got, want)
+	}
+	if in[1] != "-ServerAuthPassword=p1" {
+		t.Error("redactArgs changed its argument")
+	}
+	// Every flag whose value is a secret is in secretFlags.
+	for name := range flagDefaults() {
+		lower := strings.ToLower(name)
+		secret := (strings.Contains(lower, "password") || strings.Contains(lower, "token") || strings.HasSuffix(name, "AuthKey")) && !strings.HasSuffix(name, "File")
+		if secret != slices.Contains(secretFlags, name) {
+			t.Errorf("-%s: secret %v, in secretFlags %v", name, secret, slices.Contains(secretFlags, name))
+		}
 	}
 }
 
@@ -357,8 +465,8 @@ func TestHelp(t *testing.T) {
 	}
 	out := stdout.String()
 	defaults := flagDefaults()
-	if len(defaults) != 51 {
-		t.Errorf("%d flags, want 51", len(defaults))
+	if len(defaults) != 55 {
+		t.Errorf("%d flags, want 55", len(defaults))
 	}
 	for name, def := range defaults {
 		if !strings.Contains(out, "  -"+name+"="+def+" ") {
@@ -370,7 +478,8 @@ func TestHelp(t *testing.T) {
 		`-AdminAddr=""`, "-LogLevel=info", "-LogFormat=text", "-ClientMaxConns=0", "-ServerMaxHandshakes=1024", "-ServerAuthFailBurst=5",
 		"-ServerMaxHandshakesPerSource=8", "-ClientMaxServerConns=64",
 		"-ServerAuthFailInterval=1s", "-ShutdownTimeout=10s", "-ClientSnetBuffer=32K", "-ServerSnetBuffer=1M", "-ClientSnetInitTimeout=10s",
-		"-ServerSnetWaitTimeout=1m0s", `-ClientTLSCert=""`, `-ServerTLSClientCA=""`} {
+		"-ServerSnetWaitTimeout=1m0s", `-ClientTLSCert=""`, `-ServerTLSClientCA=""`, `-ServerAuthPasswordFile=""`,
+		`-ServerKeyFile=""`, `-AdminToken=""`, `-AdminTokenFile=""`} {
 		if !strings.Contains(out, want) {
 			t.Errorf("-h output lacks %s", want)
 		}

@@ -62,7 +62,7 @@ func startBinary(t *testing.T, bin, dir string, args ...string) *proc {
 	t.Helper()
 	c := exec.Command(bin, args...)
 	c.Dir = dir
-	c.Env = envWithout(authPasswordEnv)
+	c.Env = envWithout(authPasswordEnv, adminTokenEnv)
 	stderr, err := c.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -110,13 +110,17 @@ func startBinary(t *testing.T, bin, dir string, args ...string) *proc {
 	return p
 }
 
-// envWithout returns the environment without the variable name.
-func envWithout(name string) []string {
+// envWithout returns the environment without the variables names.
+func envWithout(names ...string) []string {
 	var env []string
+next:
 	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, name+"=") {
-			env = append(env, kv)
+		for _, name := range names {
+			if strings.HasPrefix(kv, name+"=") {
+				continue next
+			}
 		}
+		env = append(env, kv)
 	}
 	return env
 }
@@ -222,7 +226,8 @@ func (p *proc) run(line string, wantErr bool) logLine {
 	if wantErr {
 		msg = "fastway: cmd: command failed"
 	}
-	return p.waitFrom(since, msg, "cmd", line)
+	// The log names the command only (its first word), never its arguments.
+	return p.waitFrom(since, msg, "cmd", strings.Fields(line)[0])
 }
 
 // loopback turns a logged listening address (maybe "[::]:port") into one

@@ -19,6 +19,11 @@ import (
 	"github.com/fastway-go/fastway/snet"
 )
 
+// cmdStopTimeout bounds the wait for the command interpreter at exit: for
+// the command running then, if any, and the CPU profile it writes if
+// profiling was on.
+const cmdStopTimeout = 5 * time.Second
+
 // run listens on both ports (and -AdminAddr), writes the pidfile and
 // serves until SIGTERM or SIGINT (or until a listener fails), then shuts the
 // gateway down, then the admin server, and removes the pidfile. It returns
@@ -34,6 +39,13 @@ func run(o *options, cfg gateway.Config, log *slog.Logger) int {
 	// before and after (a command sent then is dropped).
 	if len(commandSignals) > 0 {
 		signal.Notify(make(chan os.Signal, 1), commandSignals...)
+	}
+	// SIGHUP rereads the key files; watched from here on, so one that
+	// comes during the start waits instead of killing the process.
+	hup := make(chan os.Signal, 1)
+	if len(reloadSignals) > 0 {
+		signal.Notify(hup, reloadSignals...)
+		defer signal.Stop(hup)
 	}
 
 	clientPort, serverPort := o.ports()
@@ -73,6 +85,26 @@ func run(o *options, cfg gateway.Config, log *slog.Logger) int {
 	defer removePidFile(o.PidFile, log)
 
 	g := gateway.New(cfg)
+	o.auth.start(g, log, cfg.ServerAuthPassword, cfg.ServerKeys)
+	if o.ServerKeyFile != "" {
+		log.Info("server keys", "keys", o.auth.summary())
+	}
+	hupStop, hupDone := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(hupDone)
+		for {
+			select {
+			case <-hup:
+				o.auth.reload("SIGHUP")
+			case <-hupStop:
+				return
+			}
+		}
+	}()
+	defer func() {
+		close(hupStop)
+		<-hupDone
+	}()
 	for _, p := range []struct {
 		port
 		ln net.Listener
@@ -86,7 +118,7 @@ func run(o *options, cfg gateway.Config, log *slog.Logger) int {
 	}
 	var adm *adminServer
 	if adminLn != nil {
-		adm = serveAdmin(adminLn, g, log)
+		adm = serveAdmin(adminLn, g, o.AdminToken, log)
 	}
 	served := make(chan error, 2)
 	go func() { served <- g.ServeClients(clientLn) }()
@@ -104,6 +136,7 @@ func run(o *options, cfg gateway.Config, log *slog.Logger) int {
 		}
 	}
 	it.RegisterHelp("snet", "log the snet ports' counters on one line", snetCommand(snetPorts))
+	it.RegisterHelp("keys", "[reload]: which server IDs have keys of their own (never a key); reload rereads -ServerKeyFile and -ServerAuthPasswordFile, as SIGHUP does", keysCommand(o.auth))
 	cmdCtx, cmdStop := context.WithCancel(context.Background())
 	defer cmdStop()
 	cmdDone := make(chan struct{})
@@ -156,7 +189,13 @@ func run(o *options, cfg gateway.Config, log *slog.Logger) int {
 	adm.shutdown()
 	// Stopping the interpreter writes the CPU profile if one is running.
 	cmdStop()
-	<-cmdDone
+	select {
+	case <-cmdDone:
+	case <-time.After(cmdStopTimeout):
+		// A command still running (a handler stuck, say) must not keep the
+		// process from exiting; what it was doing is lost.
+		log.Warn("the command interpreter did not stop in time; exiting without it", "timeout", cmdStopTimeout)
+	}
 	log.Info("stopped", "stats", formatStats(g.Stats()))
 	return code
 }

@@ -9,3 +9,6 @@ import (
 
 // commandSignals are the signals the command interpreter answers.
 var commandSignals = []os.Signal{syscall.SIGUSR1}
+
+// reloadSignals are the signals that reread the key files.
+var reloadSignals = []os.Signal{syscall.SIGHUP}
