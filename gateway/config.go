@@ -37,6 +37,12 @@ const (
 	DefaultClientMaxServerConns         = 64
 )
 
+// Defaults of the fan-out bounds per server link (issue 18).
+const (
+	DefaultServerMaxGroups      = 1 << 16
+	DefaultServerMaxMemberships = 1 << 20
+)
+
 // Config configures a Gateway. The zero value is usable: every zero field
 // takes the default named beside it.
 type Config struct {
@@ -176,6 +182,19 @@ type Config struct {
 	// send bursts of a few frames never notice (0: 64 KiB; a value at or
 	// above ServerSendQueueBytes: only the total bound applies).
 	ServerSendQueueBytesPerClient int
+	// ServerMaxGroups bounds the groups one server connection may have
+	// at once (fan-out, docs/protocol.md §7; a group exists while it has
+	// members); a Join that would start one more is ignored, counted
+	// (Stats.JoinsRefused) and logged, rate-limited (0: 65,536;
+	// negative: unlimited).
+	ServerMaxGroups int
+	// ServerMaxMemberships bounds the memberships one server connection
+	// may have at once, in all its groups together; a Join past it is
+	// ignored, counted and logged, rate-limited. Each costs the gateway
+	// about 100 bytes (docs/reliability.md §17), so the default bounds a
+	// server's groups to about 100 MiB (0: 1,048,576; negative:
+	// unlimited).
+	ServerMaxMemberships int
 
 	// MemReleaseInterval is how often the gateway gives the memory a
 	// burst left behind back to the operating system (slab.Reclaimer):
@@ -224,6 +243,8 @@ func (c Config) withDefaults() Config {
 	setInt(&c.ServerMaxHandshakes, DefaultServerMaxHandshakes)
 	setInt(&c.ServerMaxHandshakesPerSource, DefaultServerMaxHandshakesPerSource)
 	setInt(&c.ClientMaxServerConns, DefaultClientMaxServerConns)
+	setInt(&c.ServerMaxGroups, DefaultServerMaxGroups)
+	setInt(&c.ServerMaxMemberships, DefaultServerMaxMemberships)
 	if c.FDReserve == 0 {
 		c.FDReserve = DefaultFDReserve(c)
 	}

@@ -153,27 +153,63 @@ func (l *link) discardRaw() uint64 {
 	}
 }
 
-// splitWritten walks the frames of batch (whole frames back to back in each
-// buffer, as queued) and returns how many of them the first written bytes
-// hold whole, and the data frames (ConnID != 0), with their bytes, that
-// they do not.
+// frameCursor follows frame boundaries across the buffers of a batch: a
+// buffer holds whole frames back to back, or ends with the header of a
+// frame whose payload is the next buffer (a fan-out delivery, see
+// fanout.go). Headers are never split.
+type frameCursor struct {
+	need int  // bytes of the current frame still to come
+	data bool // the current frame is a data frame (ConnID != 0)
+	size int  // the current frame's size
+}
+
+// advance moves past b and reports whether the frames end with it.
+func (c *frameCursor) advance(b []byte) bool {
+	for len(b) > 0 {
+		if c.need == 0 {
+			if len(b) < proto.HeaderSize {
+				return true // cannot happen: headers are whole
+			}
+			c.size = proto.SizeOfLength + int(binary.LittleEndian.Uint32(b))
+			c.need, c.data = c.size, proto.Header(b).ConnID() != 0
+		}
+		n := min(c.need, len(b))
+		c.need -= n
+		b = b[n:]
+	}
+	return c.need == 0
+}
+
+// splitWritten walks the frames of batch (as queued: see frameCursor) and
+// returns how many of them the first written bytes hold whole, and the data
+// frames (ConnID != 0), with their bytes, that they do not.
 func splitWritten(batch []outFrame, written int64) (whole uint64, lost FrameCount) {
-	var pos int64
+	var pos int64 // bytes of batch walked
+	var cur frameCursor
 	for _, f := range batch {
 		b := f.b
-		for len(b) >= proto.HeaderSize {
-			size := proto.SizeOfLength + int(binary.LittleEndian.Uint32(b))
-			if size > len(b) {
-				break // cannot happen: queued frames are whole
+		for len(b) > 0 {
+			if cur.need == 0 {
+				if len(b) < proto.HeaderSize {
+					break // cannot happen: headers are whole
+				}
+				cur.size = proto.SizeOfLength + int(binary.LittleEndian.Uint32(b))
+				cur.need, cur.data = cur.size, proto.Header(b).ConnID() != 0
 			}
-			pos += int64(size)
+			// The frame, or the part of it in b.
+			n := min(cur.need, len(b))
+			cur.need -= n
+			b = b[n:]
+			pos += int64(n)
+			if cur.need > 0 {
+				continue // the frame goes on in the next buffer
+			}
 			if pos <= written {
 				whole++
-			} else if proto.Header(b).ConnID() != 0 {
+			} else if cur.data {
 				lost.Frames++
-				lost.Bytes += uint64(size)
+				lost.Bytes += uint64(cur.size)
 			}
-			b = b[size:]
 		}
 	}
 	return whole, lost

@@ -438,6 +438,7 @@ func (g *Gateway) untrack(l *link) {
 	if ok {
 		delete(g.links, l)
 		g.counters.retire(l.side, &l.stats)
+		g.counters.fan.retire(l.fan.Load())
 	}
 	g.mu.Unlock()
 	if ok {

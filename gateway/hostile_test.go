@@ -63,7 +63,9 @@ func hostileStream(rng *rand.Rand, maxPacket int) (stream []byte, kind, name str
 	k := min(rng.IntN(7), len(kinds)-1)
 	switch k {
 	case 0:
-		typ := byte(6 + rng.IntN(250))
+		// 10-255: unknown to both sides (6-9 are fan-out commands a
+		// server may send, docs/protocol.md §7).
+		typ := byte(10 + rng.IntN(246))
 		length := proto.SizeOfConnID + 1 + rng.IntN(60)
 		command(length, typ)
 		name = fmt.Sprintf("unknown type %d", typ)

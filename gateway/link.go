@@ -84,6 +84,13 @@ type link struct {
 	// Dials it reads (see newConnID). Reader only.
 	idNext, idEnd uint32
 
+	// fan is a server link's fan-out state, made at its first fan-out
+	// command (groups.go); fanQueued counts the bytes of the deliveries
+	// its reader queued since it last flushed (see fanout.go). Reader
+	// only but for fan's pointer, which closers and Stats load.
+	fan       atomic.Pointer[fanState]
+	fanQueued int
+
 	// dirty lists the links whose writer turn this link's reader took
 	// (enqueue) and must still flush (flushDirty). Reader only.
 	dirty []*link
@@ -356,6 +363,8 @@ const shareMin = 1 << 10
 func (l *link) handle(f outFrame, borrowed bool) bool {
 	if id := proto.Header(f.b).ConnID(); id != 0 {
 		l.gw.forward(l, id, f, borrowed)
+	} else if _, ok := proto.FanoutType(f.b); ok {
+		l.gw.fanout(l, f, borrowed) // fanout.go; it owns f
 	} else {
 		l.gw.command(l, f.b)
 		if !borrowed {

@@ -90,9 +90,18 @@ var tailChunk = [2]int{sideClient: 2 << 10, sideServer: 16 << 10}
 // one writev and no goroutine is started. Otherwise a writer goroutine is
 // started at once.
 func (l *link) enqueue(from *link, frame outFrame, small []byte, mode pushMode) error {
-	size := len(small)
+	return l.enqueueParts(from, nil, frame, small, mode)
+}
+
+// enqueueParts is enqueue for a frame in two parts: hdr, its start, which
+// is copied (packed like a small frame), and then frame or small. Both are
+// queued under one lock, as one frame: a fan-out delivery is its own
+// header followed by a payload every member shares (see fanout.go). With
+// hdr nil it is enqueue.
+func (l *link) enqueueParts(from *link, hdr []byte, frame outFrame, small []byte, mode pushMode) error {
+	size := len(hdr) + len(small)
 	if small == nil {
-		size = len(frame.b)
+		size = len(hdr) + len(frame.b)
 	}
 	l.mu.Lock()
 	for !l.closed && mode != pushForce && l.full(from, mode) {
@@ -141,29 +150,27 @@ func (l *link) enqueue(from *link, frame outFrame, small []byte, mode pushMode) 
 		}
 	}
 	var unshared outFrame
-	if small == nil && frame.ref != nil && l.stalled {
+	if small == nil && frame.ref != nil && l.stalled && hdr == nil {
 		// l's peer is not taking what it is sent: a frame forwarded in
 		// place would keep its whole read buffer (up to 16 times the
 		// frame, see proto.FrameReader.ReadFrameShared) while it waits.
 		// It is copied into the queue instead, and the buffer goes back.
+		// (A fan-out payload, with hdr, is a buffer of its own, shared
+		// by every member: copying it would cost each stalled member
+		// what all of them share.)
 		small, unshared, frame = frame.b, frame, outFrame{}
 	}
 	if l.queue == nil {
 		l.queue, l.spare = l.spare, nil
 	}
-	if small == nil {
+	switch {
+	case small != nil:
+		l.packLocked(hdr, small)
+	case hdr != nil:
+		l.packLocked(hdr, nil)
 		l.queue = append(l.queue, frame)
-	} else if n := len(l.queue); n > 0 && l.queue[n-1].ref == nil && cap(l.queue[n-1].b)-len(l.queue[n-1].b) >= len(small) {
-		// The buffer queued last is the queue's own (not shared) and
-		// not taken by a writer yet: append to it.
-		l.queue[n-1].b = append(l.queue[n-1].b, small...)
-	} else {
-		size := firstChunk
-		if n > 0 {
-			size = tailChunk[l.side]
-		}
-		b := l.gw.cfg.MemPool.Alloc(max(len(small), size))
-		l.queue = append(l.queue, outFrame{b: append(b[:0], small...)})
+	default:
+		l.queue = append(l.queue, frame)
 	}
 	l.queued++
 	l.queuedBytes += size
@@ -195,6 +202,30 @@ func (l *link) enqueue(from *link, frame outFrame, small []byte, mode pushMode) 
 		l.startWriter(nil, 0)
 	}
 	return nil
+}
+
+// packLocked copies a, then b, into the spare room of the buffer queued
+// last if it is the queue's own (not shared) and not taken by a writer yet,
+// or else into a new pooled buffer: firstChunk bytes for an empty queue,
+// tailChunk after, so that small frames queued together share a buffer; or
+// just len(a) bytes when b is nil (a delivery's header, which a shared
+// payload follows: nothing can be packed after it). The caller holds l.mu.
+func (l *link) packLocked(a, b []byte) {
+	need := len(a) + len(b)
+	if n := len(l.queue); n > 0 && l.queue[n-1].ref == nil && cap(l.queue[n-1].b)-len(l.queue[n-1].b) >= need {
+		last := &l.queue[n-1]
+		last.b = append(append(last.b, a...), b...)
+		return
+	}
+	size := firstChunk
+	switch {
+	case b == nil:
+		size = need
+	case len(l.queue) > 0:
+		size = tailChunk[l.side]
+	}
+	buf := l.gw.cfg.MemPool.Alloc(max(need, size))
+	l.queue = append(l.queue, outFrame{b: append(append(buf[:0], a...), b...)})
 }
 
 // full reports whether l's queue has no room for a frame pushed by from in
@@ -294,6 +325,7 @@ func (l *link) flushDirty() {
 	if cap(l.dirty) > idleSpare {
 		l.dirty = nil
 	}
+	l.fanQueued = 0
 }
 
 // inlineRounds bounds how many batches a reader writes for another link
@@ -583,7 +615,7 @@ func (l *link) writeBatch(batch []outFrame, skip int64, vec [][]byte) (int64, []
 		n, err := iov.WriteTo(l.conn)
 		return n, vec[:0], err
 	}
-	n, err := l.writeCoalesced(bufs)
+	n, err := l.writeCoalesced(bufs, skip == 0)
 	return n, vec[:0], err
 }
 
@@ -601,14 +633,20 @@ func skipBytes(bufs [][]byte, skip int64) [][]byte {
 }
 
 // writeCoalesced writes bufs to a connection without writev, copying runs
-// of small frames into one pooled buffer per Write.
-func (l *link) writeCoalesced(bufs [][]byte) (int64, error) {
+// of small frames into one pooled buffer per Write. When bufs start at a
+// frame (aligned), a Write never ends inside a frame: a fan-out delivery's
+// header and its shared payload are two buffers, and a WebSocket client
+// must get whole frames in each message (docs/protocol.md §6).
+func (l *link) writeCoalesced(bufs [][]byte, aligned bool) (int64, error) {
 	var total int64
+	var cur frameCursor
 	for i := 0; i < len(bufs); {
-		// Gather frames [i, j) that fit in one copy buffer.
-		j, size := i, 0
-		for j < len(bufs) && (j == i || size+len(bufs[j]) <= coalesceMax) {
+		// Gather frames [i, j) that fit in one copy buffer, and the rest
+		// of a frame that does not end in bufs[j-1].
+		j, size, whole := i, 0, true
+		for j < len(bufs) && (j == i || !whole || size+len(bufs[j]) <= coalesceMax) {
 			size += len(bufs[j])
+			whole = !aligned || cur.advance(bufs[j])
 			j++
 		}
 		if j == i+1 {

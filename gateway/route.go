@@ -18,6 +18,14 @@ type vconn struct {
 	server   *link
 	byClient bool        // the client dialed it (counts toward ClientMaxConn)
 	closed   atomic.Bool // set when it leaves the route table
+	// ready is set once the client end has been told of the vconn
+	// (Accept or Connect queued to it): fan-out delivers only then, so a
+	// client never gets data before it knows the ConnID (groups.go).
+	ready atomic.Bool
+	// grouped is set when the vconn first joins a group; groups lists its
+	// memberships, guarded by its server link's fanState.mu (groups.go).
+	grouped atomic.Bool
+	groups  *member
 }
 
 // routeCacheBits is log2 of the length of a link's route cache, by side: a
@@ -177,7 +185,13 @@ func (g *Gateway) dial(l *link, remoteID uint32) {
 	// sums the links. Open virtual connections are the route table's size.
 	l.stats.dials.Add(1)
 	other := vc.other(l)
+	if l.side == sideClient {
+		vc.ready.Store(true) // the client has its Accept (attach queued it), the server not yet its Connect
+	}
 	other.pushCmd(l, proto.Command{Type: proto.CmdConnect, ConnID: vc.id, RemoteID: l.id}, modeFor(l, other))
+	if l.side == sideServer {
+		vc.ready.Store(true) // the client has its Connect
+	}
 }
 
 // attach assigns vc a ConnID, records it in the route table and on its
@@ -289,6 +303,7 @@ func (g *Gateway) closeVC(l *link, id uint32, frame []byte) {
 		return
 	}
 	vc.closed.Store(true)
+	vc.leaveGroups()
 	vc.client.detach(vc)
 	other := vc.other(l)
 	l.pushCopy(l, frame, modeFor(l, l))
@@ -321,6 +336,7 @@ func (g *Gateway) teardown(l *link) {
 				continue // closed concurrently by the other end
 			}
 			vc.closed.Store(true)
+			vc.leaveGroups()
 			// Never waiting for room: a teardown must not stall behind
 			// one full server while its other servers wait for their
 			// Close. Bounded by the client's virtual connections.
@@ -333,6 +349,7 @@ func (g *Gateway) teardown(l *link) {
 		}
 		// dead is set before the route table is searched (see attach).
 		vcs := g.routes.removeAll(func(v *vconn) bool { return v.server == l })
+		l.endGroups() // its groups end with it
 		for _, vc := range vcs {
 			vc.closed.Store(true)
 			vc.client.detach(vc)

@@ -84,6 +84,11 @@ type ServerInfo struct {
 	VirtualConns int       // virtual connections open on it now
 	Since        time.Time // when it authenticated
 	Newest       bool      // it takes new Dials for its ID
+	// Its fan-out (docs/protocol.md §7): groups and memberships now,
+	// deliveries queued, ConnIDs skipped and Joins refused so far (see
+	// FanoutStats).
+	Groups, Memberships               int64
+	Deliveries, Skipped, JoinsRefused uint64
 }
 
 // list returns every registered server link, with the count of virtual
@@ -92,7 +97,11 @@ func (s *servers) list(vconns map[*link]int) []ServerInfo {
 	var out []ServerInfo
 	for id, ls := range s.snapshot() {
 		for i, l := range ls {
-			out = append(out, ServerInfo{ID: id, Addr: l.conn.RemoteAddr().String(), VirtualConns: vconns[l], Since: l.since, Newest: i == len(ls)-1})
+			si := ServerInfo{ID: id, Addr: l.conn.RemoteAddr().String(), VirtualConns: vconns[l], Since: l.since, Newest: i == len(ls)-1}
+			var fan FanoutStats
+			l.fan.Load().addTo(&fan)
+			si.Groups, si.Memberships, si.Deliveries, si.Skipped, si.JoinsRefused = fan.Groups, fan.Memberships, fan.Deliveries, fan.Skipped, fan.JoinsRefused
+			out = append(out, si)
 		}
 	}
 	return out

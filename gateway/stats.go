@@ -52,6 +52,28 @@ type Stats struct {
 	// (MemReleaseInterval), MemReclaims the times it then ran
 	// debug.FreeOSMemory.
 	MemReleased, MemReclaims uint64
+
+	// Fan-out (docs/protocol.md §7): see FanoutStats.
+	Fanout FanoutStats
+}
+
+// FanoutStats counts the servers' fan-out: Multicast, Join, Leave, Publish.
+type FanoutStats struct {
+	// Groups and Memberships are the groups of the server connections
+	// open now, and their memberships, in all.
+	Groups, Memberships int64
+	// Deliveries counts the data frames fan-out queued to clients (one
+	// per member per Publish, one per listed ConnID per Multicast). A
+	// delivery to a client that was closing is counted in Undelivered
+	// instead.
+	Deliveries uint64
+	// Skipped counts the ConnIDs fan-out commands named that were not
+	// live, not the sending server's, or closing: skipped without a
+	// reply (a race with Close is normal).
+	Skipped uint64
+	// JoinsRefused counts the Joins ignored because they would have
+	// passed ServerMaxGroups or ServerMaxMemberships.
+	JoinsRefused uint64
 }
 
 // FrameCount is a number of frames and their bytes (headers included).
@@ -101,6 +123,30 @@ type counters struct {
 	undelivered                  [numReasons]frameCounter
 	discarded                    frameCounter
 	memReleased, memReclaims     atomic.Uint64
+	fan                          fanCounters // of server links that have closed
+}
+
+// fanCounters are the fan-out counters of server links that have closed.
+type fanCounters struct{ deliveries, skipped, joinsRefused atomic.Uint64 }
+
+// retire folds a closing link's fan-out counters into the totals.
+func (c *fanCounters) retire(fs *fanState) {
+	if fs != nil {
+		c.deliveries.Add(fs.deliveries.Load())
+		c.skipped.Add(fs.skipped.Load())
+		c.joinsRefused.Add(fs.joinsRefused.Load())
+	}
+}
+
+// addTo adds the fan-out figures of fs (a live server link's) to s.
+func (fs *fanState) addTo(s *FanoutStats) {
+	if fs != nil {
+		s.Groups += fs.nGroups.Load()
+		s.Memberships += fs.nMembers.Load()
+		s.Deliveries += fs.deliveries.Load()
+		s.Skipped += fs.skipped.Load()
+		s.JoinsRefused += fs.joinsRefused.Load()
+	}
 }
 
 // frameCounter is a FrameCount that is added to concurrently.
@@ -176,11 +222,13 @@ func (g *Gateway) Stats() Stats {
 	c.closed[sideClient].addTo(&s.Client)
 	c.closed[sideServer].addTo(&s.Server)
 	s.DialsAccepted = c.closed[sideClient].dials.Load() + c.closed[sideServer].dials.Load()
+	s.Fanout = FanoutStats{Deliveries: c.fan.deliveries.Load(), Skipped: c.fan.skipped.Load(), JoinsRefused: c.fan.joinsRefused.Load()}
 	for l := range g.links {
 		if l.side == sideClient {
 			l.stats.addTo(&s.Client)
 		} else {
 			l.stats.addTo(&s.Server)
+			l.fan.Load().addTo(&s.Fanout)
 		}
 		s.DialsAccepted += l.stats.dials.Load()
 	}

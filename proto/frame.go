@@ -38,6 +38,14 @@ func (c Cmd) String() string {
 		return "Close"
 	case CmdPing:
 		return "Ping"
+	case CmdMulticast:
+		return "Multicast"
+	case CmdJoin:
+		return "Join"
+	case CmdLeave:
+		return "Leave"
+	case CmdPublish:
+		return "Publish"
 	}
 	return fmt.Sprintf("Cmd(%d)", byte(c))
 }

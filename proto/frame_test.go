@@ -103,8 +103,8 @@ func TestCmdValues(t *testing.T) {
 			t.Errorf("CmdSize(%d) = %d, want 0", byte(c), n)
 		}
 	}
-	if s := Cmd(6).String(); s != "Cmd(6)" {
-		t.Errorf("Cmd(6).String() = %q", s)
+	if s := Cmd(10).String(); s != "Cmd(10)" {
+		t.Errorf("Cmd(10).String() = %q", s)
 	}
 }
 

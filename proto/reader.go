@@ -456,6 +456,19 @@ func newShared(buf []byte, pool slab.Pool) *Shared {
 	return s
 }
 
+// NewShared returns a Shared holding buf, a buffer from pool, with one
+// reference, the caller's: the last Release gives buf back to pool. The
+// gateway wraps a fan-out payload in one, so that every delivery shares it.
+func NewShared(buf []byte, pool slab.Pool) *Shared { return newShared(buf, pool) }
+
+// Retain adds n references (n >= 0), one per holder that will Release.
+// The caller must hold a reference already.
+func (s *Shared) Retain(n int) {
+	if n > 0 {
+		s.refs.Add(int32(n))
+	}
+}
+
 // Release drops one reference; the last returns the buffer to its pool.
 // A frame must not be used after its reference is released.
 func (s *Shared) Release() {
