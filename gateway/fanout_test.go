@@ -537,3 +537,83 @@ func TestFanoutSlowMemberDropped(t *testing.T) {
 	}
 	eventually(t, "slow member left the group", func() bool { return g.Stats().Fanout.Memberships == 2 })
 }
+
+// TestFanoutThousandPublishes: 1,000 Publishes to a group of 1,000
+// members, with unicast frames to some members between them, arrive
+// complete and in order at every member.
+func TestFanoutThousandPublishes(t *testing.T) {
+	members, publishes := 1000, 1000
+	if testing.Short() {
+		members, publishes = 200, 200
+	}
+	g := startGW(t, Config{})
+	s := g.dialServer(t, 1)
+	cs, ids := fanClients(t, g, s, 1, members)
+	var b []byte
+	for _, id := range ids {
+		b = append(b, join(3, id)...)
+	}
+	s.write(b)
+	s.ping()
+	unicastTo := func(i, j int) bool { return (i+j)%50 == 0 }
+	// The server writes in chunks of 10 messages; members read at once.
+	errs := make(chan error, members)
+	for j, c := range cs {
+		go func() {
+			c.conn.SetReadDeadline(time.Now().Add(4 * waitFor))
+			for i := range publishes {
+				want := []string{fmt.Sprintf("P%d", i)}
+				if unicastTo(i, j) {
+					// Before the Publish for odd i, after it for even.
+					u := fmt.Sprintf("U%d", i)
+					if i%2 == 1 {
+						want = []string{u, want[0]}
+					} else {
+						want = append(want, u)
+					}
+				}
+				for _, w := range want {
+					f, err := c.fr.ReadFrame()
+					if err != nil {
+						errs <- fmt.Errorf("member %d: %w", j, err)
+						return
+					}
+					if proto.Header(f).ConnID() != ids[j] || string(f[proto.HeaderSize:]) != w {
+						errs <- fmt.Errorf("member %d: got %x, want %q on ConnID %d", j, f, w, ids[j])
+						return
+					}
+				}
+			}
+			errs <- nil
+		}()
+	}
+	b = b[:0]
+	for i := range publishes {
+		pub := publish(3, 0, fmt.Sprintf("P%d", i))
+		if i%2 == 0 {
+			b = append(b, pub...)
+		}
+		for j, id := range ids {
+			if unicastTo(i, j) {
+				b = proto.EncodeData(b, id, []byte(fmt.Sprintf("U%d", i)))
+			}
+		}
+		if i%2 == 1 {
+			b = append(b, pub...)
+		}
+		if i%10 == 9 {
+			s.write(b)
+			b = b[:0]
+		}
+	}
+	s.write(b)
+	for range members {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	st := g.Stats()
+	if want := uint64(members * publishes); st.Fanout.Deliveries != want || st.Disconnects != [numReasons]uint64{} {
+		t.Fatalf("%d deliveries (want %d), disconnects %v", st.Fanout.Deliveries, want, st.Disconnects)
+	}
+}

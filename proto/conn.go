@@ -14,6 +14,7 @@ type Conn struct {
 	remoteID  uint32
 	q         recvQueue
 	closeOnce sync.Once
+	groups    []*Group // the groups it is in (group.go); guarded by ep.mu
 }
 
 func (ep *EndPoint) newConn(id, remoteID uint32) *Conn {
@@ -135,6 +136,7 @@ func (c *Conn) Close() error {
 		live := ep.conns[c.id] == c
 		if live {
 			delete(ep.conns, c.id)
+			c.goneLocked()
 		}
 		ep.mu.Unlock()
 		for _, f := range c.q.closeDrop() {

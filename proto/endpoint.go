@@ -39,9 +39,15 @@ type EndPoint struct {
 
 	dialMu sync.Mutex // keeps pending dials in the order their Dial frames are queued
 
+	server bool // a server's endpoint (DialServer): fan-out is allowed (group.go)
+
 	mu      sync.Mutex
 	conns   map[uint32]*Conn // live virtual connections by ConnID; nil once closed
 	pending []*pendingDial   // Dials awaiting Accept or Refuse, oldest first
+	// groups are a server's groups by GroupID, nextGroup the last GroupID
+	// handed out (group.go).
+	groups    map[uint32]*Group
+	nextGroup uint32
 	closed  bool
 	err     error // why the endpoint closed
 	timer   *time.Timer
@@ -81,7 +87,7 @@ func NewClient(conn net.Conn, cfg EndPointCfg) (*EndPoint, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	return newEndPoint(conn, cfg), nil
+	return newEndPoint(conn, cfg, false), nil
 }
 
 // DialServer runs a backend server's handshake on conn, a fresh connection
@@ -96,7 +102,7 @@ func DialServer(conn net.Conn, cfg EndPointCfg) (*EndPoint, error) {
 	if err := AuthenticateToGateway(conn, cfg.AuthKey, cfg.ServerID, 0); err != nil {
 		return nil, err
 	}
-	return newEndPoint(conn, cfg), nil
+	return newEndPoint(conn, cfg, true), nil
 }
 
 // DialClientAddr connects to a gateway's client port with net.Dial and
@@ -129,10 +135,11 @@ func dialAddr(network, addr string, cfg EndPointCfg, open func(net.Conn, EndPoin
 }
 
 // newEndPoint starts the goroutines of an endpoint over conn. cfg is valid.
-func newEndPoint(conn net.Conn, cfg EndPointCfg) *EndPoint {
+func newEndPoint(conn net.Conn, cfg EndPointCfg, server bool) *EndPoint {
 	cfg = cfg.withDefaults()
 	_, noPool := cfg.MemPool.(slab.NoPool)
 	ep := &EndPoint{
+		server:  server,
 		conn:    conn,
 		cfg:     cfg,
 		pool:    cfg.MemPool,
@@ -304,6 +311,9 @@ func (ep *EndPoint) shutdown(err error) {
 	conns := ep.conns
 	ep.conns = nil
 	ep.pending = nil
+	for _, c := range conns {
+		c.goneLocked()
+	}
 	if ep.timer != nil {
 		ep.timer.Stop()
 	}

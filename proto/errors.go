@@ -58,4 +58,10 @@ var (
 	ErrPingTimeout error = pingTimeoutError{}
 	// ErrBadConfig: an EndPointCfg field is out of range.
 	ErrBadConfig = errors.New("fastway: invalid endpoint config")
+	// ErrNotServer: a fan-out call (Multicast, Broadcast, NewGroup) on a
+	// client's endpoint; only servers fan out (docs/protocol.md §7).
+	ErrNotServer = errors.New("fastway: fan-out is for server endpoints")
+	// ErrForeignConn: a fan-out call named a virtual connection of another
+	// endpoint.
+	ErrForeignConn = errors.New("fastway: virtual connection of another endpoint")
 )

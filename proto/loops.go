@@ -81,6 +81,7 @@ func (ep *EndPoint) overflow(c *Conn) {
 	live := ep.conns[c.id] == c
 	if live {
 		delete(ep.conns, c.id)
+		c.goneLocked()
 	}
 	ep.mu.Unlock()
 	if live {
@@ -103,6 +104,7 @@ func (ep *EndPoint) handle(cmd Command) error {
 		c := ep.conns[cmd.ConnID]
 		if c != nil {
 			delete(ep.conns, cmd.ConnID)
+			c.goneLocked()
 		}
 		ep.mu.Unlock()
 		if c != nil {
