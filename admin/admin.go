@@ -170,6 +170,13 @@ type serverJSON struct {
 	VirtualConns  int     `json:"virtual_conns"`
 	UptimeSeconds float64 `json:"uptime_seconds"`
 	Newest        bool    `json:"newest"`
+	// Fan-out (docs/protocol.md §7): groups and memberships now,
+	// deliveries, skipped ConnIDs and refused Joins since it registered.
+	Groups       int64  `json:"groups"`
+	Memberships  int64  `json:"memberships"`
+	Deliveries   uint64 `json:"fanout_deliveries"`
+	Skipped      uint64 `json:"fanout_skipped"`
+	JoinsRefused uint64 `json:"joins_refused"`
 }
 
 // servers answers the registered server connections as a JSON array,
@@ -185,6 +192,11 @@ func (s *Server) servers(w http.ResponseWriter, _ *http.Request) {
 			VirtualConns:  si.VirtualConns,
 			UptimeSeconds: math.Round(max(now.Sub(si.Since), 0).Seconds()*1000) / 1000,
 			Newest:        si.Newest,
+			Groups:        si.Groups,
+			Memberships:   si.Memberships,
+			Deliveries:    si.Deliveries,
+			Skipped:       si.Skipped,
+			JoinsRefused:  si.JoinsRefused,
 		})
 	}
 	w.Header().Set("Content-Type", "application/json")

@@ -15,6 +15,7 @@ import (
 
 	"github.com/fastway-go/fastway/gateway"
 	"github.com/fastway-go/fastway/internal/httpget"
+	"github.com/fastway-go/fastway/proto"
 )
 
 // newHTTPClient returns a client whose idle connections are closed when
@@ -88,7 +89,10 @@ func TestServersJSON(t *testing.T) {
 	c := g.dialClient(t)
 	open(t, c, s2new, 2)
 	open(t, c, s2new, 2)
-	open(t, c, s1, 1)
+	id := open(t, c, s1, 1)
+	s1.send(proto.Fanout{Type: proto.CmdJoin, GroupID: 9, ConnID: id}.Append(nil))
+	s1.send(proto.AppendMulticast(nil, []byte("hi"), id, 1<<30))
+	c.read()
 
 	resp, err := client.Get(url + "/servers")
 	if err != nil {
@@ -116,11 +120,14 @@ func TestServersJSON(t *testing.T) {
 		if e["id"] != w.id || e["addr"] != w.peer.conn.LocalAddr().String() || e["virtual_conns"] != w.vconns || e["newest"] != w.newest {
 			t.Errorf("server %d: %v, want id %v addr %s virtual_conns %v newest %v", i, e, w.id, w.peer.conn.LocalAddr(), w.vconns, w.newest)
 		}
+		if w.peer == s1 && (e["groups"] != 1.0 || e["memberships"] != 1.0 || e["fanout_deliveries"] != 1.0 || e["fanout_skipped"] != 1.0 || e["joins_refused"] != 0.0) {
+			t.Errorf("server %d: fan-out %v, want 1 group, 1 membership, 1 delivery, 1 skipped", i, e)
+		}
 		if up, ok := e["uptime_seconds"].(float64); !ok || up < 0 || up > 60 {
 			t.Errorf("server %d: uptime_seconds %v, want a few seconds", i, e["uptime_seconds"])
 		}
-		if len(e) != 5 {
-			t.Errorf("server %d has keys %v, want id, addr, virtual_conns, uptime_seconds, newest", i, e)
+		if len(e) != 10 {
+			t.Errorf("server %d has keys %v, want id, addr, virtual_conns, uptime_seconds, newest, groups, memberships, fanout_deliveries, fanout_skipped, joins_refused", i, e)
 		}
 	}
 }

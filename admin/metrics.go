@@ -37,6 +37,9 @@ type collector struct {
 	discardedFrames                *prometheus.Desc
 	discardedBytes                 *prometheus.Desc
 	memReleased, memReclaims       *prometheus.Desc
+	groups, memberships            *prometheus.Desc
+	deliveries, skipped            *prometheus.Desc
+	joinsRefused                   *prometheus.Desc
 	refuseReasons                  []gateway.RefuseReason
 	reasons                        []gateway.Reason
 	refuseReasonNames, reasonNames []string
@@ -77,6 +80,11 @@ func NewCollector(g *gateway.Gateway) prometheus.Collector {
 		discardedBytes:   desc("bytes_discarded_at_shutdown_total", "Bytes peers sent after a shutdown stopped reading them, read and thrown away."),
 		memReleased:      desc("memory_pool_released_bytes_total", "Bytes of buffer pool pages let go of after they were idle for the release interval."),
 		memReclaims:      desc("memory_reclaims_total", "Times the gateway made the Go runtime return free memory to the OS (debug.FreeOSMemory) after a burst."),
+		groups:           desc("fanout_groups", "Groups of the server connections open now (fan-out)."),
+		memberships:      desc("fanout_memberships", "Memberships of those groups, in all."),
+		deliveries:       desc("fanout_deliveries_total", "Data frames fan-out (Multicast, Publish) queued to clients."),
+		skipped:          desc("fanout_skipped_total", "ConnIDs fan-out commands named that were not live or not the sending server's, skipped."),
+		joinsRefused:     desc("fanout_joins_refused_total", "Joins ignored because they would have passed ServerMaxGroups or ServerMaxMemberships."),
 		refuseReasons:    gateway.RefuseReasons(),
 		reasons:          gateway.Reasons(),
 	}
@@ -91,6 +99,7 @@ func NewCollector(g *gateway.Gateway) prometheus.Collector {
 		c.dialsAccepted, c.dialsRefused, c.disconnects, c.authFailures, c.framesDropped,
 		c.closesIgnored, c.queueHighWater, c.largeFrameBytes, c.largeFrameEvictions, c.acceptErrors, c.undeliveredFrames, c.undeliveredBytes,
 		c.discardedFrames, c.discardedBytes, c.memReleased, c.memReclaims,
+		c.groups, c.memberships, c.deliveries, c.skipped, c.joinsRefused,
 	}
 	return c
 }
@@ -151,4 +160,9 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.discardedBytes, s.Discarded.Bytes)
 	counter(c.memReleased, s.MemReleased)
 	counter(c.memReclaims, s.MemReclaims)
+	gauge(c.groups, float64(s.Fanout.Groups))
+	gauge(c.memberships, float64(s.Fanout.Memberships))
+	counter(c.deliveries, s.Fanout.Deliveries)
+	counter(c.skipped, s.Fanout.Skipped)
+	counter(c.joinsRefused, s.Fanout.JoinsRefused)
 }

@@ -51,11 +51,18 @@ func traffic(t *testing.T, g *testGateway) {
 		s.send(proto.EncodeData(nil, id, make([]byte, 20)))
 		c.read()
 	}
+	// Fan-out: a group of one, a Publish to it, a Multicast to it and to
+	// a ConnID that is not live (skipped).
+	s.send(proto.Fanout{Type: proto.CmdJoin, GroupID: 5, ConnID: id}.Append(nil))
+	s.send(proto.Fanout{Type: proto.CmdPublish, GroupID: 5, Payload: []byte("pub")}.Append(nil))
+	s.send(proto.AppendMulticast(nil, []byte("mc"), id, 1<<30))
+	c.read()
+	c.read()
 	// Frames are counted out after their write returns and a disconnect
 	// after the teardown: wait for the last of each.
 	eventually(t, "counters settled", func() bool {
 		st := g.Stats()
-		return st.Client.FramesOut == 4 && st.Server.FramesOut == 6 && st.ClientConns == 1 &&
+		return st.Client.FramesOut == 6 && st.Server.FramesOut == 6 && st.ClientConns == 1 &&
 			st.Disconnected(gateway.ReasonProtocolError) == 1
 	})
 }
@@ -91,7 +98,7 @@ func TestCollectorValues(t *testing.T) {
 
 	// Client in: the unknown command (9 bytes), two Dials (13 each), three
 	// data frames (8+10). Server in: Ping (9), a Dial (13), two data frames
-	// (8+20).
+	// (8+20), Join (17), Publish (17+3), Multicast (11+2·4+2).
 	want := `
 # HELP fastway_connections Physical connections open now, by side (server: authenticated).
 # TYPE fastway_connections gauge
@@ -103,11 +110,11 @@ fastway_virtual_connections 1
 # HELP fastway_frames_received_total Frames read from peers, by side, commands included.
 # TYPE fastway_frames_received_total counter
 fastway_frames_received_total{side="client"} 6
-fastway_frames_received_total{side="server"} 4
+fastway_frames_received_total{side="server"} 7
 # HELP fastway_bytes_received_total Bytes of frames read from peers, by side.
 # TYPE fastway_bytes_received_total counter
 fastway_bytes_received_total{side="client"} 89
-fastway_bytes_received_total{side="server"} 78
+fastway_bytes_received_total{side="server"} 136
 # HELP fastway_connections_accepted_total Client connections accepted and server connections authenticated, by side.
 # TYPE fastway_connections_accepted_total counter
 fastway_connections_accepted_total{side="client"} 2
@@ -128,15 +135,16 @@ fastway_dials_refused_total{reason="unknown id"} 1
 		"fastway_dials_accepted_total", "fastway_dials_refused_total"); err != nil {
 		t.Error(err)
 	}
-	// Client out: Accept (17), a Refuse (13), two data frames (8+20).
+	// Client out: Accept (17), a Refuse (13), two data frames (8+20), two
+	// deliveries (8+3, 8+2).
 	// Server out: Ping (9), Connect (17), a Refuse (13), three data frames
 	// (8+10).
 	for _, tc := range []struct {
 		name, labels string
 		want         float64
 	}{
-		{"fastway_frames_sent_total", `side="client"`, 4},
-		{"fastway_bytes_sent_total", `side="client"`, 86},
+		{"fastway_frames_sent_total", `side="client"`, 6},
+		{"fastway_bytes_sent_total", `side="client"`, 107},
 		{"fastway_frames_sent_total", `side="server"`, 6},
 		{"fastway_bytes_sent_total", `side="server"`, 93},
 		{"fastway_disconnects_total", `reason="protocol error"`, 1},
@@ -165,8 +173,8 @@ func TestCollectorConsistent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(mfs) != 23 {
-		t.Errorf("%d metric families, want 23", len(mfs))
+	if len(mfs) != 28 {
+		t.Errorf("%d metric families, want 28", len(mfs))
 	}
 	for _, mf := range mfs {
 		if !strings.HasPrefix(mf.GetName(), "fastway_") {
@@ -222,6 +230,14 @@ func TestCollectorMatchesStats(t *testing.T) {
 	check("fastway_bytes_discarded_at_shutdown_total", "", float64(st.Discarded.Bytes))
 	check("fastway_memory_pool_released_bytes_total", "", float64(st.MemReleased))
 	check("fastway_memory_reclaims_total", "", float64(st.MemReclaims))
+	if st.Fanout != (gateway.FanoutStats{Groups: 1, Memberships: 1, Deliveries: 2, Skipped: 1}) {
+		t.Errorf("fan-out stats %+v after the known exchange", st.Fanout)
+	}
+	check("fastway_fanout_groups", "", float64(st.Fanout.Groups))
+	check("fastway_fanout_memberships", "", float64(st.Fanout.Memberships))
+	check("fastway_fanout_deliveries_total", "", float64(st.Fanout.Deliveries))
+	check("fastway_fanout_skipped_total", "", float64(st.Fanout.Skipped))
+	check("fastway_fanout_joins_refused_total", "", float64(st.Fanout.JoinsRefused))
 }
 
 // sample returns the value of the series name{labels} collected from c

@@ -61,6 +61,10 @@ const maxSize = 1 << 30
 // larger than this bounds nothing.
 const maxCount = 1 << 20
 
+// maxFanout bounds -ServerMaxGroups and -ServerMaxMemberships: a bound
+// larger than this (100 GiB of memberships) bounds nothing.
+const maxFanout = 1 << 30
+
 // options holds the command line, one field per flag.
 type options struct {
 	ReusePort        bool
@@ -105,6 +109,8 @@ type options struct {
 	ServerSendChanSize            int
 	ServerSendQueueBytes          size
 	ServerSendQueueBytesPerClient size
+	ServerMaxGroups               int
+	ServerMaxMemberships          int
 	ServerSnetEnable              bool
 	ServerSnetEncrypt             bool
 	ServerSnetBuffer              size
@@ -147,6 +153,7 @@ var sections = []flagSection{
 		"ClientSnetEnable", "ClientSnetEncrypt", "ClientSnetBuffer", "ClientSnetInitTimeout", "ClientSnetWaitTimeout"}},
 	{"Server side", []string{"ServerAddr", "ServerAuthPassword", "ServerAuthKey", "ServerAuthPasswordFile", "ServerKeyFile", "ServerAuthTimeout", "ServerMaxHandshakes", "ServerMaxHandshakesPerSource", "ServerAuthFailBurst", "ServerAuthFailInterval",
 		"ServerBufferSize", "ServerIdleTimeout", "ServerSendChanSize", "ServerSendQueueBytes", "ServerSendQueueBytesPerClient",
+		"ServerMaxGroups", "ServerMaxMemberships",
 		"ServerTLSCert", "ServerTLSKey", "ServerTLSClientCA",
 		"ServerSnetEnable", "ServerSnetEncrypt", "ServerSnetBuffer", "ServerSnetInitTimeout", "ServerSnetWaitTimeout"}},
 	{"Ops", []string{"ShutdownTimeout", "PidFile", "CmdFile", "AdminAddr", "AdminToken", "AdminTokenFile", "LogLevel", "LogFormat"}},
@@ -206,6 +213,8 @@ func newFlagSet(o *options) *flag.FlagSet {
 	fs.IntVar(&o.ServerSendChanSize, "ServerSendChanSize", gateway.DefaultServerSendChanSize, "frames queued to one server before its clients are paused")
 	sizeVar(&o.ServerSendQueueBytes, "ServerSendQueueBytes", gateway.DefaultServerSendQueueBytes, "bytes queued and being written to one server before its clients are paused (bounds the wait behind other clients)")
 	sizeVar(&o.ServerSendQueueBytesPerClient, "ServerSendQueueBytesPerClient", gateway.DefaultServerSendQueueBytesPerClient, "bytes one client may have queued and being written to one server before that client alone is paused (bounds what a flooding client puts ahead of the others)")
+	fs.IntVar(&o.ServerMaxGroups, "ServerMaxGroups", gateway.DefaultServerMaxGroups, "fan-out groups one server connection may have at once; a Join that would start one more is ignored, counted and logged (0: unlimited)")
+	fs.IntVar(&o.ServerMaxMemberships, "ServerMaxMemberships", gateway.DefaultServerMaxMemberships, "memberships one server connection's groups may have at once, about 100 bytes each; a Join past it is ignored, counted and logged (0: unlimited)")
 	fs.StringVar(&o.ServerTLSCert, "ServerTLSCert", "", "PEM certificate chain: the server port speaks TLS 1.2+ (with -ServerTLSKey; empty: plain TCP)")
 	fs.StringVar(&o.ServerTLSKey, "ServerTLSKey", "", "PEM private key of -ServerTLSCert")
 	fs.StringVar(&o.ServerTLSClientCA, "ServerTLSClientCA", "", "PEM CA certificates: servers must present a certificate signed by one (mutual TLS; needs ServerTLSCert)")
@@ -382,6 +391,8 @@ func (o *options) validate() error {
 		{"ServerMaxHandshakes", o.ServerMaxHandshakes, "unlimited"},
 		{"ServerMaxHandshakesPerSource", o.ServerMaxHandshakesPerSource, "no per-source cap"},
 		{"ServerAuthFailBurst", o.ServerAuthFailBurst, "no throttle"},
+		{"ServerMaxGroups", o.ServerMaxGroups, "unlimited"},
+		{"ServerMaxMemberships", o.ServerMaxMemberships, "unlimited"},
 	} {
 		if f.v < 0 {
 			return fmt.Errorf("-%s=%d: must not be negative (0: %s)", f.name, f.v, f.zero)
@@ -396,6 +407,17 @@ func (o *options) validate() error {
 	} {
 		if f.v > maxCount {
 			return fmt.Errorf("-%s=%d: want at most %d", f.name, f.v, maxCount)
+		}
+	}
+	for _, f := range []struct {
+		name string
+		v    int
+	}{
+		{"ServerMaxGroups", o.ServerMaxGroups},
+		{"ServerMaxMemberships", o.ServerMaxMemberships},
+	} {
+		if f.v > maxFanout {
+			return fmt.Errorf("-%s=%d: want at most %d (0: unlimited)", f.name, f.v, maxFanout)
 		}
 	}
 	for _, f := range []struct {
@@ -662,6 +684,8 @@ func (o *options) gatewayConfig() (gateway.Config, error) {
 		ServerBufferSize:              int(o.ServerBufferSize),
 		ServerIdleTimeout:             never(o.ServerIdleTimeout),
 		ServerSendChanSize:            o.ServerSendChanSize,
+		ServerMaxGroups:               unlimited(o.ServerMaxGroups),
+		ServerMaxMemberships:          unlimited(o.ServerMaxMemberships),
 	}
 	// The derived -ClientMaxConns also keeps out of the clients' reach the
 	// connections an snet port holds in their handshake, before the

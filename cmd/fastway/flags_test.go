@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fastway-go/fastway/gateway"
 	"github.com/fastway-go/fastway/proto"
 )
 
@@ -111,6 +112,9 @@ func TestBadFlags(t *testing.T) {
 		{"huge ClientMaxServerConns", []string{"-ClientMaxServerConns=2000000"}, "-ClientMaxServerConns=2000000: want at most 1048576"},
 		{"negative ServerMaxHandshakesPerSource", []string{"-ServerMaxHandshakesPerSource=-2"}, "-ServerMaxHandshakesPerSource=-2: must not be negative (0: no per-source cap)"},
 		{"huge ServerMaxHandshakesPerSource", []string{"-ServerMaxHandshakesPerSource=99999999"}, "-ServerMaxHandshakesPerSource=99999999: want at most 1048576"},
+		{"negative ServerMaxGroups", []string{"-ServerMaxGroups=-1"}, "-ServerMaxGroups=-1: must not be negative (0: unlimited)"},
+		{"negative ServerMaxMemberships", []string{"-ServerMaxMemberships=-5"}, "-ServerMaxMemberships=-5: must not be negative (0: unlimited)"},
+		{"huge ServerMaxMemberships", []string{"-ServerMaxMemberships=2000000000"}, "-ServerMaxMemberships=2000000000: want at most 1073741824 (0: unlimited)"},
 		{"non-numeric ClientMaxConns", []string{"-ClientMaxConns=many"}, `invalid value "many" for flag -ClientMaxConns`},
 		{"negative ServerMaxHandshakes", []string{"-ServerMaxHandshakes=-1"}, "-ServerMaxHandshakes=-1: must not be negative (0: unlimited)"},
 		{"negative ServerAuthFailBurst", []string{"-ServerAuthFailBurst=-3"}, "-ServerAuthFailBurst=-3: must not be negative (0: no throttle)"},
@@ -465,8 +469,8 @@ func TestHelp(t *testing.T) {
 	}
 	out := stdout.String()
 	defaults := flagDefaults()
-	if len(defaults) != 55 {
-		t.Errorf("%d flags, want 55", len(defaults))
+	if len(defaults) != 57 {
+		t.Errorf("%d flags, want 57", len(defaults))
 	}
 	for name, def := range defaults {
 		if !strings.Contains(out, "  -"+name+"="+def+" ") {
@@ -584,4 +588,32 @@ func TestLocalhostNoPassword(t *testing.T) {
 	}
 	p.waitStats("conns.server=1")
 	p.stop()
+}
+
+// TestFanoutFlags: the fan-out bounds reach the gateway's Config, 0 meaning
+// unlimited, and the defaults are the gateway's.
+func TestFanoutFlags(t *testing.T) {
+	for _, tc := range []struct {
+		args         []string
+		groups, memb int
+	}{
+		{nil, gateway.DefaultServerMaxGroups, gateway.DefaultServerMaxMemberships},
+		{[]string{"-ServerMaxGroups=10", "-ServerMaxMemberships=100"}, 10, 100},
+		{[]string{"-ServerMaxGroups=0", "-ServerMaxMemberships=0"}, -1, -1},
+	} {
+		o, err := parseFlags(append([]string{"-ServerAuthPassword=x"}, tc.args...))
+		if err == nil {
+			err = o.validate()
+		}
+		if err != nil {
+			t.Fatalf("%q: %v", tc.args, err)
+		}
+		cfg, err := o.gatewayConfig()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cfg.ServerMaxGroups != tc.groups || cfg.ServerMaxMemberships != tc.memb {
+			t.Errorf("%q: ServerMaxGroups %d, ServerMaxMemberships %d; want %d, %d", tc.args, cfg.ServerMaxGroups, cfg.ServerMaxMemberships, tc.groups, tc.memb)
+		}
+	}
 }

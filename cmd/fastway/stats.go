@@ -27,8 +27,9 @@ func statsCommand(g *gateway.Gateway) cmd.Handler {
 // and undelivered_bytes by the reason the connection closed
 // (undelivered_frames.shutdown: the data frames dropped at shutdown, cut by
 // its deadline), then discarded_frames and discarded_bytes (sent by peers
-// after a shutdown stopped reading them), and the memory given back after
-// bursts (mem.*). Reason names have their spaces turned into underscores,
+// after a shutdown stopped reading them), the memory given back after
+// bursts (mem.*), and the servers' fan-out (fanout.*: groups and
+// memberships now, deliveries, skipped ConnIDs, refused Joins). Reason names have their spaces turned into underscores,
 // so every pair is one word:
 //
 //	conns.client=1 conns.server=1 conns.virtual=1 client.frames_in=2 ... dials.accepted=1 dials.refused.unknown_id=0 ... disconnects.peer_closed=0 ...
@@ -80,6 +81,11 @@ func formatStats(s gateway.Stats) string {
 	put("discarded_bytes", s.Discarded.Bytes)
 	put("mem.pool_released_bytes", s.MemReleased)
 	put("mem.reclaims", s.MemReclaims)
+	put("fanout.groups", uint64(max(s.Fanout.Groups, 0)))
+	put("fanout.memberships", uint64(max(s.Fanout.Memberships, 0)))
+	put("fanout.deliveries", s.Fanout.Deliveries)
+	put("fanout.skipped", s.Fanout.Skipped)
+	put("fanout.joins_refused", s.Fanout.JoinsRefused)
 	return b.String()
 }
 
