@@ -48,9 +48,9 @@ type EndPoint struct {
 	// handed out (group.go).
 	groups    map[uint32]*Group
 	nextGroup uint32
-	closed  bool
-	err     error // why the endpoint closed
-	timer   *time.Timer
+	closed    bool
+	err       error // why the endpoint closed
+	timer     *time.Timer
 
 	done chan struct{} // closed when the endpoint closes
 	wg   sync.WaitGroup
