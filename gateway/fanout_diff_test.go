@@ -362,8 +362,9 @@ func (r *diffRun) step(p *prog) {
 	op, s := p.next(), int(p.next())%diffServers
 	m := r.m
 	// Weights: Publish 6, Join 5, Leave 2, Multicast 4, unicast 3, Close
-	// by the server 1, by the client 1, a server's Dial 1.
-	switch []int{0, 0, 0, 0, 0, 0, 2, 2, 2, 2, 2, 4, 4, 5, 5, 5, 5, 7, 7, 7, 8, 9, 10}[op%23] {
+	// by the server 1, by the client 1, a server's Dial 1, a run of
+	// Publishes to one group 2.
+	switch []int{0, 0, 0, 0, 0, 0, 2, 2, 2, 2, 2, 4, 4, 5, 5, 5, 5, 7, 7, 7, 8, 9, 10, 11, 11}[op%25] {
 	case 0: // Publish
 		gid := uint32(p.next()) % (diffGroups + 1)
 		except := uint32(0)
@@ -424,6 +425,17 @@ func (r *diffRun) step(p *prog) {
 		srv.wait(r.t, "Close at the server", func() bool { return len(srv.frames) >= want })
 		m.closeVC(vi)
 		m.srvRecv[vc.server] = append(m.srvRecv[vc.server], closeFrame)
+	case 11: // Publishes in a row to one group, some with an exception (the gateway stages them)
+		gid := uint32(p.next()) % (diffGroups + 1)
+		for range 2 + int(p.next())%8 {
+			except := uint32(0)
+			if p.next()%4 == 0 {
+				except = r.connID(p, s)
+			}
+			pl := r.payload(p)
+			r.pending[s] = proto.Fanout{Type: proto.CmdPublish, GroupID: gid, ConnID: except, Payload: pl}.Append(r.pending[s])
+			m.publish(s, gid, except, pl)
+		}
 	case 10: // server s dials a client: a new virtual connection
 		c := int(p.next()) % diffClients
 		srv := r.servers[s]
@@ -526,7 +538,8 @@ func (r *diffRun) check() {
 			}
 			for k := range want {
 				if !bytes.Equal(got[vc.id][k], want[k]) {
-					t.Fatalf("client %d ConnID %d message %d: got %x, want %x", ci, vc.id, k, got[vc.id][k], want[k])
+					t.Fatalf("client %d ConnID %d message %d: got %d bytes %x..., want %d bytes %x...", ci, vc.id, k,
+						len(got[vc.id][k]), got[vc.id][k][:min(16, len(got[vc.id][k]))], len(want[k]), want[k][:min(16, len(want[k]))])
 				}
 			}
 			if closed[vc.id] != !m.live[vi] {

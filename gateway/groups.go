@@ -34,7 +34,8 @@ type fanState struct {
 // fanReader is what only the link's reader touches.
 type fanReader struct {
 	small []byte   // a small delivery, header and payload, rewritten per member (see payload)
-	conns []*vconn // Publish to GroupID 0: the link's virtual connections
+	conns []*vconn // the virtual connections a command delivers to (snapshot, broadcast)
+	stage fanStage // small Publishes read in a row (fanout.go)
 }
 
 // group is one group of a server link: its members, in no particular

@@ -90,6 +90,7 @@ type link struct {
 	// only but for fan's pointer, which closers and Stats load.
 	fan       atomic.Pointer[fanState]
 	fanQueued int
+	fanStaged bool // Publishes are staged, to be delivered before anything else (fanout.go)
 
 	// dirty lists the links whose writer turn this link's reader took
 	// (enqueue) and must still flush (flushDirty). Reader only.
@@ -280,9 +281,11 @@ func (l *link) readLoop() {
 			ahead = 0
 			l.countIn(frames, bytes)
 			frames, bytes = 0, 0
+			l.unstage()
 			l.flushDirty()
 		}
 	}
+	l.unstage()
 	l.countIn(frames, bytes)
 	if l.stopRead.Load() {
 		// Stopped by Shutdown, which tears every link down itself once
@@ -362,10 +365,12 @@ const shareMin = 1 << 10
 // borrowed frame stays valid only until l's next read.
 func (l *link) handle(f outFrame, borrowed bool) bool {
 	if id := proto.Header(f.b).ConnID(); id != 0 {
+		l.unstage()
 		l.gw.forward(l, id, f, borrowed)
 	} else if _, ok := proto.FanoutType(f.b); ok {
 		l.gw.fanout(l, f, borrowed) // fanout.go; it owns f
 	} else {
+		l.unstage()
 		l.gw.command(l, f.b)
 		if !borrowed {
 			l.gw.release(f)

@@ -90,15 +90,17 @@ var tailChunk = [2]int{sideClient: 2 << 10, sideServer: 16 << 10}
 // one writev and no goroutine is started. Otherwise a writer goroutine is
 // started at once.
 func (l *link) enqueue(from *link, frame outFrame, small []byte, mode pushMode) error {
-	return l.enqueueParts(from, nil, frame, small, mode)
+	return l.enqueueParts(from, nil, frame, small, 1, mode)
 }
 
 // enqueueParts is enqueue for a frame in two parts: hdr, its start, which
 // is copied (packed like a small frame), and then frame or small. Both are
 // queued under one lock, as one frame: a fan-out delivery is its own
-// header followed by a payload every member shares (see fanout.go). With
-// hdr nil it is enqueue.
-func (l *link) enqueueParts(from *link, hdr []byte, frame outFrame, small []byte, mode pushMode) error {
+// header followed by a payload every member shares (see fanout.go). small
+// may also hold a run of frames whole, counted as frames (a member's
+// deliveries of several Publishes); otherwise frames is 1. With hdr nil
+// and frames 1 it is enqueue.
+func (l *link) enqueueParts(from *link, hdr []byte, frame outFrame, small []byte, frames int, mode pushMode) error {
 	size := len(hdr) + len(small)
 	if small == nil {
 		size = len(hdr) + len(frame.b)
@@ -172,7 +174,7 @@ func (l *link) enqueueParts(from *link, hdr []byte, frame outFrame, small []byte
 	default:
 		l.queue = append(l.queue, frame)
 	}
-	l.queued++
+	l.queued += frames
 	l.queuedBytes += size
 	if l.shareBytes > 0 && from != nil {
 		l.noteSource(from, size)
