@@ -21,6 +21,8 @@
 #   IDLE_CONNS   client connections of the idle case (default 100000; lowered,
 #                with a note, when RLIMIT_NOFILE cannot hold them)
 #   MANY_CONNS   connections of the p99-versus-connection-count case (default 1000)
+#   FANOUT_CONNS members of the fan-out cases (default 10000), spread over
+#   FANOUT_PROCS receiver processes (default 2)
 #   BENCH_DOC    the file to rewrite (default docs/benchmarks.md; empty: print only)
 #   GW_FLAGS     extra gateway flags for every case, split on white space (the
 #                script reads the gateway's "listening" and "started" lines from
@@ -36,6 +38,8 @@ REPS=${REPS:-3}
 WARMUP=${WARMUP:-2}
 IDLE_CONNS=${IDLE_CONNS:-100000}
 MANY_CONNS=${MANY_CONNS:-1000}
+FANOUT_CONNS=${FANOUT_CONNS:-10000}
+FANOUT_PROCS=${FANOUT_PROCS:-2}
 BENCH_DOC=${BENCH_DOC-docs/benchmarks.md}
 GW_FLAGS=${GW_FLAGS:-}
 KEY=bench
@@ -52,7 +56,7 @@ fatal() {
 	exit 1
 }
 
-for v in DUR REPS WARMUP IDLE_CONNS MANY_CONNS; do
+for v in DUR REPS WARMUP IDLE_CONNS MANY_CONNS FANOUT_CONNS FANOUT_PROCS; do
 	[[ ${!v} =~ ^[0-9]+$ && ${!v} -gt 0 ]] || [[ $v == WARMUP && ${!v} =~ ^[0-9]+$ ]] ||
 		die "$v=${!v}: need a whole number (WARMUP may be 0)"
 done
@@ -127,6 +131,16 @@ start_echo() {
 	[[ -n $CLIENT_ADDR ]] || { tail -20 "$log" >&2; fatal "no listening address in the echo process's log"; }
 }
 
+# start_fanbare: a fresh bare fan-out process; sets TARGET_PID and CLIENT_ADDR.
+start_fanbare() {
+	local log=$tmp/fanout.$((++nlog)).log
+	"$tmp/fastway-bench" -listen 127.0.0.1:0 -fanout 2>"$log" &
+	TARGET_PID=$!
+	wait_log "$log" 'listening on'
+	CLIENT_ADDR=$(sed -n 's/.*listening on \([^ ]*\).*/\1/p' "$log" | head -1)
+	[[ -n $CLIENT_ADDR ]] || { tail -20 "$log" >&2; fatal "no listening address in the fan-out process's log"; }
+}
+
 # start_relay: a fresh bare echo process and a fresh relay in front of it;
 # sets TARGET_PID (the relay's), BEHIND_PID and CLIENT_ADDR (the relay's).
 start_relay() {
@@ -176,6 +190,11 @@ run() {
 		start_relay
 		target=(-client "$CLIENT_ADDR" -baseline)
 		shown="fastway-bench -listen 127.0.0.1:0; fastway-bench -listen 127.0.0.1:0 -relay \$ECHO; fastway-bench -client \$RELAY -baseline"
+		;;
+	fanbare)
+		start_fanbare
+		target=(-client "$CLIENT_ADDR" -baseline)
+		shown="fastway-bench -listen 127.0.0.1:0 -fanout; fastway-bench -client \$FANOUT -baseline"
 		;;
 	esac
 	shown=${shown//  / }
@@ -291,6 +310,10 @@ MANY=(-mode echo -conns "$MANY_CONNS" -vconns 1 -k 8 -size 64)
 CHURN=(-mode churn -conns 10 -dials 8)
 E10=(-mode echo -conns 10 -vconns 1 -k 8 -size 64)
 IDLE=(-mode idle -conns "$IDLE_CONNS" -vconns 1 -interval 10s -srcips 16)
+# Fan-out: B=16 messages per write, W=64 in flight (closed loop), and a
+# paced run at 10 messages a second, one at a time.
+FAN=(-conns "$FANOUT_CONNS" -procs "$FANOUT_PROCS" -size 64 -batch 16 -window 64)
+FANLAT=(-conns "$FANOUT_CONNS" -procs "$FANOUT_PROCS" -size 64 -batch 1 -window 8 -rate 10)
 
 for ((rep = 1; rep <= REPS; rep++)); do
 	for kind in gw echo; do run echo64 "$kind" "$rep" "${E64[@]}"; done
@@ -301,6 +324,12 @@ for ((rep = 1; rep <= REPS; rep++)); do
 	run churn gw "$rep" "${CHURN[@]}"
 	run echo10 echo "$rep" "${E10[@]}" # churn's denominator, right after it
 	run churn echo "$rep" "${CHURN[@]}"
+	# (a) Publish, (c) the bare fan-out process right after it, (b) unicast.
+	run fanpub gw "$rep" -mode publish "${FAN[@]}"
+	run fanpub fanbare "$rep" -mode publish "${FAN[@]}"
+	run fanuni gw "$rep" -mode unicast "${FAN[@]}"
+	run fanlat gw "$rep" -mode publish "${FANLAT[@]}"
+	run fanlat fanbare "$rep" -mode publish "${FANLAT[@]}"
 done
 # Memory is not noisy: one run each.
 SAVED_REPS=$REPS REPS=1
@@ -336,6 +365,30 @@ gch=$(or_na "$(get churn gw dials_per_gw_cpu_s)")
 ech=$(or_na "$(get churn echo dials_per_gw_cpu_s)")
 e10=$(or_na "$(get echo10 echo msgs_per_gw_cpu_s)")
 rch=$(pratio churn gw dials_per_gw_cpu_s echo10 echo msgs_per_gw_cpu_s)
+# Fan-out: (a) fanpub gw, (b) fanuni gw, (c) fanpub fanbare.
+fa=$(or_na "$(get fanpub gw deliveries_per_gw_cpu_s)")
+fc=$(or_na "$(get fanpub fanbare deliveries_per_gw_cpu_s)")
+rfac=$(pratio fanpub gw deliveries_per_gw_cpu_s fanpub fanbare deliveries_per_gw_cpu_s)
+fat=$(or_na "$(get fanpub gw total_cpu_ns_per_delivery)")
+fbt=$(or_na "$(get fanuni gw total_cpu_ns_per_delivery)")
+rfba=$(pratio fanuni gw total_cpu_ns_per_delivery fanpub gw total_cpu_ns_per_delivery)
+fbd=$(or_na "$(get fanuni gw deliveries_per_gw_cpu_s)")
+fas=$(or_na "$(get fanpub gw deliveries_per_s)")
+fbs=$(or_na "$(get fanuni gw deliveries_per_s)")
+fcs=$(or_na "$(get fanpub fanbare deliveries_per_s)")
+fasv=$(or_na "$(get fanpub gw server_cpu_ns_per_delivery)")
+fbsv=$(or_na "$(get fanuni gw server_cpu_ns_per_delivery)")
+fcsv=$(or_na "$(get fanpub fanbare server_cpu_ns_per_delivery)")
+faw=$(or_na "$(get fanpub gw deliveries_per_gw_write)")
+fbw=$(or_na "$(get fanuni gw deliveries_per_gw_write)")
+fcw=$(or_na "$(get fanpub fanbare deliveries_per_gw_write)")
+fa99=$(or_na "$(get fanpub gw p99_us)")
+fb99=$(or_na "$(get fanuni gw p99_us)")
+fc99=$(or_na "$(get fanpub fanbare p99_us)")
+fla50=$(or_na "$(get fanlat gw p50_us)")
+flc50=$(or_na "$(get fanlat fanbare p50_us)")
+fla99=$(or_na "$(get fanlat gw p99_us)")
+flc99=$(or_na "$(get fanlat fanbare p99_us)")
 gidle=$(or_na "$(get idle gw rss_per_conn_kib)")
 eidle=$(or_na "$(get idle echo rss_per_conn_kib)")
 ridle=$(ratio "$gidle" "$eidle")
@@ -368,6 +421,25 @@ section=$tmp/section.md
 	echo "| idle $IDLE_CONNS × 1 | RSS growth per connection, KiB | $gidle | $eidle | $ridle | gateway ≤ 6 | $(meets "$gidle" '<=' 6) |"
 	echo "| churn 10 × 8 dials | dials per target CPU-s | $gch | $ech | $rch | ≥ 0.4 | $(meets "$rch" '>=' 0.4) |"
 	echo
+	echo "Fan-out: one server sends each 64 B message to $FANOUT_CONNS client connections (one virtual"
+	echo "connection each, spread over $FANOUT_PROCS receiver processes); (a) as one Publish to a group"
+	echo "they joined, (b) as $FANOUT_CONNS unicast data frames, (c) through a bare fan-out process"
+	echo "(\`fastway-bench -listen ADDR -fanout\`) that reads the same Publishes and writes the same"
+	echo "frames, one write per socket per batch. The publisher writes 16 messages at a time and"
+	echo "keeps at most 64 in flight (closed loop); the paced rows send 10 messages a second, one"
+	echo "at a time. Latency: from the publisher's write to the last member's receipt."
+	echo
+	echo "| case | figure | (a) Publish | (b) unicast | (c) bare | ratio | target | met |"
+	echo "|---|---|---:|---:|---:|---:|---|---|"
+	echo "| fan-out, closed loop | deliveries per target CPU-s | $fa | $fbd | $fc | (a) ÷ (c) $rfac | ≥ 0.8 | $(meets "$rfac" '>=' 0.8) |"
+	echo "| fan-out, closed loop | deliveries per gateway CPU-s, (a) | $fa | | | | ≥ 3,000,000 | $(meets "$fa" '>=' 3000000) |"
+	echo "| fan-out, closed loop | gateway + server CPU per delivery, ns | $fat | $fbt | | (b) ÷ (a) $rfba | ≥ 3 | $(meets "$rfba" '>=' 3) |"
+	echo "| fan-out, closed loop | deliveries per second | $fas | $fbs | $fcs | | report | — |"
+	echo "| fan-out, closed loop | server CPU per delivery, ns | $fasv | $fbsv | $fcsv | | report | — |"
+	echo "| fan-out, closed loop | deliveries per write syscall of the target | $faw | $fbw | $fcw | | report | — |"
+	echo "| fan-out, closed loop | p99 Publish → last member, µs | $fa99 | $fb99 | $fc99 | | report | — |"
+	echo "| fan-out, 10 messages/s | p50 / p99 Publish → last member, µs | $fla50 / $fla99 | | $flc50 / $flc99 | | report | — |"
+	echo
 	echo "Ratios are gateway ÷ bare echo, except churn: gateway dials per CPU-s ÷ the"
 	echo "bare echo's round trips per CPU-s in an echo run of 10 × 1, K=8, S=64 B"
 	echo "(median $e10), and the relay row: gateway ÷ the bare relay. A ratio is the"
@@ -391,12 +463,15 @@ section=$tmp/section.md
 	echo "| echo 100 × 1, 64 B | p50 / p99 µs | $(all echo64 gw p50_us) // $(all echo64 gw p99_us) | $(all echo64 echo p50_us) // $(all echo64 echo p99_us) |"
 	echo "| echo $MANY_CONNS × 1, 64 B | p50 / p99 µs | $(all many gw p50_us) // $(all many gw p99_us) | $(all many echo p50_us) // $(all many echo p99_us) |"
 	echo "| churn 10 × 8 | dials per target CPU-s | $(all churn gw dials_per_gw_cpu_s) | echo 10 × 1: $(all echo10 echo msgs_per_gw_cpu_s) |"
+	echo "| fan-out (a) Publish | deliveries per target CPU-s | $(all fanpub gw deliveries_per_gw_cpu_s) | (c) bare: $(all fanpub fanbare deliveries_per_gw_cpu_s) |"
+	echo "| fan-out (b) unicast | gateway + server CPU per delivery, ns | $(all fanuni gw total_cpu_ns_per_delivery) | (a): $(all fanpub gw total_cpu_ns_per_delivery) |"
 	echo
 	echo "The repetitions' ratios: 64 B $(pairs echo64 gw msgs_per_gw_cpu_s | paste -sd/ | sed 's|/| / |g');"
 	echo "4 KiB $(pairs echo4k gw msgs_per_gw_cpu_s | paste -sd/ | sed 's|/| / |g'); p50 $(pairs lat gw p50_us | paste -sd/ | sed 's|/| / |g')"
-	echo "(vs relay $(pairs lat gw p50_us lat relay p50_us | paste -sd/ | sed 's|/| / |g')); churn $(pairs churn gw dials_per_gw_cpu_s echo10 echo msgs_per_gw_cpu_s | paste -sd/ | sed 's|/| / |g')."
+	echo "(vs relay $(pairs lat gw p50_us lat relay p50_us | paste -sd/ | sed 's|/| / |g')); churn $(pairs churn gw dials_per_gw_cpu_s echo10 echo msgs_per_gw_cpu_s | paste -sd/ | sed 's|/| / |g');"
+	echo "fan-out (a) ÷ (c) $(pairs fanpub gw deliveries_per_gw_cpu_s fanpub fanbare deliveries_per_gw_cpu_s | paste -sd/ | sed 's|/| / |g'); (b) ÷ (a) CPU per delivery $(pairs fanuni gw total_cpu_ns_per_delivery fanpub gw total_cpu_ns_per_delivery | paste -sd/ | sed 's|/| / |g')."
 	echo
-	echo "Commands, each case and target once (\$CLIENT, \$SERVER, \$ECHO, \$RELAY: the free ports the targets logged; \$PID: the target's):"
+	echo "Commands, each case and target once (\$CLIENT, \$SERVER, \$ECHO, \$RELAY, \$FANOUT: the free ports the targets logged; \$PID: the target's):"
 	echo
 	echo '```sh'
 	printf '%s\n' "${COMMANDS[@]}"

@@ -13,9 +13,11 @@ import (
 
 // Modes of a run.
 const (
-	modeEcho  = "echo"
-	modeIdle  = "idle"
-	modeChurn = "churn"
+	modeEcho    = "echo"
+	modeIdle    = "idle"
+	modeChurn   = "churn"
+	modePublish = "publish"
+	modeUnicast = "unicast"
 )
 
 // tsSize is the send timestamp at the front of every echo payload: the
@@ -44,19 +46,26 @@ type config struct {
 	dials      int
 	srcips     int
 	maxPacket  int
+	fanout     bool   // -listen: the bare fan-out process
+	batch      int    // fan-out: messages per write
+	window     int    // fan-out: messages in flight
+	procs      int    // fan-out: receiver processes
+	procIdx    int    // fanrecv: this process's index
+	fanKind    string // fanrecv, fanpub: the run's mode (publish or unicast)
 }
 
 // flagOrder orders the flags in the usage text.
 var flagOrder = []string{
 	"mode", "client", "server", "key", "baseline", "servers", "conns", "vconns",
-	"k", "rate", "size", "dur", "warmup", "gwpid", "interval", "dials", "srcips", "maxpacket", "listen", "relay",
+	"k", "rate", "size", "dur", "warmup", "gwpid", "interval", "dials", "srcips", "maxpacket", "batch", "window", "procs",
+	"listen", "relay", "fanout", "procidx", "fankind",
 }
 
 func newFlagSet(c *config) *flag.FlagSet {
 	fs := flag.NewFlagSet("fastway-bench", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	fs.Usage = func() {}
-	fs.StringVar(&c.mode, "mode", modeEcho, "echo, idle or churn (see Modes)")
+	fs.StringVar(&c.mode, "mode", modeEcho, "echo, idle, churn, publish or unicast (see Modes)")
 	fs.StringVar(&c.clientAddr, "client", "", "the target's client address, host:port (a gateway's -ClientAddr, or a bare echo process's -listen)")
 	fs.StringVar(&c.serverAddr, "server", "", "the gateway's server address, host:port, where the bench's servers connect (empty: baseline)")
 	fs.StringVar(&c.key, "key", "", "the gateway's -ServerAuthPassword")
@@ -76,6 +85,12 @@ func newFlagSet(c *config) *flag.FlagSet {
 	fs.IntVar(&c.maxPacket, "maxpacket", proto.DefaultMaxPacket, "largest Length accepted from the target, in bytes (match the gateway's -MaxPacket)")
 	fs.StringVar(&c.listen, "listen", "", "run the bare echo process on this address instead of a load (the baseline target); runs until SIGINT or SIGTERM")
 	fs.StringVar(&c.relay, "relay", "", "with -listen: instead of echoing, relay every connection byte for byte to this address (a bare two-hop relay in front of an echo process: the latency floor of any proxy)")
+	fs.BoolVar(&c.fanout, "fanout", false, "with -listen: the bare fan-out process instead of the echo (the baseline of -mode publish)")
+	fs.IntVar(&c.batch, "batch", 16, "B (publish, unicast): messages the publisher writes at once (and a receiver process acknowledges at once)")
+	fs.IntVar(&c.window, "window", 64, "W (publish, unicast): messages the publisher keeps in flight, not yet received by every member (a multiple of -batch)")
+	fs.IntVar(&c.procs, "procs", 2, "P (publish, unicast): receiver processes the -conns client connections are spread over")
+	fs.IntVar(&c.procIdx, "procidx", 0, "(internal: fanrecv) this receiver process's index")
+	fs.StringVar(&c.fanKind, "fankind", modePublish, "(internal: fanrecv, fanpub) the run's mode")
 	return fs
 }
 
@@ -108,6 +123,9 @@ func (c config) validate() error {
 	if c.relay != "" && c.listen == "" {
 		bad("-relay needs -listen")
 	}
+	if c.fanout && (c.listen == "" || c.relay != "") {
+		bad("-fanout needs -listen, and no -relay")
+	}
 	if c.listen != "" {
 		if _, _, err := net.SplitHostPort(c.listen); err != nil {
 			bad("-listen: %v", err)
@@ -120,9 +138,27 @@ func (c config) validate() error {
 		return errors.Join(errs...)
 	}
 	switch c.mode {
-	case modeEcho, modeIdle, modeChurn:
+	case modeEcho, modeIdle, modeChurn, modePublish, modeUnicast, modeFanRecv, modeFanPub:
 	default:
-		bad("-mode %q is not echo, idle or churn", c.mode)
+		bad("-mode %q is not echo, idle, churn, publish or unicast", c.mode)
+	}
+	switch c.mode {
+	case modePublish, modeUnicast, modeFanRecv, modeFanPub:
+		if c.size < fanPayloadMin {
+			bad("-size %d: a fan-out message needs at least %d bytes (its number and send time)", c.size, fanPayloadMin)
+		}
+		if c.batch < 1 || c.window < c.batch || c.window%c.batch != 0 {
+			bad("-batch %d, -window %d: need a -window that is a positive multiple of -batch", c.batch, c.window)
+		}
+		if c.procs < 1 || c.procs > c.conns {
+			bad("-procs %d: need 1 to -conns (%d)", c.procs, c.conns)
+		}
+		if c.mode == modeUnicast && c.baseline {
+			bad("-mode unicast has no baseline: the bare fan-out process is -mode publish's")
+		}
+		if c.fanKind != modePublish && c.fanKind != modeUnicast {
+			bad("-fankind %q is not publish or unicast", c.fanKind)
+		}
 	}
 	if _, _, err := net.SplitHostPort(c.clientAddr); err != nil {
 		bad("-client %q: need host:port", c.clientAddr)
@@ -147,8 +183,8 @@ func (c config) validate() error {
 	if c.rate < 0 {
 		bad("-rate %d is negative", c.rate)
 	}
-	if c.rate > 0 && c.mode != modeEcho {
-		bad("-rate is for -mode echo, not %s", c.mode)
+	if c.rate > 0 && c.mode != modeEcho && c.mode != modePublish && c.mode != modeUnicast && c.mode != modeFanPub && c.mode != modeFanRecv {
+		bad("-rate is for -mode echo, publish and unicast, not %s", c.mode)
 	}
 	if c.size < tsSize {
 		bad("-size %d: need at least %d bytes for the send timestamp", c.size, tsSize)
@@ -178,8 +214,8 @@ func (c config) validate() error {
 func printUsage(w io.Writer) {
 	var c config
 	fs := newFlagSet(&c)
-	fmt.Fprint(w, `Usage: fastway-bench -client ADDR [-server ADDR -key KEY] [-mode echo|idle|churn] [flags]
-       fastway-bench -listen ADDR [-relay ECHOADDR]
+	fmt.Fprint(w, `Usage: fastway-bench -client ADDR [-server ADDR -key KEY] [-mode echo|idle|churn|publish|unicast] [flags]
+       fastway-bench -listen ADDR [-relay ECHOADDR | -fanout]
 
 fastway-bench loads a running fastway gateway from both ends: it connects N
 backend servers to the gateway's server port (MD5 handshake with -key; each
@@ -223,6 +259,26 @@ Modes:
            dials_per_s        Accepts per second
            p50/p99_us         Dial -> Accept latency
            dials_per_gw_cpu_s Accepts / target CPU-seconds (with -gwpid)
+  publish  one server (a process of its own) sends each message of S bytes
+         to C client connections (one virtual connection each, spread over
+         P receiver processes) as one Publish to a group they all joined;
+         B messages per write, W in flight (each receiver process
+         acknowledges what all its connections received). With -baseline
+         the target is a bare fan-out process (-listen ADDR -fanout): the
+         same Publishes read, the same frames written to C sockets, one
+         write per socket per batch. With -rate R the publisher writes R
+         messages a second (a burst of B every B/R s), still at most W in
+         flight: the latency at a game's tick rate rather than at the
+         box's limit.
+           deliveries_per_s           data frames received by the members
+           deliveries_per_gw_cpu_s    ... per target CPU-second (-gwpid)
+           deliveries_per_gw_write    deliveries per write syscall of the target (syscw)
+           server_cpu_ns_per_delivery the publisher's CPU per delivery
+           total_cpu_ns_per_delivery  target + publisher CPU per delivery
+           p50/p99/max_us             a message's latency: from its write
+                                      by the publisher to its receipt by the
+                                      last member (wall clock)
+  unicast  the same, each message sent as C data frames, one per member
   Every mode reports gw_cpu_s and gw_rss_mib (with -gwpid), bench_cpu_s (this
   process), load1 and errors; the exit status is 1 when errors > 0.
 

@@ -58,7 +58,20 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, err)
 		return exitError
 	}
-	r, err := run(ctx, &cfg)
+	if cfg.mode == modeFanRecv || cfg.mode == modeFanPub {
+		// A process of a fan-out run, steered by the one that started it.
+		run := runFanRecv
+		if cfg.mode == modeFanPub {
+			run = runFanPub
+		}
+		if err := run(ctx, &cfg, os.Stdin, stdout); err != nil {
+			fmt.Fprintf(stdout, "error %s\n", strings.ReplaceAll(err.Error(), "\n", "; "))
+			fmt.Fprintf(stderr, "fastway-bench %s: %v\n", cfg.mode, err)
+			return exitError
+		}
+		return exitOK
+	}
+	r, err := run(ctx, &cfg, stderr)
 	if r != nil && len(r.b) > 0 {
 		fmt.Fprintln(stdout, r)
 	}
@@ -83,7 +96,7 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 // run starts the servers (unless the target is the baseline), runs the
 // mode and stops everything it started. A failure that ends the run is
 // returned; failures of single connections are counted in the report.
-func run(ctx context.Context, cfg *config) (*report, error) {
+func run(ctx context.Context, cfg *config, stderr io.Writer) (*report, error) {
 	src, err := newSrcAddrs(cfg.clientAddr, cfg.srcips, cfg.conns)
 	if err != nil {
 		return nil, err
@@ -92,6 +105,14 @@ func run(ctx context.Context, cfg *config) (*report, error) {
 		if _, err := readProc(cfg.gwpid); err != nil {
 			return nil, fmt.Errorf("-gwpid %d: %w", cfg.gwpid, err)
 		}
+	}
+	if cfg.mode == modePublish || cfg.mode == modeUnicast {
+		r := &report{}
+		if err := runFanout(ctx, cfg, r, stderr); err != nil {
+			return r, err
+		}
+		r.int("errors", int64(r.nerrs))
+		return r, nil
 	}
 	var backends []*backend
 	if !cfg.baseline {
@@ -127,6 +148,20 @@ func listenEcho(ctx context.Context, cfg *config, stderr io.Writer) error {
 	ln, err := lc.Listen(ctx, "tcp", cfg.listen)
 	if err != nil {
 		return fmt.Errorf("fastway-bench: %w", err)
+	}
+	if cfg.fanout {
+		s := newFanServer(ln, cfg.maxPacket)
+		fmt.Fprintf(stderr, "fastway-bench: fan-out listening on %s pid=%d\n", ln.Addr(), os.Getpid())
+		served := make(chan error, 1)
+		go func() { served <- s.serve() }()
+		select {
+		case <-ctx.Done():
+			s.close()
+			return <-served
+		case err := <-served:
+			s.close()
+			return err
+		}
 	}
 	s := newEchoServer(ln, cfg.maxPacket)
 	s.relay, s.stderr = cfg.relay, stderr

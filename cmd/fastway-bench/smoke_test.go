@@ -64,7 +64,7 @@ func runSmoke(t *testing.T, cfg config, want ...string) map[string]string {
 	if err := cfg.validate(); err != nil {
 		t.Fatal(err)
 	}
-	r, err := run(context.Background(), &cfg)
+	r, err := run(context.Background(), &cfg, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -193,7 +193,7 @@ func TestSmokeIdle(t *testing.T) {
 func TestWrongKeyFails(t *testing.T) {
 	ca, sa := startGateway(t, gateway.Config{ServerAuthPassword: "k"})
 	cfg := smokeConfig(modeEcho, ca, sa, "wrong")
-	if _, err := run(context.Background(), &cfg); err == nil {
+	if _, err := run(context.Background(), &cfg, io.Discard); err == nil {
 		t.Fatal("a run with the wrong key succeeded")
 	}
 }

@@ -28,7 +28,8 @@ func srcIP(i int) net.IP {
 
 // srcAddrs picks the local address of each client socket.
 type srcAddrs struct {
-	n int // number of source addresses; 0: let the kernel choose
+	n   int // number of source addresses; 0: let the kernel choose
+	off int // the first one's index (srcIP)
 }
 
 // newSrcAddrs spreads conns sockets over n source addresses (0: one per
@@ -54,7 +55,7 @@ func (s srcAddrs) local(i int) net.Addr {
 	if s.n == 0 {
 		return nil
 	}
-	return &net.TCPAddr{IP: srcIP(i % s.n)}
+	return &net.TCPAddr{IP: srcIP(s.off + i%s.n)}
 }
 
 // raiseNoFile raises the soft RLIMIT_NOFILE to the hard limit and returns
