@@ -133,7 +133,7 @@ func TestServerQueueBoundedInBytes(t *testing.T) {
 			eventually(t, "shares given back", func() bool {
 				srv.mu.Lock()
 				defer srv.mu.Unlock()
-				return len(srv.bySource) == 0
+				return len(srv.shares.bySource) == 0
 			})
 		})
 	}

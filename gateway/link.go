@@ -104,13 +104,9 @@ type link struct {
 	// sum is what the link's peer makes the gateway hold; limitBytes
 	// bounds it.
 	queuedBytes, batchBytes int
-	// Toward a server, bySource counts the bytes each client has queued
-	// or in the batch being written (contrib: the queue's, in the order
-	// pushed; batchContrib: the batch's, given back once it is written),
-	// which shareBytes bounds per client (see full).
-	shareBytes            int
-	bySource              map[*link]int
-	contrib, batchContrib []contribution
+	// shares bounds what each client has queued toward a server
+	// (ServerSendQueueBytesPerClient; nil for clients, and when unbounded).
+	shares *clientShares
 	// turnOwner is the reader whose dirty list holds l's writer turn, to
 	// be flushed when that reader's batch ends (see enqueue), or nil.
 	turnOwner *link
@@ -154,7 +150,9 @@ func newLink(g *Gateway, conn net.Conn, s side, id uint32) *link {
 		l.idle, l.limit, l.limitBytes = g.cfg.ClientIdleTimeout, g.cfg.ClientSendChanSize, g.cfg.ClientSendQueueBytes
 	} else {
 		l.idle, l.limit, l.limitBytes = g.cfg.ServerIdleTimeout, g.cfg.ServerSendChanSize, g.cfg.ServerSendQueueBytes
-		l.shareBytes = g.cfg.ServerSendQueueBytesPerClient
+		if n := g.cfg.ServerSendQueueBytesPerClient; n > 0 {
+			l.shares = &clientShares{limit: n}
+		}
 	}
 	l.space.L = &l.mu
 	l.routes = make([]*vconn, 1<<routeCacheBits[s])
