@@ -45,6 +45,27 @@ func (g *Gateway) release(f outFrame) {
 // the answers.
 const maxUnreadReplies = 1 << 20
 
+// waitRoom waits, holding l.mu, until the writer takes frames or l closes,
+// and reports false without waiting if from, the pusher, was closed hard:
+// its close wakes this wait (abortWait), so a dead client's reader does not
+// stay here holding its frame until the server takes more. Out of line, as
+// repliesUnread.
+//
+//go:noinline
+func (l *link) waitRoom(from *link) bool {
+	if from != nil {
+		from.waitOn.Store(l)
+		defer from.waitOn.Store(nil)
+		if from.aborted.Load() {
+			return false
+		}
+	}
+	l.waiters++
+	l.space.Wait()
+	l.waiters--
+	return true
+}
+
 // repliesUnread closes a server that does not read the replies to its
 // commands (see maxUnreadReplies). It is kept out of enqueue, which every
 // reader runs, so that enqueue's stack frame stays small (an idle client's
@@ -129,9 +150,11 @@ func (l *link) enqueue(from *link, frame outFrame, small []byte, mode pushMode) 
 			l.mu.Lock()
 			continue
 		}
-		l.waiters++
-		l.space.Wait()
-		l.waiters--
+		if !l.waitRoom(from) {
+			l.mu.Unlock()
+			l.gw.release(frame)
+			return errSenderClosed
+		}
 	}
 	if l.closed {
 		l.mu.Unlock()
