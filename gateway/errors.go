@@ -20,6 +20,10 @@ var errThrottled = errors.New("fastway: source throttled")
 // errStopped is returned by a link's reads once the gateway stops it.
 var errStopped = errors.New("fastway: link stopped by shutdown")
 
+// errSenderClosed is why a frame waiting for room at a server was dropped:
+// the client that sent it was closed meanwhile.
+var errSenderClosed = errors.New("fastway: sender closed while waiting for room")
+
 // errBudgetEvicted is why a client whose large frame was evicted from a full
 // LargeFrameBudget was closed.
 var errBudgetEvicted = errors.New("fastway: large frame evicted from the full LargeFrameBudget: its source was over its fair share")

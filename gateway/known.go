@@ -11,8 +11,9 @@ import (
 // from more addresses than the per-source caps can stop (each holds up to
 // ServerMaxHandshakesPerSource slots, so 128 addresses fill 1024) can keep
 // new hosts from registering, but not the hosts whose servers registered
-// before, which reconnect after a restart of the gateway or their own.
-// Guarded by the gateway's mu.
+// before, which reconnect after a restart of their own. The table lives in
+// memory only: after a restart of the gateway every host is new until its
+// servers register again. Guarded by the gateway's mu.
 type knownSources struct {
 	m   map[netip.Prefix]*list.Element
 	lru list.List // of netip.Prefix, the most recent first

@@ -38,6 +38,9 @@ func (l *link) TryRead(p []byte) (int, error) {
 	if l.raw == nil || l.stopped() || len(p) == 0 {
 		return 0, nil // (a read into nothing would look like EOF)
 	}
+	if err := l.refreshReadDeadline(); err != nil {
+		return 0, err
+	}
 	if l.tryRead == nil {
 		l.tryRead = func(fd uintptr) bool {
 			for {

@@ -62,11 +62,13 @@ type link struct {
 	since      time.Time    // when the link was accepted (servers: authenticated)
 	share      *budgetShare // a client's source's share of LargeFrameBudget, or nil
 
-	lastDeadline int64       // reader only: when the read deadline was last pushed out (Unix ns)
-	lastWrite    int64       // writer only: when the write deadline was last pushed out (Unix ns)
-	stopRead     atomic.Bool // set by stopReading: the reader must not route again
-	draining     bool        // reader only: stopped, reading on to throw away (drainInput)
-	closing      atomic.Bool // mirrors closed, for the reader's per-frame check without the lock
+	lastDeadline int64                // reader only: when the read deadline was last pushed out (Unix ns)
+	lastWrite    int64                // writer only: when the write deadline was last pushed out (Unix ns)
+	stopRead     atomic.Bool          // set by stopReading: the reader must not route again
+	draining     bool                 // reader only: stopped, reading on to throw away (drainInput)
+	closing      atomic.Bool          // mirrors closed, for the reader's per-frame check without the lock
+	aborted      atomic.Bool          // closed hard (not flushed): a wait for room at a server ends (abortWait)
+	waitOn       atomic.Pointer[link] // the server whose room this link's reader waits for, or nil
 
 	// Lazy reads (ReadLazy): the socket's RawConn, the callback given to
 	// it (made once per link), and the state it works on.
@@ -112,13 +114,9 @@ type link struct {
 	// sum is what the link's peer makes the gateway hold; limitBytes
 	// bounds it.
 	queuedBytes, batchBytes int
-	// Toward a server, bySource counts the bytes each client has queued
-	// or in the batch being written (contrib: the queue's, in the order
-	// pushed; batchContrib: the batch's, given back once it is written),
-	// which shareBytes bounds per client (see full).
-	shareBytes            int
-	bySource              map[*link]int
-	contrib, batchContrib []contribution
+	// shares bounds what each client has queued toward a server
+	// (ServerSendQueueBytesPerClient; nil for clients, and when unbounded).
+	shares *clientShares
 	// turnOwner is the reader whose dirty list holds l's writer turn, to
 	// be flushed when that reader's batch ends (see enqueue), or nil.
 	turnOwner *link
@@ -162,7 +160,9 @@ func newLink(g *Gateway, conn net.Conn, s side, id uint32) *link {
 		l.idle, l.limit, l.limitBytes = g.cfg.ClientIdleTimeout, g.cfg.ClientSendChanSize, g.cfg.ClientSendQueueBytes
 	} else {
 		l.idle, l.limit, l.limitBytes = g.cfg.ServerIdleTimeout, g.cfg.ServerSendChanSize, g.cfg.ServerSendQueueBytes
-		l.shareBytes = g.cfg.ServerSendQueueBytesPerClient
+		if n := g.cfg.ServerSendQueueBytesPerClient; n > 0 {
+			l.shares = &clientShares{limit: n}
+		}
 	}
 	l.space.L = &l.mu
 	l.routes = make([]*vconn, 1<<routeCacheBits[s])
@@ -189,23 +189,33 @@ func (l *link) Read(p []byte) (int, error) {
 // beforeRead pushes the read deadline out and checks the link is still to
 // be read.
 func (l *link) beforeRead() error {
-	if l.draining {
-		return nil // drainInput sets its own deadlines
-	}
-	if l.idle > 0 {
-		// The coarse clock decides when to refresh; the deadline itself is
-		// set from the precise time, so a lagging clock never ends an idle
-		// timeout early.
-		if l.gw.nanotime()-l.lastDeadline > int64(l.idle/16) {
-			now := time.Now()
-			if err := l.conn.SetReadDeadline(now.Add(l.idle)); err != nil {
-				return err
-			}
-			l.lastDeadline = now.UnixNano()
-		}
+	if err := l.refreshReadDeadline(); err != nil {
+		return err
 	}
 	if l.stopped() {
 		return errStopped
+	}
+	return nil
+}
+
+// refreshReadDeadline pushes the read deadline out when it has aged by a
+// sixteenth of the idle timeout. Every read of the link calls it (Read,
+// ReadLazy, TryRead): a reader that waited a while elsewhere (paused by
+// back-pressure toward a full server) must not find its deadline passed
+// when it reads on, for its peer was not idle.
+func (l *link) refreshReadDeadline() error {
+	if l.draining || l.idle <= 0 {
+		return nil // drainInput sets its own deadlines
+	}
+	// The coarse clock decides when to refresh; the deadline itself is
+	// set from the precise time, so a lagging clock never ends an idle
+	// timeout early.
+	if l.gw.nanotime()-l.lastDeadline > int64(l.idle/16) {
+		now := time.Now()
+		if err := l.conn.SetReadDeadline(now.Add(l.idle)); err != nil {
+			return err
+		}
+		l.lastDeadline = now.UnixNano()
 	}
 	return nil
 }
@@ -419,6 +429,7 @@ func (l *link) close(reason Reason, cause error, flush bool) {
 	done := l.finishedLocked()
 	l.mu.Unlock()
 	if !flush {
+		l.abortWait()
 		l.conn.Close()
 	} else if !writing {
 		l.shutWrite()
@@ -428,6 +439,18 @@ func (l *link) close(reason Reason, cause error, flush bool) {
 	}
 	// With flush and a writer running, the writer shuts the writing side
 	// when the queue is empty (shutWrite).
+}
+
+// abortWait marks a link closed hard and wakes its reader if it waits for
+// room at a server (see enqueue): the frame it holds is then dropped, and
+// counted as undelivered, rather than kept until the server takes more.
+func (l *link) abortWait() {
+	l.aborted.Store(true)
+	if w := l.waitOn.Load(); w != nil {
+		w.mu.Lock()
+		w.space.Broadcast()
+		w.mu.Unlock()
+	}
 }
 
 // finishedLocked reports, once, that the link is over for good: closed,

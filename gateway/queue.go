@@ -45,6 +45,37 @@ func (g *Gateway) release(f outFrame) {
 // the answers.
 const maxUnreadReplies = 1 << 20
 
+// waitRoom waits, holding l.mu, until the writer takes frames or l closes,
+// and reports false without waiting if from, the pusher, was closed hard:
+// its close wakes this wait (abortWait), so a dead client's reader does not
+// stay here holding its frame until the server takes more. Out of line, as
+// repliesUnread.
+//
+//go:noinline
+func (l *link) waitRoom(from *link) bool {
+	if from != nil {
+		from.waitOn.Store(l)
+		defer from.waitOn.Store(nil)
+		if from.aborted.Load() {
+			return false
+		}
+	}
+	l.waiters++
+	l.space.Wait()
+	l.waiters--
+	return true
+}
+
+// repliesUnread closes a server that does not read the replies to its
+// commands (see maxUnreadReplies). It is kept out of enqueue, which every
+// reader runs, so that enqueue's stack frame stays small (an idle client's
+// reader then fits in the smallest goroutine stack).
+//
+//go:noinline
+func (l *link) repliesUnread(held int) {
+	l.close(ReasonSlowConsumer, fmt.Errorf("%w: %d bytes queued to it", errRepliesUnread, held), false)
+}
+
 // pushCopy queues a copy of frame, which the caller keeps (a borrowed frame,
 // or one the gateway built on its stack), for writing to l (see enqueue).
 func (l *link) pushCopy(from *link, frame []byte, mode pushMode) error {
@@ -130,9 +161,11 @@ func (l *link) enqueueParts(from *link, hdr []byte, frame outFrame, small []byte
 			l.mu.Lock()
 			continue
 		}
-		l.waiters++
-		l.space.Wait()
-		l.waiters--
+		if !l.waitRoom(from) {
+			l.mu.Unlock()
+			l.gw.release(frame)
+			return errSenderClosed
+		}
 	}
 	if l.closed {
 		l.mu.Unlock()
@@ -147,7 +180,7 @@ func (l *link) enqueueParts(from *link, hdr []byte, frame outFrame, small []byte
 			// without end: past maxUnreadReplies more, it is closed.
 			l.mu.Unlock()
 			l.gw.release(frame)
-			l.close(ReasonSlowConsumer, fmt.Errorf("%w: %d bytes queued to it", errRepliesUnread, held), false)
+			l.repliesUnread(held)
 			return errLinkClosed
 		}
 	}
@@ -176,8 +209,8 @@ func (l *link) enqueueParts(from *link, hdr []byte, frame outFrame, small []byte
 	}
 	l.queued += frames
 	l.queuedBytes += size
-	if l.shareBytes > 0 && from != nil {
-		l.noteSource(from, size)
+	if l.shares != nil && from != nil {
+		l.shares.note(from, l, size)
 	}
 	if from != l.lastFrom {
 		l.lastFrom = from
@@ -250,7 +283,7 @@ func (l *link) full(from *link, mode pushMode) bool {
 	if l.limitBytes > 0 && l.queuedBytes+l.batchBytes >= l.limitBytes {
 		return true
 	}
-	if l.shareBytes > 0 && from != nil && l.bySource[from] >= l.shareBytes {
+	if l.shares != nil && from != nil && l.shares.over(from) {
 		return true // from's own share of a server's queue is taken
 	}
 	switch {
@@ -264,45 +297,74 @@ func (l *link) full(from *link, mode pushMode) bool {
 	return l.stalled
 }
 
+// clientShares counts, toward a server, the bytes each client has queued
+// or in the batch being written, which limit bounds per client (see full).
+// Its fields are guarded by the server link's mu. Its methods are kept out
+// of line, so that enqueue's stack frame, which every reader runs, stays
+// small (an idle client's reader fits in the smallest goroutine stack).
+type clientShares struct {
+	limit    int
+	bySource map[*link]int
+	// contrib is what the queue holds of each client, in the order
+	// pushed; batchContrib the same for the batch being written, given
+	// back once it is written.
+	contrib, batchContrib []contribution
+}
+
 // contribution is what one client queued toward a server in a row.
 type contribution struct {
 	from *link
 	n    int
 }
 
-// noteSource counts size bytes queued by from toward server l. The caller
-// holds l.mu.
-func (l *link) noteSource(from *link, size int) {
-	if l.bySource == nil {
-		l.bySource = make(map[*link]int)
-	}
-	l.bySource[from] += size
-	if n := len(l.contrib); n > 0 && l.contrib[n-1].from == from {
-		l.contrib[n-1].n += size
+// over reports whether from has its whole share queued.
+//
+//go:noinline
+func (s *clientShares) over(from *link) bool { return s.bySource[from] >= s.limit }
+
+// note counts the size bytes from just queued to server l, when they are a
+// data frame, the end of l's last queued buffer (a client's commands are a
+// few bytes, and counting them would put each new client's Dial through a
+// map insert). The caller holds l.mu.
+//
+//go:noinline
+func (s *clientShares) note(from, l *link, size int) {
+	last := l.queue[len(l.queue)-1].b
+	if proto.Header(last[len(last)-size:]).ConnID() == 0 {
 		return
 	}
-	l.contrib = append(l.contrib, contribution{from, size})
+	if s.bySource == nil {
+		s.bySource = make(map[*link]int)
+	}
+	s.bySource[from] += size
+	if n := len(s.contrib); n > 0 && s.contrib[n-1].from == from {
+		s.contrib[n-1].n += size
+		return
+	}
+	s.contrib = append(s.contrib, contribution{from, size})
 }
 
-// sourcesWritten gives back the clients' shares of the batch just written,
-// and makes the queue's the batch's. The caller holds l.mu.
-func (l *link) sourcesWritten() {
-	if l.shareBytes <= 0 {
-		return
-	}
-	for i, c := range l.batchContrib {
-		if left := l.bySource[c.from] - c.n; left > 0 {
-			l.bySource[c.from] = left
+// written gives back the clients' shares of the batch just written, and
+// makes the queue's the batch's.
+//
+//go:noinline
+func (s *clientShares) written() {
+	for i, c := range s.batchContrib {
+		if left := s.bySource[c.from] - c.n; left > 0 {
+			s.bySource[c.from] = left
 		} else {
-			delete(l.bySource, c.from)
+			delete(s.bySource, c.from)
 		}
-		l.batchContrib[i] = contribution{}
+		s.batchContrib[i] = contribution{}
 	}
-	l.batchContrib, l.contrib = l.contrib, l.batchContrib[:0]
-	if len(l.bySource) == 0 && cap(l.contrib) > idleSpare {
-		l.bySource, l.contrib, l.batchContrib = nil, nil, nil
+	s.batchContrib, s.contrib = s.contrib, s.batchContrib[:0]
+	if len(s.bySource) == 0 && cap(s.contrib) > idleSpare {
+		s.reset()
 	}
 }
+
+// reset forgets every share (the link is closing).
+func (s *clientShares) reset() { s.bySource, s.contrib, s.batchContrib = nil, nil, nil }
 
 // setStalled records that l's writer found l's socket full: frames queued
 // now wait for l's peer (see full). The caller owns l's writer turn.
@@ -422,7 +484,9 @@ func (l *link) takeBatch(keep []outFrame) []outFrame {
 	l.mu.Lock()
 	batch := l.queue
 	l.batchBytes = 0 // the last batch is written
-	l.sourcesWritten()
+	if l.shares != nil {
+		l.shares.written()
+	}
 	l.stalled = false
 	// No reader holds the turn on its dirty list any more: it is being
 	// run (flushInline reaches here, or contended, under the same lock
@@ -485,7 +549,9 @@ func (l *link) writeFailed(batch []outFrame, written int64, err error) {
 	rest := l.queue
 	l.queue, l.queued, l.spare = nil, 0, nil
 	l.queuedBytes, l.batchBytes = 0, 0
-	l.bySource, l.contrib, l.batchContrib = nil, nil, nil
+	if l.shares != nil {
+		l.shares.reset()
+	}
 	done := l.finishedLocked()
 	l.mu.Unlock()
 	l.lose(rest, 0)

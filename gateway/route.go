@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync/atomic"
@@ -120,8 +121,12 @@ func (g *Gateway) forward(l *link, id uint32, frame outFrame, borrowed bool) {
 	}
 	if err != nil {
 		// The other end is closing; its teardown sends l the Close. The
-		// frame counts as undelivered by the reason it closed.
+		// frame counts as undelivered by the reason it closed (or, when
+		// l was closed while its reader waited for room at dst, by l's).
 		reason, _ := dst.closeReason()
+		if errors.Is(err, errSenderClosed) {
+			reason, _ = l.closeReason()
+		}
 		g.counters.undelivered[reason].add(1, uint64(len(frame.b)))
 	}
 }
