@@ -16,7 +16,7 @@ import (
 	"github.com/fastway-go/fastway/slab"
 )
 
-// Attacks on fan-out (docs/reliability.md §17): a join flood past the
+// Attacks on fan-out (docs/reliability.md §18): a join flood past the
 // bounds, huge forged Multicasts, and Publish floods to members that do
 // not read. Each logs its figures; run them with
 //
@@ -95,7 +95,7 @@ func TestHardeningFanoutJoinFlood(t *testing.T) {
 		t.Errorf("%d \"join ignored\" lines for %d refusals: not rate-limited", n, st.JoinsRefused)
 	}
 	if perMember > 200 {
-		t.Errorf("%.0f bytes per membership; the documented bound assumes about 100", perMember)
+		t.Errorf("%.0f bytes per membership; the documented bound assumes about 85", perMember)
 	}
 	// A Publish to a full group still reaches every member it has, and the
 	// server goes on serving.

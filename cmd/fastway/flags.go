@@ -214,7 +214,7 @@ func newFlagSet(o *options) *flag.FlagSet {
 	sizeVar(&o.ServerSendQueueBytes, "ServerSendQueueBytes", gateway.DefaultServerSendQueueBytes, "bytes queued and being written to one server before its clients are paused (bounds the wait behind other clients)")
 	sizeVar(&o.ServerSendQueueBytesPerClient, "ServerSendQueueBytesPerClient", gateway.DefaultServerSendQueueBytesPerClient, "bytes one client may have queued and being written to one server before that client alone is paused (bounds what a flooding client puts ahead of the others)")
 	fs.IntVar(&o.ServerMaxGroups, "ServerMaxGroups", gateway.DefaultServerMaxGroups, "fan-out groups one server connection may have at once; a Join that would start one more is ignored, counted and logged (0: unlimited)")
-	fs.IntVar(&o.ServerMaxMemberships, "ServerMaxMemberships", gateway.DefaultServerMaxMemberships, "memberships one server connection's groups may have at once, about 100 bytes each; a Join past it is ignored, counted and logged (0: unlimited)")
+	fs.IntVar(&o.ServerMaxMemberships, "ServerMaxMemberships", gateway.DefaultServerMaxMemberships, "memberships one server connection's groups may have at once, about 85 bytes each; a Join past it is ignored, counted and logged (0: unlimited)")
 	fs.StringVar(&o.ServerTLSCert, "ServerTLSCert", "", "PEM certificate chain: the server port speaks TLS 1.2+ (with -ServerTLSKey; empty: plain TCP)")
 	fs.StringVar(&o.ServerTLSKey, "ServerTLSKey", "", "PEM private key of -ServerTLSCert")
 	fs.StringVar(&o.ServerTLSClientCA, "ServerTLSClientCA", "", "PEM CA certificates: servers must present a certificate signed by one (mutual TLS; needs ServerTLSCert)")
