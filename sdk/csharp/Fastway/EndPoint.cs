@@ -13,7 +13,9 @@ namespace Fastway
     /// server, Accept takes one a server opened to us.
     ///
     /// Threads: a reader, which reads frames and queues each message to its Conn; a
-    /// writer, which writes whatever is queued in one Write; and a keep-alive timer. No
+    /// writer, which writes whatever is queued in one Write; and a keep-alive thread
+    /// (none when PingInterval is negative), which needs no thread-pool thread, so a busy
+    /// pool cannot delay a Ping. No
     /// public member blocks on the network, so every one may be called from Unity's main
     /// thread; all are thread-safe.</summary>
     public sealed class EndPoint : IDisposable
@@ -25,7 +27,8 @@ namespace Fastway
         internal readonly EndPointConfig Config; // defaults filled in
 
         readonly Stream stream;
-        readonly Thread reader, writer;
+        readonly Thread reader, writer, keepalive;
+        readonly object keepaliveGate = new object(); // the keep-alive thread sleeps on it
         readonly Stopwatch clock = Stopwatch.StartNew();
 
         // Guarded by Lock.
@@ -39,19 +42,15 @@ namespace Fastway
         byte[] spare = new byte[InitialSendBuffer];       // the writer's buffer between writes
         bool closed;
         Exception error;
-        Timer timer;
-        int keepaliveRuns;
 
         // Counters, read with Interlocked.
         long recvCount;   // frames read
         long pingsRecv;   // Pings read
         long lastSend;    // clock ms when the last write finished
 
-        // Keep-alive state, used by the timer callback only.
+        // Keep-alive state, used by the keep-alive thread only.
         bool pinging;
         long pingAt, pingMark;
-
-        [ThreadStatic] static EndPoint keepaliveOf; // the endpoint whose callback this thread runs
 
         /// <summary>Starts an endpoint over stream, an already connected stream to the
         /// gateway's client port. The endpoint owns stream and disposes of it on Close.</summary>
@@ -69,10 +68,8 @@ namespace Fastway
             writer.Start();
             if (Config.PingInterval > TimeSpan.Zero)
             {
-                lock (Lock)
-                {
-                    timer = new Timer(Keepalive, null, Config.PingInterval, Timeout.InfiniteTimeSpan);
-                }
+                keepalive = new Thread(KeepaliveLoop) { IsBackground = true, Name = "fastway keep-alive" };
+                keepalive.Start();
             }
         }
 
@@ -217,16 +214,9 @@ namespace Fastway
             {
                 writer.Join(JoinTimeoutMs);
             }
-            if (keepaliveOf != this)
+            if (keepalive != null && self != keepalive && keepalive.IsAlive)
             {
-                lock (Lock)
-                {
-                    var deadline = clock.ElapsedMilliseconds + JoinTimeoutMs;
-                    while (keepaliveRuns > 0 && clock.ElapsedMilliseconds < deadline)
-                    {
-                        Monitor.Wait(Lock, 100);
-                    }
-                }
+                keepalive.Join(JoinTimeoutMs);
             }
         }
 
@@ -272,12 +262,11 @@ namespace Fastway
                     acceptors = null;
                 }
                 WakeRoomLocked();
-                if (timer != null)
-                {
-                    timer.Dispose();
-                    timer = null;
-                }
                 Monitor.PulseAll(Lock);
+            }
+            lock (keepaliveGate)
+            {
+                Monitor.PulseAll(keepaliveGate);
             }
             try
             {
@@ -555,37 +544,42 @@ namespace Fastway
             }
         }
 
-        // Keepalive runs on the timer: it sends a Ping when nothing was sent for
-        // PingInterval and runs TimeoutCallback when nothing arrived for PingTimeout after
-        // a Ping, then sets the timer for the next of those moments (as the Go endpoint).
-        void Keepalive(object state)
+        // KeepaliveLoop sends a Ping when nothing was sent for PingInterval and runs
+        // TimeoutCallback when nothing arrived for PingTimeout after a Ping, sleeping
+        // until the next of those moments (as the Go endpoint's timer does).
+        void KeepaliveLoop()
         {
-            lock (Lock)
+            long due = clock.ElapsedMilliseconds + (long)Config.PingInterval.TotalMilliseconds;
+            while (true)
             {
-                if (closed)
+                lock (keepaliveGate)
+                {
+                    while (true)
+                    {
+                        if (IsClosed)
+                        {
+                            return;
+                        }
+                        long wait = due - clock.ElapsedMilliseconds;
+                        if (wait <= 0)
+                        {
+                            break;
+                        }
+                        Monitor.Wait(keepaliveGate, (int)Math.Min(wait, int.MaxValue));
+                    }
+                }
+                long next = KeepaliveStep();
+                if (next < 0)
                 {
                     return;
                 }
-                keepaliveRuns++;
-            }
-            var outer = keepaliveOf;
-            keepaliveOf = this;
-            try
-            {
-                KeepaliveStep();
-            }
-            finally
-            {
-                keepaliveOf = outer;
-                lock (Lock)
-                {
-                    keepaliveRuns--;
-                    Monitor.PulseAll(Lock);
-                }
+                due = clock.ElapsedMilliseconds + Math.Max(next, 1);
             }
         }
 
-        void KeepaliveStep()
+        // KeepaliveStep does what is due and returns the milliseconds until the next
+        // step, or -1 once the endpoint closed.
+        long KeepaliveStep()
         {
             long interval = (long)Config.PingInterval.TotalMilliseconds;
             long timeout = (long)Config.PingTimeout.TotalMilliseconds;
@@ -612,7 +606,7 @@ namespace Fastway
                 if (!keep)
                 {
                     Shutdown(new PingTimeoutException());
-                    return;
+                    return -1;
                 }
                 pinging = false;
                 now = clock.ElapsedMilliseconds;
@@ -636,13 +630,7 @@ namespace Fastway
             {
                 next = Math.Min(next, pingAt + timeout - now);
             }
-            lock (Lock)
-            {
-                if (!closed && timer != null)
-                {
-                    timer.Change(Math.Max(next, 1), Timeout.Infinite);
-                }
-            }
+            return next;
         }
     }
 }

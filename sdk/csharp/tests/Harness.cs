@@ -121,11 +121,23 @@ namespace Fastway.Tests
             };
             si.EnvironmentVariables.Remove("FASTWAY_AUTH_PASSWORD");
             p = new Process { StartInfo = si };
-            p.OutputDataReceived += (s, e) => Add(e.Data);
-            p.ErrorDataReceived += (s, e) => Add(e.Data);
             p.Start();
-            p.BeginOutputReadLine();
-            p.BeginErrorReadLine();
+            // Threads of their own, not Process's async reads: those hold thread-pool
+            // threads, which the SDK's Task continuations need.
+            Pump(p.StandardOutput);
+            Pump(p.StandardError);
+        }
+
+        void Pump(StreamReader r)
+        {
+            new Thread(() =>
+            {
+                string line;
+                while ((line = r.ReadLine()) != null)
+                {
+                    Add(line);
+                }
+            }) { IsBackground = true, Name = name + " output" }.Start();
         }
 
         void Add(string line)
