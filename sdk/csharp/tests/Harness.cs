@@ -34,7 +34,7 @@ namespace Fastway.Tests
     /// <summary>Bounded waits for events.</summary>
     static class Wait
     {
-        public static readonly TimeSpan Timeout = TimeSpan.FromSeconds(20);
+        public static readonly TimeSpan Timeout = TimeSpan.FromSeconds(10);
 
         /// <summary>Polls cond (every millisecond or so) until it holds or timeout passes.</summary>
         public static void Until(Func<bool> cond, string what, TimeSpan? timeout = null)
