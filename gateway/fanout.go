@@ -229,7 +229,7 @@ func (g *Gateway) deliverStaged(l *link, fs *fanState) {
 			continue
 		}
 		dst := vc.client
-		if err := dst.enqueueParts(l, nil, outFrame{}, run, k, pushDrop); err != nil {
+		if err := dst.enqueueFanout(l, nil, outFrame{}, run, k); err != nil {
 			reason, _ := dst.closeReason()
 			g.counters.undelivered[reason].add(uint64(k), uint64(len(run)))
 			continue
@@ -400,7 +400,7 @@ func (p *payload) deliver(g *Gateway, l *link, vc *vconn) {
 	} else {
 		binary.LittleEndian.PutUint32(p.hdr[proto.SizeOfLength:], vc.id)
 		p.ref.Retain(1) // the member's, released once it is written (or dropped)
-		err = dst.enqueueParts(l, p.hdr[:], outFrame{b: p.data, ref: p.ref}, nil, 1, pushDrop)
+		err = dst.enqueueFanout(l, p.hdr[:], outFrame{b: p.data, ref: p.ref}, nil, 1)
 	}
 	if err != nil {
 		// The member is closing; its teardown tells the server. The
@@ -423,4 +423,94 @@ func (p *payload) finish(fs *fanState) {
 	if p.ref != nil {
 		p.ref.Release()
 	}
+}
+
+// enqueueFanout queues, on behalf of server link from (whose reader is the
+// caller), one delivery as two parts, hdr (copied) and frame (a shared
+// payload), or a run of frames whole (copied) counting frames. Both are
+// queued under one lock, so nothing comes between a header and its payload.
+// It is enqueue for what only fan-out queues, toward a client (pushDrop):
+// kept apart so that enqueue, which every reader runs (an idle client's
+// Ping answer), keeps its small stack frame (docs/benchmarks.md, "An idle
+// client's 2 KiB").
+func (l *link) enqueueFanout(from *link, hdr []byte, frame outFrame, run []byte, frames int) error {
+	size := len(hdr) + len(frame.b) + len(run)
+	l.mu.Lock()
+	for !l.closed && l.full(from, pushDrop) {
+		if l.turnOwner == from {
+			// from's own batch fills the queue: write it out first.
+			l.mu.Unlock()
+			from.flushDirty()
+			l.mu.Lock()
+			continue
+		}
+		l.mu.Unlock()
+		l.gw.release(frame)
+		l.close(ReasonSlowConsumer, nil, false)
+		return errLinkClosed
+	}
+	if l.closed {
+		l.mu.Unlock()
+		l.gw.release(frame)
+		return errLinkClosed
+	}
+	if l.queue == nil {
+		l.queue, l.spare = l.spare, nil
+	}
+	if run != nil {
+		l.packLocked(nil, run) // in queue chunks, as small frames are
+	} else {
+		l.packLocked(hdr, nil)
+		l.queue = append(l.queue, frame)
+	}
+	l.queued += frames
+	l.queuedBytes += size
+	if from != l.lastFrom {
+		l.lastFrom = from
+		l.pushers++
+	}
+	n := l.queued
+	start := !l.writing
+	if start {
+		l.writing = true
+	}
+	ownTurn := start && l.raw != nil
+	if ownTurn {
+		l.turnOwner = from
+	}
+	l.mu.Unlock()
+	if n > 1 {
+		l.gw.counters.noteQueueLen(l.side, n)
+	}
+	switch {
+	case ownTurn:
+		from.dirty = append(from.dirty, l)
+	case start:
+		l.startWriter(nil, 0)
+	}
+	return nil
+}
+
+// packLocked copies a, then b, into the spare room of the buffer queued
+// last if it is the queue's own (not shared) and not taken by a writer yet,
+// or else into a new pooled buffer: firstChunk bytes for an empty queue,
+// tailChunk after, so that small frames queued together share a buffer; or
+// just len(a) bytes when b is nil (a delivery's header, which a shared
+// payload follows: nothing can be packed after it). The caller holds l.mu.
+func (l *link) packLocked(a, b []byte) {
+	need := len(a) + len(b)
+	if n := len(l.queue); n > 0 && l.queue[n-1].ref == nil && cap(l.queue[n-1].b)-len(l.queue[n-1].b) >= need {
+		last := &l.queue[n-1]
+		last.b = append(append(last.b, a...), b...)
+		return
+	}
+	size := firstChunk
+	switch {
+	case b == nil:
+		size = need
+	case len(l.queue) > 0:
+		size = tailChunk[l.side]
+	}
+	buf := l.gw.cfg.MemPool.Alloc(max(need, size))
+	l.queue = append(l.queue, outFrame{b: append(append(buf[:0], a...), b...)})
 }

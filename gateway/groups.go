@@ -241,9 +241,16 @@ func (l *link) fanout() *fanState {
 // out of the groups of its server link. Only a vconn that ever joined a
 // group costs a lock (see fanState.join).
 func (vc *vconn) leaveGroups() {
-	if !vc.grouped.Load() {
-		return
+	if vc.grouped.Load() {
+		vc.leaveGroupsLocked()
 	}
+}
+
+// leaveGroupsLocked is leaveGroups' work, out of line: closes run on
+// every reader's stack (see enqueueFanout).
+//
+//go:noinline
+func (vc *vconn) leaveGroupsLocked() {
 	fs := vc.server.fan.Load()
 	if fs == nil {
 		return

@@ -121,20 +121,9 @@ var tailChunk = [2]int{sideClient: 2 << 10, sideServer: 16 << 10}
 // one writev and no goroutine is started. Otherwise a writer goroutine is
 // started at once.
 func (l *link) enqueue(from *link, frame outFrame, small []byte, mode pushMode) error {
-	return l.enqueueParts(from, nil, frame, small, 1, mode)
-}
-
-// enqueueParts is enqueue for a frame in two parts: hdr, its start, which
-// is copied (packed like a small frame), and then frame or small. Both are
-// queued under one lock, as one frame: a fan-out delivery is its own
-// header followed by a payload every member shares (see fanout.go). small
-// may also hold a run of frames whole, counted as frames (a member's
-// deliveries of several Publishes); otherwise frames is 1. With hdr nil
-// and frames 1 it is enqueue.
-func (l *link) enqueueParts(from *link, hdr []byte, frame outFrame, small []byte, frames int, mode pushMode) error {
-	size := len(hdr) + len(small)
+	size := len(small)
 	if small == nil {
-		size = len(hdr) + len(frame.b)
+		size = len(frame.b)
 	}
 	l.mu.Lock()
 	for !l.closed && mode != pushForce && l.full(from, mode) {
@@ -185,29 +174,31 @@ func (l *link) enqueueParts(from *link, hdr []byte, frame outFrame, small []byte
 		}
 	}
 	var unshared outFrame
-	if small == nil && frame.ref != nil && l.stalled && hdr == nil {
+	if small == nil && frame.ref != nil && l.stalled {
 		// l's peer is not taking what it is sent: a frame forwarded in
 		// place would keep its whole read buffer (up to 16 times the
 		// frame, see proto.FrameReader.ReadFrameShared) while it waits.
 		// It is copied into the queue instead, and the buffer goes back.
-		// (A fan-out payload, with hdr, is a buffer of its own, shared
-		// by every member: copying it would cost each stalled member
-		// what all of them share.)
 		small, unshared, frame = frame.b, frame, outFrame{}
 	}
 	if l.queue == nil {
 		l.queue, l.spare = l.spare, nil
 	}
-	switch {
-	case small != nil:
-		l.packLocked(hdr, small)
-	case hdr != nil:
-		l.packLocked(hdr, nil)
+	if small == nil {
 		l.queue = append(l.queue, frame)
-	default:
-		l.queue = append(l.queue, frame)
+	} else if n := len(l.queue); n > 0 && l.queue[n-1].ref == nil && cap(l.queue[n-1].b)-len(l.queue[n-1].b) >= len(small) {
+		// The buffer queued last is the queue's own (not shared) and
+		// not taken by a writer yet: append to it.
+		l.queue[n-1].b = append(l.queue[n-1].b, small...)
+	} else {
+		size := firstChunk
+		if n > 0 {
+			size = tailChunk[l.side]
+		}
+		b := l.gw.cfg.MemPool.Alloc(max(len(small), size))
+		l.queue = append(l.queue, outFrame{b: append(b[:0], small...)})
 	}
-	l.queued += frames
+	l.queued++
 	l.queuedBytes += size
 	if l.shares != nil && from != nil {
 		l.shares.note(from, l, size)
@@ -237,30 +228,6 @@ func (l *link) enqueueParts(from *link, hdr []byte, frame outFrame, small []byte
 		l.startWriter(nil, 0)
 	}
 	return nil
-}
-
-// packLocked copies a, then b, into the spare room of the buffer queued
-// last if it is the queue's own (not shared) and not taken by a writer yet,
-// or else into a new pooled buffer: firstChunk bytes for an empty queue,
-// tailChunk after, so that small frames queued together share a buffer; or
-// just len(a) bytes when b is nil (a delivery's header, which a shared
-// payload follows: nothing can be packed after it). The caller holds l.mu.
-func (l *link) packLocked(a, b []byte) {
-	need := len(a) + len(b)
-	if n := len(l.queue); n > 0 && l.queue[n-1].ref == nil && cap(l.queue[n-1].b)-len(l.queue[n-1].b) >= need {
-		last := &l.queue[n-1]
-		last.b = append(append(last.b, a...), b...)
-		return
-	}
-	size := firstChunk
-	switch {
-	case b == nil:
-		size = need
-	case len(l.queue) > 0:
-		size = tailChunk[l.side]
-	}
-	buf := l.gw.cfg.MemPool.Alloc(max(need, size))
-	l.queue = append(l.queue, outFrame{b: append(append(buf[:0], a...), b...)})
 }
 
 // full reports whether l's queue has no room for a frame pushed by from in
