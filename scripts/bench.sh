@@ -11,7 +11,7 @@
 # It prints the results, then rewrites the part of docs/benchmarks.md
 # between the lines <!-- bench:start --> and <!-- bench:end --> with them.
 #
-#   scripts/bench.sh                                  the full suite (about 6 minutes; REPS=5: 9)
+#   scripts/bench.sh                                  the full suite (about 14 minutes; REPS=5: 22)
 #   DUR=2 REPS=1 IDLE_CONNS=2000 scripts/bench.sh     a quick run
 #
 # Environment:
