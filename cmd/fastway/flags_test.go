@@ -465,8 +465,8 @@ func TestHelp(t *testing.T) {
 	}
 	out := stdout.String()
 	defaults := flagDefaults()
-	if len(defaults) != 55 {
-		t.Errorf("%d flags, want 55", len(defaults))
+	if len(defaults) != 67 {
+		t.Errorf("%d flags, want 67", len(defaults))
 	}
 	for name, def := range defaults {
 		if !strings.Contains(out, "  -"+name+"="+def+" ") {
