@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The project's test command: formatting, vet, staticcheck (pinned in go.mod
-# as a tool), and every test under the race detector. .ci/run calls this.
+# as a tool), every test under the race detector, then the C# SDK's build
+# and NUnit tests under Mono (scripts/csharp.sh installs Mono and NUnit from
+# Debian's packages when they are missing). .ci/run calls this.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,3 +23,5 @@ echo "== go test -race"
 # 10,000 virtual connections); they also raise the soft limit themselves.
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 go test -race -count=1 -timeout 8m ./...
+echo "== csharp (sdk/csharp)"
+./scripts/csharp.sh
