@@ -15,6 +15,9 @@ echo "== go vet"
 go vet ./...
 echo "== staticcheck"
 go tool staticcheck ./...
+echo "== etcd (for the fleet tests)"
+./scripts/install-etcd.sh
+export FASTWAY_REQUIRE_ETCD=1
 echo "== go test -race"
 # Some gateway tests open a few thousand loopback sockets (slowloris,
 # 10,000 virtual connections); they also raise the soft limit themselves.

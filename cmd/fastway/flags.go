@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/fastway-go/fastway/cmd"
+	"github.com/fastway-go/fastway/fleet"
 	"github.com/fastway-go/fastway/gateway"
 	"github.com/fastway-go/fastway/proto"
 	"github.com/fastway-go/fastway/slab"
@@ -129,6 +130,21 @@ type options struct {
 	LogLevel        string
 	LogFormat       string
 
+	Etcd                string
+	EtcdPrefix          string
+	EtcdLeaseTTL        time.Duration
+	EtcdDrainWait       time.Duration
+	EtcdUser            string
+	EtcdPasswordFile    string
+	EtcdTLSCA           string
+	EtcdTLSCert         string
+	EtcdTLSKey          string
+	GatewayID           string
+	AdvertiseServerAddr string
+	AdvertiseClientAddr string
+	etcdPassword        string      // what -EtcdPasswordFile held; set by validate
+	etcdTLS             *tls.Config // from the -EtcdTLS* files; nil: plain; set by validate
+
 	// clientTLS and serverTLS are the ports' TLS configurations, loaded
 	// from the -*TLS* files by validate; nil: plain TCP.
 	clientTLS, serverTLS *tls.Config
@@ -157,6 +173,8 @@ var sections = []flagSection{
 		"ServerTLSCert", "ServerTLSKey", "ServerTLSClientCA",
 		"ServerSnetEnable", "ServerSnetEncrypt", "ServerSnetBuffer", "ServerSnetInitTimeout", "ServerSnetWaitTimeout"}},
 	{"Ops", []string{"ShutdownTimeout", "PidFile", "CmdFile", "AdminAddr", "AdminToken", "AdminTokenFile", "LogLevel", "LogFormat"}},
+	{"Fleet", []string{"Etcd", "EtcdPrefix", "EtcdLeaseTTL", "EtcdDrainWait", "EtcdUser", "EtcdPasswordFile", "EtcdTLSCA", "EtcdTLSCert", "EtcdTLSKey",
+		"GatewayID", "AdvertiseServerAddr", "AdvertiseClientAddr"}},
 }
 
 // newFlagSet defines every flag on a new flag set bound to o, with its
@@ -232,6 +250,19 @@ func newFlagSet(o *options) *flag.FlagSet {
 	fs.StringVar(&o.AdminTokenFile, "AdminTokenFile", "", "file whose one line is the AdminToken (read at start; keeps it out of ps)")
 	fs.StringVar(&o.LogLevel, "LogLevel", defaultLogLevel, "least severe level logged: debug, info, warn or error")
 	fs.StringVar(&o.LogFormat, "LogFormat", defaultLogFormat, "log format on stderr: text (key=value) or json (one object a line)")
+
+	fs.StringVar(&o.Etcd, "Etcd", "", "etcd endpoints, comma-separated (http://host:2379 or https://...): register this gateway there for servers to find (docs/scaling.md; empty: off)")
+	fs.StringVar(&o.EtcdPrefix, "EtcdPrefix", fleet.DefaultPrefix, "etcd key prefix of the fleet: the key is <prefix>/gateways/<GatewayID>")
+	fs.DurationVar(&o.EtcdLeaseTTL, "EtcdLeaseTTL", fleet.DefaultTTL, "lease of the key, refreshed every third of it: a lost gateway is dropped this long after its last refresh")
+	fs.DurationVar(&o.EtcdDrainWait, "EtcdDrainWait", defaultEtcdDrainWait, "on SIGTERM/SIGINT, the key is revoked first, then the drain waits this long (servers and lobbies see the key go) before it closes connections")
+	fs.StringVar(&o.EtcdUser, "EtcdUser", "", "etcd user name (with -EtcdPasswordFile; empty: no authentication)")
+	fs.StringVar(&o.EtcdPasswordFile, "EtcdPasswordFile", "", "file whose one line is the etcd password of -EtcdUser")
+	fs.StringVar(&o.EtcdTLSCA, "EtcdTLSCA", "", "PEM CA certificates etcd's certificate must chain to (empty: the system's, for https endpoints)")
+	fs.StringVar(&o.EtcdTLSCert, "EtcdTLSCert", "", "PEM client certificate for etcd (with -EtcdTLSKey; for etcd's --client-cert-auth)")
+	fs.StringVar(&o.EtcdTLSKey, "EtcdTLSKey", "", "PEM private key of -EtcdTLSCert")
+	fs.StringVar(&o.GatewayID, "GatewayID", "", "this gateway's ID in the fleet, unique, no '/' (empty: hostname-serverport)")
+	fs.StringVar(&o.AdvertiseServerAddr, "AdvertiseServerAddr", "", "server-facing host:port registered in etcd (empty: the bound -ServerAddr, a wildcard host replaced by the hostname)")
+	fs.StringVar(&o.AdvertiseClientAddr, "AdvertiseClientAddr", "", "client-facing host:port registered in etcd, handed to players (empty: the bound -ClientAddr, a wildcard host replaced by the hostname)")
 	return fs
 }
 
@@ -517,6 +548,9 @@ func (o *options) validate() error {
 		if c <= ' ' || c > '~' {
 			return errors.New("the admin token holds white space or a byte that is not printable ASCII: an Authorization header cannot carry it intact")
 		}
+	}
+	if err := o.validateFleet(); err != nil {
+		return err
 	}
 	if o.clientTLS, err = loadTLS("Client", o.ClientTLSCert, o.ClientTLSKey, ""); err != nil {
 		return err

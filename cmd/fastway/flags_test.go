@@ -469,8 +469,8 @@ func TestHelp(t *testing.T) {
 	}
 	out := stdout.String()
 	defaults := flagDefaults()
-	if len(defaults) != 57 {
-		t.Errorf("%d flags, want 57", len(defaults))
+	if len(defaults) != 69 {
+		t.Errorf("%d flags, want 69", len(defaults))
 	}
 	for name, def := range defaults {
 		if !strings.Contains(out, "  -"+name+"="+def+" ") {

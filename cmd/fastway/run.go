@@ -124,7 +124,16 @@ func run(o *options, cfg gateway.Config, log *slog.Logger) int {
 	go func() { served <- g.ServeClients(clientLn) }()
 	go func() { served <- g.ServeServers(serverLn) }()
 
+	reg, err := startRegistration(o, g, clientLn, serverLn, log)
+	if err != nil {
+		log.Error("etcd registration off", "err", err)
+	}
+	if reg != nil {
+		defer reg.Close()
+	}
+
 	it := cmd.New(cmd.Config{CmdFile: o.CmdFile, Logger: log})
+	it.RegisterHelp("etcd", "log the etcd registration's state and counters on one line", etcdCommand(reg))
 	it.RegisterHelp("stats", "log the gateway's counters on one line", statsCommand(g))
 	var snetPorts []snetPort
 	for _, p := range []struct {
@@ -166,8 +175,13 @@ func run(o *options, cfg gateway.Config, log *slog.Logger) int {
 		log.Error("listener failed; shutting down", "err", err)
 		code = exitError
 	}
+	// Out of the fleet first, so no new server or player is sent here.
+	hurry := deregister(reg, o, stop, log)
 	ctx, cancel := context.WithTimeout(context.Background(), o.ShutdownTimeout)
 	defer cancel()
+	if hurry {
+		cancel()
+	}
 	go func() {
 		select {
 		case sig := <-stop:
