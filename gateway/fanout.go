@@ -465,6 +465,7 @@ func (l *link) enqueueFanout(from *link, hdr []byte, frame outFrame, run []byte,
 	}
 	l.queued += frames
 	l.queuedBytes += size
+	// The same tail as enqueue's, written out there (see the note there).
 	if from != l.lastFrom {
 		l.lastFrom = from
 		l.pushers++

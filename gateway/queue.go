@@ -203,6 +203,11 @@ func (l *link) enqueue(from *link, frame outFrame, small []byte, mode pushMode) 
 	if l.shares != nil && from != nil {
 		l.shares.note(from, l, size)
 	}
+	// From here to the end this is enqueueFanout's tail too, and the
+	// packing above is packLocked's: written out, not called, because one
+	// more call deep on this path, which every reader runs, doubles an
+	// idle client's reader stack (a shared tail measured 7.8 KiB per idle
+	// client against 6.1; see clientShares).
 	if from != l.lastFrom {
 		l.lastFrom = from
 		l.pushers++
