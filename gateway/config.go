@@ -168,10 +168,11 @@ type Config struct {
 	// ServerSendQueueBytes bounds, in bytes, the frames waiting to be
 	// written to one server plus those being written; when it is reached
 	// the clients sending to that server are paused (back-pressure), never
-	// dropped. It also bounds the time a frame waits in the gateway behind
-	// other clients' frames: at most about ServerSendQueueBytes + MaxPacket
-	// at the server's read rate (256 KiB at 20 MiB/s: 13 ms), on top of
-	// what the sockets' kernel buffers hold (0: 256 KiB).
+	// dropped. What one client puts ahead of the others is bounded by
+	// ServerSendQueueBytesPerClient; this bounds what all of them hold (4 MiB
+	// at 20 MiB/s: 200 ms of the server's reading), though with many
+	// clients paused the readers woken race for room, so one client's wait
+	// is not bounded by it (docs/reliability.md §17) (0: 4 MiB).
 	ServerSendQueueBytes int
 	// ServerSendQueueBytesPerClient bounds, in bytes, what one client may
 	// have queued and being written to one server: past it that client's

@@ -229,7 +229,7 @@ func newFlagSet(o *options) *flag.FlagSet {
 	sizeVar(&o.ServerBufferSize, "ServerBufferSize", gateway.DefaultServerBufferSize, "read buffer per server connection (none held while idle)")
 	fs.DurationVar(&o.ServerIdleTimeout, "ServerIdleTimeout", gateway.DefaultServerIdleTimeout, "close a server that sends nothing for this long (0: never)")
 	fs.IntVar(&o.ServerSendChanSize, "ServerSendChanSize", gateway.DefaultServerSendChanSize, "frames queued to one server before its clients are paused")
-	sizeVar(&o.ServerSendQueueBytes, "ServerSendQueueBytes", gateway.DefaultServerSendQueueBytes, "bytes queued and being written to one server before its clients are paused (bounds the wait behind other clients)")
+	sizeVar(&o.ServerSendQueueBytes, "ServerSendQueueBytes", gateway.DefaultServerSendQueueBytes, "bytes queued and being written to one server before its clients are paused (bounds what the gateway holds for it)")
 	sizeVar(&o.ServerSendQueueBytesPerClient, "ServerSendQueueBytesPerClient", gateway.DefaultServerSendQueueBytesPerClient, "bytes one client may have queued and being written to one server before that client alone is paused (bounds what a flooding client puts ahead of the others)")
 	fs.IntVar(&o.ServerMaxGroups, "ServerMaxGroups", gateway.DefaultServerMaxGroups, "fan-out groups one server connection may have at once; a Join that would start one more is ignored, counted and logged (0: unlimited)")
 	fs.IntVar(&o.ServerMaxMemberships, "ServerMaxMemberships", gateway.DefaultServerMaxMemberships, "memberships one server connection's groups may have at once, about 85 bytes each; a Join past it is ignored, counted and logged (0: unlimited)")
