@@ -4,6 +4,8 @@ import (
 	"net"
 	"syscall"
 	"time"
+
+	"github.com/fastway-go/fastway/internal/sockbuf"
 )
 
 // sockBufDivisor: SocketBuffer is this fraction of RewriterBufferSize.
@@ -40,12 +42,7 @@ func (c Config) SocketBuffer() int {
 // bulk writes stalled on TCP's persist timer for minutes. It does nothing
 // where socket options are not reachable through syscall (not unix).
 func (c Config) Control(network, address string, rc syscall.RawConn) error {
-	size := c.SocketBuffer()
-	var err error
-	if cerr := rc.Control(func(fd uintptr) { err = setSockBuf(fd, size) }); cerr != nil {
-		return cerr
-	}
-	return err
+	return sockbuf.Control(c.SocketBuffer())(network, address, rc)
 }
 
 // TCPDialer returns a dialer for Dial that connects to addr over TCP within
@@ -84,6 +81,6 @@ func socketHolds(conn net.Conn) int {
 		return 0
 	}
 	var snd, rcv int
-	rc.Control(func(fd uintptr) { snd, rcv = getSockBuf(fd) })
+	rc.Control(func(fd uintptr) { snd, rcv = sockbuf.Get(fd) })
 	return snd + rcv
 }

@@ -1,6 +1,7 @@
 package snet
 
 import (
+	"github.com/fastway-go/fastway/internal/sockbuf"
 	"net"
 	"runtime"
 	"testing"
@@ -13,7 +14,7 @@ func sockBufs(t *testing.T, c net.Conn) (snd, rcv int) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rc.Control(func(fd uintptr) { snd, rcv = getSockBuf(fd) })
+	rc.Control(func(fd uintptr) { snd, rcv = sockbuf.Get(fd) })
 	return snd, rcv
 }
 

@@ -6,10 +6,10 @@ package faultproxy
 
 import (
 	"context"
+	"github.com/fastway-go/fastway/internal/sockbuf"
 	"math/rand/v2"
 	"net"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 )
@@ -104,7 +104,7 @@ func New(t testing.TB, target string, seed uint64) *Proxy {
 // through a small buffer, so it holds few bytes of its own.
 func NewTimed(t testing.TB, target string, every time.Duration, seed uint64) *Proxy {
 	t.Helper()
-	lc := net.ListenConfig{Control: sockBufControl(TimedSockBuf)}
+	lc := net.ListenConfig{Control: sockbuf.Control(TimedSockBuf)}
 	ln, err := lc.Listen(context.Background(), "tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -112,7 +112,7 @@ func NewTimed(t testing.TB, target string, every time.Duration, seed uint64) *Pr
 	p := &Proxy{
 		ln:      ln,
 		target:  target,
-		dialer:  net.Dialer{Timeout: 5 * time.Second, Control: sockBufControl(TimedSockBuf)},
+		dialer:  net.Dialer{Timeout: 5 * time.Second, Control: sockbuf.Control(TimedSockBuf)},
 		copyBuf: timedCopyBuf,
 		every:   every,
 		rng:     rand.New(rand.NewPCG(seed, 0)),
@@ -122,18 +122,6 @@ func NewTimed(t testing.TB, target string, every time.Duration, seed uint64) *Pr
 	go p.acceptLoop()
 	t.Cleanup(p.Close)
 	return p
-}
-
-// sockBufControl sets a socket's send and receive buffers to size before
-// it connects or listens (accepted sockets inherit a listener's).
-func sockBufControl(size int) func(network, address string, c syscall.RawConn) error {
-	return func(_, _ string, c syscall.RawConn) error {
-		var err error
-		if cerr := c.Control(func(fd uintptr) { err = setSockBuf(fd, size) }); cerr != nil {
-			return cerr
-		}
-		return err
-	}
 }
 
 // Addr is the proxy's listening address.

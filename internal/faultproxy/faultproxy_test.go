@@ -3,6 +3,7 @@ package faultproxy
 import (
 	"context"
 	"errors"
+	"github.com/fastway-go/fastway/internal/sockbuf"
 	"net"
 	"os"
 	"testing"
@@ -26,7 +27,7 @@ func held(t *testing.T, ln net.Listener, addr string) int {
 		}
 		close(accepted)
 	}()
-	d := net.Dialer{Timeout: 5 * time.Second, Control: sockBufControl(TimedSockBuf)}
+	d := net.Dialer{Timeout: 5 * time.Second, Control: sockbuf.Control(TimedSockBuf)}
 	c, err := d.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
@@ -67,7 +68,7 @@ func held(t *testing.T, ln net.Listener, addr string) int {
 // whose reader has stopped: the bytes that get through with the proxy
 // between two sockets sized like it, less those that get through without.
 func TestTimedHolds(t *testing.T) {
-	lc := net.ListenConfig{Control: sockBufControl(TimedSockBuf)}
+	lc := net.ListenConfig{Control: sockbuf.Control(TimedSockBuf)}
 	ln, err := lc.Listen(context.Background(), "tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
