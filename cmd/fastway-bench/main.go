@@ -152,16 +152,7 @@ func listenEcho(ctx context.Context, cfg *config, stderr io.Writer) error {
 	if cfg.fanout {
 		s := newFanServer(ln, cfg.maxPacket)
 		fmt.Fprintf(stderr, "fastway-bench: fan-out listening on %s pid=%d\n", ln.Addr(), os.Getpid())
-		served := make(chan error, 1)
-		go func() { served <- s.serve() }()
-		select {
-		case <-ctx.Done():
-			s.close()
-			return <-served
-		case err := <-served:
-			s.close()
-			return err
-		}
+		return serveUntil(ctx, s.serve, s.close)
 	}
 	s := newEchoServer(ln, cfg.maxPacket)
 	s.relay, s.stderr = cfg.relay, stderr
@@ -170,14 +161,20 @@ func listenEcho(ctx context.Context, cfg *config, stderr io.Writer) error {
 	} else {
 		fmt.Fprintf(stderr, "fastway-bench: echo listening on %s pid=%d\n", ln.Addr(), os.Getpid())
 	}
+	return serveUntil(ctx, s.serve, s.close)
+}
+
+// serveUntil runs serve until it returns or ctx ends, then closes with
+// closeFn and returns serve's error.
+func serveUntil(ctx context.Context, serve func() error, closeFn func()) error {
 	served := make(chan error, 1)
-	go func() { served <- s.serve() }()
+	go func() { served <- serve() }()
 	select {
 	case <-ctx.Done():
-		s.close()
+		closeFn()
 		return <-served
 	case err := <-served:
-		s.close()
+		closeFn()
 		return err
 	}
 }
