@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"bytes"
+	"errors"
 	"io"
 	"net"
 	"runtime"
@@ -34,6 +35,54 @@ func (p *pacedReader) Read(b []byte) (int, error) {
 	n, err := p.r.Read(b[:min(len(b), 16<<10)])
 	p.n += int64(n)
 	return n, err
+}
+
+// floodUntilError writes frame to conn over and over, from a goroutine,
+// until a write fails: the connection closes (at the test's end, or the
+// gateway closes it) or waitFor passes.
+func floodUntilError(conn net.Conn, frame []byte) {
+	go func() {
+		conn.SetWriteDeadline(time.Now().Add(waitFor))
+		for {
+			if _, err := conn.Write(frame); err != nil {
+				return
+			}
+		}
+	}()
+}
+
+// pushUntil writes frame to conn over and over, from a goroutine counted in
+// wg, until stop is closed. A write that times out after pause is the
+// gateway's back-pressure: pushing goes on, from where the write stopped,
+// so the stream stays whole frames (a flooder that started each frame
+// anew after a partial write would break its own stream).
+func pushUntil(wg *sync.WaitGroup, stop <-chan struct{}, conn net.Conn, frame []byte, pause time.Duration) {
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		rest := frame
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			conn.SetWriteDeadline(time.Now().Add(pause))
+			n, err := conn.Write(rest)
+			var ne net.Error
+			switch {
+			case err == nil:
+				rest = frame
+			case errors.As(err, &ne) && ne.Timeout():
+				rest = rest[n:]
+				if len(rest) == 0 {
+					rest = frame
+				}
+			default:
+				return // closed
+			}
+		}
+	}()
 }
 
 // heldToward returns the bytes the gateway holds for link l: queued and
@@ -185,20 +234,7 @@ func TestLightClientLatencyBesideHeavy(t *testing.T) {
 			}
 		}
 	}()
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		frame := proto.EncodeData(nil, hid, make([]byte, 16<<10))
-		for {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			heavy.conn.SetWriteDeadline(time.Now().Add(200 * time.Millisecond))
-			heavy.conn.Write(frame) // a timeout is the pause; go on pushing
-		}
-	}()
+	pushUntil(&wg, stop, heavy.conn, proto.EncodeData(nil, hid, make([]byte, 16<<10)), 200*time.Millisecond)
 	eventually(t, "the server's queue filled by the heavy client", func() bool {
 		return heldToward(srv) >= g.Config().ServerSendQueueBytesPerClient/2
 	})
@@ -218,6 +254,9 @@ func TestLightClientLatencyBesideHeavy(t *testing.T) {
 		}
 		peakHeld = max(peakHeld, heldToward(srv))
 		time.Sleep(10 * time.Millisecond) // pacing of the light client
+	}
+	if n := g.Stats().Disconnected(ReasonProtocolError); n != 0 {
+		t.Fatalf("the heavy client closed as a protocol error: its stream broke")
 	}
 	close(stop)
 	heavy.conn.Close()
@@ -344,15 +383,7 @@ func TestTeardownNotStalledByFullServer(t *testing.T) {
 		ids2 = append(ids2, id)
 	}
 	srv1 := g.servers.newest(1)
-	go func() {
-		frame := proto.EncodeData(nil, fid, make([]byte, 16<<10))
-		flooder.conn.SetWriteDeadline(time.Now().Add(waitFor))
-		for {
-			if _, err := flooder.conn.Write(frame); err != nil {
-				return
-			}
-		}
-	}()
+	floodUntilError(flooder.conn, proto.EncodeData(nil, fid, make([]byte, 16<<10)))
 	eventually(t, "server 1's queue full", func() bool { return heldToward(srv1) >= g.Config().ServerSendQueueBytes })
 	c.conn.Close()
 	got := map[uint32]bool{}
@@ -453,20 +484,7 @@ func TestFloodersShareServer(t *testing.T) {
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	for i, c := range conns {
-		frame := proto.EncodeData(nil, ids[i], make([]byte, 16<<10))
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				c.conn.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
-				c.conn.Write(frame) // a timeout is the pause; go on pushing
-			}
-		}()
+		pushUntil(&wg, stop, c.conn, proto.EncodeData(nil, ids[i], make([]byte, 16<<10)), 100*time.Millisecond)
 	}
 	got := map[uint32]int{}
 	fr := proto.NewFrameReader(&pacedReader{r: s.conn, rate: rate}, nil, 64<<10, 1<<20)
@@ -490,6 +508,9 @@ func TestFloodersShareServer(t *testing.T) {
 			got[id] += len(f)
 			n += len(f)
 		}
+	}
+	if n := g.Stats().Disconnected(ReasonProtocolError); n != 0 {
+		t.Fatalf("%d flooders closed as a protocol error: their streams broke", n)
 	}
 	close(stop)
 	for _, c := range conns {
@@ -570,25 +591,9 @@ func TestPausedClientClosedLetsGo(t *testing.T) {
 	c.conn.(*net.TCPConn).SetReadBuffer(16 << 10)
 	id, _ := open(t, c, s, 1)
 	srv := g.servers.newest(1)
-	go func() {
-		frame := proto.EncodeData(nil, id, make([]byte, 16<<10))
-		c.conn.SetWriteDeadline(time.Now().Add(waitFor))
-		for {
-			if _, err := c.conn.Write(frame); err != nil {
-				return
-			}
-		}
-	}()
+	floodUntilError(c.conn, proto.EncodeData(nil, id, make([]byte, 16<<10)))
 	eventually(t, "the client paused", func() bool { return heldToward(srv) >= g.Config().ServerSendQueueBytesPerClient })
-	go func() {
-		frame := proto.EncodeData(nil, id, make([]byte, 16<<10))
-		s.conn.SetWriteDeadline(time.Now().Add(waitFor))
-		for {
-			if _, err := s.conn.Write(frame); err != nil {
-				return
-			}
-		}
-	}()
+	floodUntilError(s.conn, proto.EncodeData(nil, id, make([]byte, 16<<10)))
 	eventually(t, "the client closed and gone", func() bool {
 		st := g.Stats()
 		return st.Disconnected(ReasonSlowConsumer) == 1 && st.ClientConns == 0
