@@ -266,6 +266,17 @@ func TestLargeFrameBudget(t *testing.T) {
 		c.write(frame[:sent])
 		return frame
 	}
+	// fillBudget fills an 8 MiB budget from ten sources, eight connections
+	// each, with partial frames of which 72 KiB were really sent.
+	fillBudget := func(t *testing.T, g *testGW) {
+		for src := range 10 {
+			for range 8 {
+				c := g.dialClientFrom(t, fmt.Sprintf("127.6.%d.1", src))
+				announce(c, 99, 73792)
+			}
+		}
+		eventually(t, "the budget full", func() bool { return g.budget.Used() > 8<<20-256<<10 })
+	}
 	for _, tc := range []struct {
 		name    string
 		n       int
@@ -305,13 +316,7 @@ func TestLargeFrameBudget(t *testing.T) {
 		// honest frames of 20 KB and 64 KiB, sent whole, were refused).
 		// A frame whose bytes keep arriving costs no budget: they pass.
 		g, s, _, _ := setup(t, Config{LargeFrameBudget: 8 << 20})
-		for src := range 10 {
-			for range 8 {
-				c := g.dialClientFrom(t, fmt.Sprintf("127.6.%d.1", src))
-				announce(c, 99, 73792)
-			}
-		}
-		eventually(t, "the budget full", func() bool { return g.budget.Used() > 8<<20-256<<10 })
+		fillBudget(t, g)
 		for i, size := range []int{65536, 20000, 8192, 300 << 10} {
 			c := g.dialClientFrom(t, fmt.Sprintf("127.7.0.%d", i+1))
 			id, _ := open(t, c, s, 1)
@@ -326,16 +331,10 @@ func TestLargeFrameBudget(t *testing.T) {
 		// partial frames. An honest client from another source then
 		// sends half a 300 KiB frame and pauses, so its reader must wait
 		// holding the frame: the budget is full, but the honest source is
-		// within its fair share (a twelfth), so the refusal falls on an
+		// within its fair share (an eleventh), so the refusal falls on an
 		// attacking source over it, not on the honest client.
 		g, s, _, _ := setup(t, Config{LargeFrameBudget: 8 << 20})
-		for src := range 10 {
-			for range 8 {
-				c := g.dialClientFrom(t, fmt.Sprintf("127.6.%d.1", src))
-				announce(c, 99, 73792)
-			}
-		}
-		eventually(t, "the budget full", func() bool { return g.budget.Used() > 8<<20-256<<10 })
+		fillBudget(t, g)
 		c := g.dialClientFrom(t, "127.7.1.1")
 		id, _ := open(t, c, s, 1)
 		before := g.Stats()
