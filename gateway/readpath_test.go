@@ -90,6 +90,14 @@ func runGatewayReadPath(t *testing.T, seed uint64, conf uint32) {
 	// to its Ping.
 	c.ping()
 	s.ping()
+	// Every share of the server's queue the client took is given back
+	// once its frames are written (see clientShares).
+	srv := g.servers.newest(1)
+	eventually(t, "the client's share of the server's queue given back", func() bool {
+		srv.mu.Lock()
+		defer srv.mu.Unlock()
+		return srv.shares == nil || len(srv.shares.bySource) == 0
+	})
 }
 
 var (
