@@ -23,7 +23,7 @@ const (
 	DefaultServerIdleTimeout             = 30 * time.Second
 	DefaultServerSendChanSize            = 100000
 	DefaultServerSendQueueBytes          = 4 << 20
-	DefaultServerSendQueueBytesPerClient = 64 << 10
+	DefaultServerSendQueueBytesPerClient = 128 << 10
 	DefaultServerMaxHandshakes           = 1024
 	DefaultLargeFrameBudget              = 64 << 20
 	DefaultServerAuthFailBurst           = 5
@@ -179,9 +179,11 @@ type Config struct {
 	// reading is paused until the server's writer has written its batch,
 	// while other clients' frames go on. So a client flooding a slow server
 	// holds at most this much ahead of the server's other clients, whatever
-	// ServerSendQueueBytes is (64 KiB at 20 MiB/s: 3 ms), and clients that
-	// send bursts of a few frames never notice (0: 64 KiB; a value at or
-	// above ServerSendQueueBytes: only the total bound applies).
+	// ServerSendQueueBytes is (128 KiB at 20 MiB/s: 6 ms), and clients that
+	// send bursts of a few frames never notice (0: 128 KiB; a value at or
+	// above ServerSendQueueBytes: only the total bound applies). 64 KiB cost
+	// one bulk client 18 % of its round trips per gateway CPU-second
+	// (docs/benchmarks.md); 128 KiB, 2 %.
 	ServerSendQueueBytesPerClient int
 	// ServerMaxGroups bounds the groups one server connection may have
 	// at once (fan-out, docs/protocol.md §7; a group exists while it has

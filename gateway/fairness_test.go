@@ -191,7 +191,7 @@ func TestServerQueueBoundedInBytes(t *testing.T) {
 // TestLightClientLatencyBesideHeavy: a server reads at 20 MiB/s and echoes
 // what a light client sends; a heavy client floods the same server at full
 // speed. The light client's round trips stay short: the gateway holds at
-// most the heavy client's ServerSendQueueBytesPerClient (64 KiB: 3 ms at
+// most the heavy client's ServerSendQueueBytesPerClient (128 KiB: 6 ms at
 // 20 MiB/s) ahead of a light frame, on top of what the sockets' kernel
 // buffers hold.
 func TestLightClientLatencyBesideHeavy(t *testing.T) {
