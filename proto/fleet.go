@@ -154,8 +154,9 @@ type FleetConfig struct {
 // watches its link and one that accepts on it; Close stops and waits for
 // all of them.
 type Fleet struct {
-	cfg FleetConfig
-	log *slog.Logger
+	cfg       FleetConfig
+	log       *slog.Logger
+	maxPacket int // cfg.EndPoint's, default filled in (fleet_fanout.go)
 
 	ctx       context.Context
 	cancel    context.CancelFunc
@@ -177,11 +178,12 @@ type Fleet struct {
 
 // member is one gateway the fleet knows.
 type member struct {
-	info    GatewayInfo // guarded by Fleet.mu
-	ep      *EndPoint   // the live link, nil while there is none; guarded by Fleet.mu
-	since   time.Time   // when ep was attached
-	leaving bool        // no longer reported; guarded by Fleet.mu
-	gone    chan struct{}
+	id, addr string      // info.ID and info.ServerAddr, which never change for a member
+	info     GatewayInfo // guarded by Fleet.mu
+	ep       *EndPoint   // the live link, nil while there is none; guarded by Fleet.mu
+	since    time.Time   // when ep was attached
+	leaving  bool        // no longer reported; guarded by Fleet.mu
+	gone     chan struct{}
 }
 
 // FleetConn is a virtual connection of a Fleet: a *Conn that knows the
@@ -189,11 +191,28 @@ type member struct {
 type FleetConn struct {
 	*Conn
 	gateway string
+	fleet   *Fleet
 }
 
 // Gateway returns the ID of the gateway the virtual connection runs
 // through (GatewayInfo.ID), for Fleet.Dial.
 func (c *FleetConn) Gateway() string { return c.gateway }
+
+// ClientRef names a client of the fleet: the gateway it is connected to
+// and its client ID there. A server that learned of a client (through a
+// virtual connection the client opened) keeps its ClientRef to dial it
+// back later (Fleet.DialClient), through the same gateway.
+type ClientRef struct {
+	Gateway  string `json:"gateway"`   // GatewayInfo.ID
+	ClientID uint32 `json:"client_id"` // the client's ID at that gateway
+}
+
+// String returns "clientID@gateway".
+func (r ClientRef) String() string { return fmt.Sprintf("%d@%s", r.ClientID, r.Gateway) }
+
+// Ref returns the reference of the peer that opened c, with c's gateway:
+// for a virtual connection a client opened, the client.
+func (c *FleetConn) Ref() ClientRef { return ClientRef{Gateway: c.gateway, ClientID: c.RemoteID()} }
 
 // GatewayStatus is a gateway as the fleet sees it.
 type GatewayStatus struct {
@@ -238,13 +257,14 @@ func NewFleet(cfg FleetConfig) (*Fleet, error) {
 	cfg.MinBackoff = cmp.Or(cfg.MinBackoff, 100*time.Millisecond)
 	cfg.MaxBackoff = max(cmp.Or(cfg.MaxBackoff, 5*time.Second), cfg.MinBackoff)
 	f := &Fleet{
-		cfg:     cfg,
-		log:     cmp.Or(cfg.Logger, slog.Default()),
-		acceptq: make(chan *FleetConn, AcceptBacklog),
-		discEnd: make(chan struct{}),
-		members: make(map[string]*member),
-		leaving: make(map[*member]struct{}),
-		ready:   make(chan struct{}),
+		cfg:       cfg,
+		log:       cmp.Or(cfg.Logger, slog.Default()),
+		maxPacket: cfg.EndPoint.withDefaults().MaxPacket,
+		acceptq:   make(chan *FleetConn, AcceptBacklog),
+		discEnd:   make(chan struct{}),
+		members:   make(map[string]*member),
+		leaving:   make(map[*member]struct{}),
+		ready:     make(chan struct{}),
 	}
 	f.ctx, f.cancel = context.WithCancel(context.Background())
 	go func() {
@@ -286,14 +306,14 @@ func (f *Fleet) apply(set []GatewayInfo, err error) {
 		}
 		seen[gi.ID] = true
 		if m, ok := f.members[gi.ID]; ok {
-			if m.info.ServerAddr == gi.ServerAddr {
+			if m.addr == gi.ServerAddr {
 				m.info = gi
 				continue
 			}
 			// A new address: a new gateway under the old ID.
 			f.leaveLocked(m, "address changed to "+gi.ServerAddr)
 		}
-		m := &member{info: gi, gone: make(chan struct{})}
+		m := &member{id: gi.ID, addr: gi.ServerAddr, info: gi, gone: make(chan struct{})}
 		f.members[gi.ID] = m
 		n := f.stats.discovered.Add(1)
 		f.log.Info("fastway fleet: gateway discovered", "gateway", gi.ID, "addr", gi.ServerAddr, "discovered", n)
@@ -314,14 +334,14 @@ func (f *Fleet) apply(set []GatewayInfo, err error) {
 // leaveLocked marks m as leaving: its goroutine stops reconnecting and
 // closes the link once its virtual connections are closed.
 func (f *Fleet) leaveLocked(m *member, why string) {
-	delete(f.members, m.info.ID)
+	delete(f.members, m.id)
 	f.leaving[m] = struct{}{}
 	m.leaving = true
 	conns := 0
 	if m.ep != nil {
 		conns = m.ep.liveConns()
 	}
-	f.log.Info("fastway fleet: leaving gateway once its virtual connections close", "gateway", m.info.ID, "addr", m.info.ServerAddr, "reason", why, "conns", conns)
+	f.log.Info("fastway fleet: leaving gateway once its virtual connections close", "gateway", m.id, "addr", m.addr, "reason", why, "conns", conns)
 	close(m.gone)
 }
 
@@ -349,7 +369,7 @@ func (f *Fleet) runMember(m *member) {
 				return
 			default:
 			}
-			f.log.Warn("fastway fleet: cannot attach to gateway; retrying", "gateway", m.info.ID, "addr", m.info.ServerAddr, "err", err, "retry_in", wait.Round(time.Millisecond), "dial_failures", n)
+			f.log.Warn("fastway fleet: cannot attach to gateway; retrying", "gateway", m.id, "addr", m.addr, "err", err, "retry_in", wait.Round(time.Millisecond), "dial_failures", n)
 			backoff = min(2*backoff, f.cfg.MaxBackoff)
 			if !f.sleep(m, wait) {
 				return
@@ -363,9 +383,9 @@ func (f *Fleet) runMember(m *member) {
 		f.mu.Unlock()
 		if lost {
 			n := f.stats.reconnects.Add(1)
-			f.log.Info("fastway fleet: attached to gateway again", "gateway", m.info.ID, "addr", m.info.ServerAddr, "reconnects", n)
+			f.log.Info("fastway fleet: attached to gateway again", "gateway", m.id, "addr", m.addr, "reconnects", n)
 		} else {
-			f.log.Info("fastway fleet: attached to gateway", "gateway", m.info.ID, "addr", m.info.ServerAddr)
+			f.log.Info("fastway fleet: attached to gateway", "gateway", m.id, "addr", m.addr)
 		}
 		acceptDone := make(chan struct{})
 		go func() {
@@ -395,7 +415,7 @@ func (f *Fleet) runMember(m *member) {
 		lost = true
 		n := f.stats.linksLost.Add(1)
 		wait := jitter(backoff)
-		f.log.Warn("fastway fleet: lost the link to a gateway; reconnecting", "gateway", m.info.ID, "addr", m.info.ServerAddr, "err", ep.Err(), "retry_in", wait.Round(time.Millisecond), "links_lost", n)
+		f.log.Warn("fastway fleet: lost the link to a gateway; reconnecting", "gateway", m.id, "addr", m.addr, "err", ep.Err(), "retry_in", wait.Round(time.Millisecond), "links_lost", n)
 		if !f.sleep(m, wait) {
 			return
 		}
@@ -421,7 +441,7 @@ func (f *Fleet) leave(m *member, ep *EndPoint) {
 // drop logs and counts that the fleet left m.
 func (f *Fleet) drop(m *member, why string) {
 	n := f.stats.drops.Add(1)
-	f.log.Info("fastway fleet: left gateway", "gateway", m.info.ID, "addr", m.info.ServerAddr, "reason", why, "drops", n)
+	f.log.Info("fastway fleet: left gateway", "gateway", m.id, "addr", m.addr, "reason", why, "drops", n)
 }
 
 // sleep waits d; it returns false if the fleet closed, or m was left
@@ -448,7 +468,7 @@ func jitter(d time.Duration) time.Duration {
 // dial opens and authenticates a link to m's gateway.
 func (f *Fleet) dial(m *member) (*EndPoint, error) {
 	f.mu.Lock()
-	addr := m.info.ServerAddr
+	addr := m.addr
 	f.mu.Unlock()
 	ctx, cancel := context.WithTimeout(f.ctx, f.cfg.DialTimeout)
 	defer cancel()
@@ -491,7 +511,7 @@ func (f *Fleet) acceptLoop(m *member, ep *EndPoint) {
 			return
 		}
 		select {
-		case f.acceptq <- &FleetConn{Conn: c, gateway: m.info.ID}:
+		case f.acceptq <- &FleetConn{Conn: c, gateway: m.id, fleet: f}:
 		case <-f.ctx.Done():
 			c.Close()
 			return
@@ -544,7 +564,13 @@ func (f *Fleet) Dial(ctx context.Context, gatewayID string, remoteID uint32) (*F
 	if err != nil {
 		return nil, err
 	}
-	return &FleetConn{Conn: c, gateway: gatewayID}, nil
+	return &FleetConn{Conn: c, gateway: gatewayID, fleet: f}, nil
+}
+
+// DialClient opens a virtual connection to the client ref names, through
+// its gateway (Dial).
+func (f *Fleet) DialClient(ctx context.Context, ref ClientRef) (*FleetConn, error) {
+	return f.Dial(ctx, ref.Gateway, ref.ClientID)
 }
 
 // Gateways lists the gateways the fleet knows, leaving ones included,

@@ -30,10 +30,16 @@ func (ep *EndPoint) MulticastContext(ctx context.Context, msg any, conns ...*Con
 	if !ep.server {
 		return ErrNotServer
 	}
-	payload, err := ep.encodeMsg(msg)
+	payload, err := encodeMsg(ep.cfg.MsgFormat, msg)
 	if err != nil {
 		return err
 	}
+	return ep.multicastPayload(ctx, payload, conns)
+}
+
+// multicastPayload is MulticastContext with the message encoded already
+// (a Fleet encodes it once for all its links).
+func (ep *EndPoint) multicastPayload(ctx context.Context, payload []byte, conns []*Conn) error {
 	perFrame := min(MaxMulticastCount, (ep.cfg.MaxPacket+SizeOfLength-MulticastHeaderSize-len(payload))/SizeOfConnID)
 	if perFrame < 1 {
 		return fmt.Errorf("%w: a %d-byte Multicast payload, MaxPacket %d", ErrMsgTooLarge, len(payload), ep.cfg.MaxPacket)
@@ -89,10 +95,15 @@ func (ep *EndPoint) BroadcastContext(ctx context.Context, msg any) error {
 
 // publish queues a Publish of msg to group gid but except (0: none).
 func (ep *EndPoint) publish(ctx context.Context, gid, except uint32, msg any) error {
-	payload, err := ep.encodeMsg(msg)
+	payload, err := encodeMsg(ep.cfg.MsgFormat, msg)
 	if err != nil {
 		return err
 	}
+	return ep.publishPayload(ctx, gid, except, payload)
+}
+
+// publishPayload is publish with the message encoded already.
+func (ep *EndPoint) publishPayload(ctx context.Context, gid, except uint32, payload []byte) error {
 	if PublishSize(len(payload))-SizeOfLength > ep.cfg.MaxPacket {
 		return fmt.Errorf("%w: a %d-byte Publish payload, MaxPacket %d", ErrMsgTooLarge, len(payload), ep.cfg.MaxPacket)
 	}
@@ -105,10 +116,10 @@ func (ep *EndPoint) publish(ctx context.Context, gid, except uint32, msg any) er
 	return ep.enqueue(ctx, nil, frame)
 }
 
-// encodeMsg returns msg's bytes: encoded with the MsgFormat, or msg itself
-// when there is none (msg must then be a []byte).
-func (ep *EndPoint) encodeMsg(msg any) ([]byte, error) {
-	if f := ep.cfg.MsgFormat; f != nil {
+// encodeMsg returns msg's bytes: encoded with f, or msg itself when f is
+// nil (msg must then be a []byte).
+func encodeMsg(f MsgFormat, msg any) ([]byte, error) {
+	if f != nil {
 		b, err := f.EncodeMessage(msg)
 		if err != nil {
 			return nil, fmt.Errorf("fastway: encoding message: %w", err)
