@@ -65,11 +65,13 @@ type RegistrarConfig struct {
 
 // RegistrarStats counts what a Registrar did.
 type RegistrarStats struct {
-	Registrations uint64 // leases granted and keys written (the first one included)
-	Refreshes     uint64 // refreshes that kept the lease alive and rewrote the key
-	Failures      uint64 // registrations or refreshes that failed (etcd unreachable, say)
-	LeasesLost    uint64 // leases found expired (etcd was unreachable longer than the TTL)
-	Registered    bool   // the key is held now, as of the last attempt
+	Registrations   uint64 // leases granted and keys written (the first one included)
+	Reregistrations uint64 // registrations after the first: after a lease expired, or a grant whose key was not written
+	Refreshes       uint64 // refreshes that kept the lease alive and rewrote the key
+	Failures        uint64 // registrations, refreshes or the revocation that failed (etcd unreachable, say)
+	LeasesLost      uint64 // leases found expired (etcd was unreachable longer than the TTL)
+	Registered      bool   // the key is held now, as of the last attempt
+	Up              bool   // etcd answered the last request (registration, refresh or revocation)
 }
 
 // Registrar keeps a gateway's key in etcd: registered once the gateway is
@@ -89,7 +91,7 @@ type Registrar struct {
 	lease clientv3.LeaseID // the loop's; read by Deregister after done
 
 	registrations, refreshes, failures, leasesLost atomic.Uint64
-	registered                                     atomic.Bool
+	registered, up                                 atomic.Bool
 }
 
 // NewRegistrar makes the etcd client (it connects in the background) and
@@ -135,12 +137,15 @@ func (r *Registrar) Key() string { return r.key }
 
 // Stats returns the registrar's counters.
 func (r *Registrar) Stats() RegistrarStats {
+	n := r.registrations.Load()
 	return RegistrarStats{
-		Registrations: r.registrations.Load(),
-		Refreshes:     r.refreshes.Load(),
-		Failures:      r.failures.Load(),
-		LeasesLost:    r.leasesLost.Load(),
-		Registered:    r.registered.Load(),
+		Registrations:   n,
+		Reregistrations: max(n, 1) - 1,
+		Refreshes:       r.refreshes.Load(),
+		Failures:        r.failures.Load(),
+		LeasesLost:      r.leasesLost.Load(),
+		Registered:      r.registered.Load(),
+		Up:              r.up.Load(),
 	}
 }
 
@@ -170,6 +175,7 @@ func (r *Registrar) loop() {
 		if r.ctx.Err() != nil {
 			return
 		}
+		r.up.Store(err == nil)
 		if err != nil {
 			failing++
 			n := r.failures.Add(1)
@@ -253,6 +259,7 @@ func (r *Registrar) Deregister(ctx context.Context) error {
 	r.lease = 0
 	r.registered.Store(false)
 	if _, err := r.cli.Revoke(ctx, lease); err != nil {
+		r.up.Store(false)
 		n := r.failures.Add(1)
 		r.log.Warn("etcd deregistration failed; the key expires with its lease", "key", r.key, "err", err, "ttl", r.cfg.TTL, "failures", n)
 		return err

@@ -10,7 +10,9 @@ import (
 	"time"
 
 	"github.com/fastway-go/fastway/admin"
+	"github.com/fastway-go/fastway/fleet"
 	"github.com/fastway-go/fastway/gateway"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // adminShutdownTimeout bounds the admin server's shutdown, which comes
@@ -80,4 +82,41 @@ func (a *adminServer) shutdown() {
 		a.log.Warn("admin server shutdown cut short", "err", err)
 	}
 	<-a.served
+}
+
+// registerEtcd adds the etcd registration's counters to /metrics
+// (fastway_etcd_*, read from r at scrape time; the "etcd" and "stats"
+// commands print the same). A nil a or r is a no-op.
+func (a *adminServer) registerEtcd(r *fleet.Registrar) {
+	if a == nil || r == nil {
+		return
+	}
+	counter := func(name, help string, v func(fleet.RegistrarStats) uint64) prometheus.Collector {
+		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help},
+			func() float64 { return float64(v(r.Stats())) })
+	}
+	gauge := func(name, help string, v func(fleet.RegistrarStats) bool) prometheus.Collector {
+		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, func() float64 {
+			if v(r.Stats()) {
+				return 1
+			}
+			return 0
+		})
+	}
+	a.srv.Registry().MustRegister(
+		counter("fastway_etcd_registrations_total", "Leases granted and keys written in etcd, the first included.",
+			func(s fleet.RegistrarStats) uint64 { return s.Registrations }),
+		counter("fastway_etcd_reregistrations_total", "Registrations in etcd after the first (after a lease expired during an outage).",
+			func(s fleet.RegistrarStats) uint64 { return s.Reregistrations }),
+		counter("fastway_etcd_refreshes_total", "Refreshes that kept the lease alive and rewrote the key.",
+			func(s fleet.RegistrarStats) uint64 { return s.Refreshes }),
+		counter("fastway_etcd_failures_total", "Registrations, refreshes and revocations that failed (etcd unreachable).",
+			func(s fleet.RegistrarStats) uint64 { return s.Failures }),
+		counter("fastway_etcd_leases_lost_total", "Leases found expired, then registered again.",
+			func(s fleet.RegistrarStats) uint64 { return s.LeasesLost }),
+		gauge("fastway_etcd_registered", "1 while this gateway's key is held in etcd.",
+			func(s fleet.RegistrarStats) bool { return s.Registered }),
+		gauge("fastway_etcd_up", "1 while etcd answered the last registration request.",
+			func(s fleet.RegistrarStats) bool { return s.Up }),
+	)
 }

@@ -130,20 +130,21 @@ type options struct {
 	LogLevel        string
 	LogFormat       string
 
-	Etcd                string
-	EtcdPrefix          string
-	EtcdLeaseTTL        time.Duration
-	EtcdDrainWait       time.Duration
-	EtcdUser            string
-	EtcdPasswordFile    string
-	EtcdTLSCA           string
-	EtcdTLSCert         string
-	EtcdTLSKey          string
-	GatewayID           string
-	AdvertiseServerAddr string
-	AdvertiseClientAddr string
-	etcdPassword        string      // what -EtcdPasswordFile held; set by validate
-	etcdTLS             *tls.Config // from the -EtcdTLS* files; nil: plain; set by validate
+	Etcd                  string
+	EtcdPrefix            string
+	EtcdLeaseTTL          time.Duration
+	EtcdDrainWait         time.Duration
+	EtcdUser              string
+	EtcdPasswordFile      string
+	EtcdTLSCA             string
+	EtcdTLSCert           string
+	EtcdTLSKey            string
+	GatewayID             string
+	AdvertiseServerAddr   string
+	AdvertiseClientAddr   string
+	AdvertiseClientWSAddr string
+	etcdPassword          string      // what -EtcdPasswordFile held; set by validate
+	etcdTLS               *tls.Config // from the -EtcdTLS* files; nil: plain; set by validate
 
 	// clientTLS and serverTLS are the ports' TLS configurations, loaded
 	// from the -*TLS* files by validate; nil: plain TCP.
@@ -174,7 +175,7 @@ var sections = []flagSection{
 		"ServerSnetEnable", "ServerSnetEncrypt", "ServerSnetBuffer", "ServerSnetInitTimeout", "ServerSnetWaitTimeout"}},
 	{"Ops", []string{"ShutdownTimeout", "PidFile", "CmdFile", "AdminAddr", "AdminToken", "AdminTokenFile", "LogLevel", "LogFormat"}},
 	{"Fleet", []string{"Etcd", "EtcdPrefix", "EtcdLeaseTTL", "EtcdDrainWait", "EtcdUser", "EtcdPasswordFile", "EtcdTLSCA", "EtcdTLSCert", "EtcdTLSKey",
-		"GatewayID", "AdvertiseServerAddr", "AdvertiseClientAddr"}},
+		"GatewayID", "AdvertiseServerAddr", "AdvertiseClientAddr", "AdvertiseClientWSAddr"}},
 }
 
 // newFlagSet defines every flag on a new flag set bound to o, with its
@@ -263,6 +264,7 @@ func newFlagSet(o *options) *flag.FlagSet {
 	fs.StringVar(&o.GatewayID, "GatewayID", "", "this gateway's ID in the fleet, unique, no '/' (empty: hostname-serverport)")
 	fs.StringVar(&o.AdvertiseServerAddr, "AdvertiseServerAddr", "", "server-facing host:port registered in etcd (empty: the bound -ServerAddr, a wildcard host replaced by the hostname)")
 	fs.StringVar(&o.AdvertiseClientAddr, "AdvertiseClientAddr", "", "client-facing host:port registered in etcd, handed to players (empty: the bound -ClientAddr, a wildcard host replaced by the hostname)")
+	fs.StringVar(&o.AdvertiseClientWSAddr, "AdvertiseClientWSAddr", "", "client-facing WebSocket URL registered in etcd, handed to browser players (ws://host:port/path or wss://...; empty: none)")
 	return fs
 }
 

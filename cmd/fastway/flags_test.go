@@ -68,6 +68,8 @@ func TestBadFlags(t *testing.T) {
 		{"admin token file and flag", []string{"-AdminTokenFile=" + goodPassword, "-AdminToken=Secret-Token-Long-Enough"}, "both give the admin token: give one"},
 		{"empty admin token file", []string{"-AdminTokenFile=" + emptyFile}, "-AdminTokenFile=" + emptyFile + ": the file is empty"},
 		{"admin token with a space", []string{"-AdminToken=Secret-Token Long-Enough"}, "the admin token holds white space"},
+		{"WebSocket URL not ws", []string{"-AdvertiseClientWSAddr=http://gw1:4002/"}, `-AdvertiseClientWSAddr="http://gw1:4002/": want a WebSocket URL`},
+		{"WebSocket URL on a wildcard", []string{"-AdvertiseClientWSAddr=ws://0.0.0.0:4002/ws"}, "a wildcard host is no address to dial"},
 		{"stray argument after a password", []string{"-ServerAuthPassword", "=", "Secret-Stray"}, "unexpected argument after the flags (not shown: -ServerAuthPassword is set"},
 		{"negative size", []string{"-MaxPacket=-1"}, `invalid value "-1" for flag -MaxPacket: negative size`},
 		{"negative buffer", []string{"-ClientBufferSize=-2K"}, "negative size"},
@@ -228,6 +230,7 @@ func TestGoodFlags(t *testing.T) {
 		{"password file beside the environment", []string{"-ServerAuthPasswordFile=" + goodFile(t, "pw"), "-ServerAddr=0.0.0.0:4001"}, "from-env"},
 		{"key file and no password", []string{"-ServerKeyFile=" + goodFile(t, "1 k1\n2-9 k2\n"), "-ServerAddr=0.0.0.0:4001"}, ""},
 		{"admin token", []string{"-ServerAuthPassword=x", "-AdminAddr=0.0.0.0:6060", "-AdminToken=0123456789abcdef"}, ""},
+		{"advertised WebSocket URL", []string{"-ServerAuthPassword=x", "-AdvertiseClientWSAddr=wss://gw1.example.com/ws"}, ""},
 		{"admin token file", []string{"-ServerAuthPassword=x", "-AdminAddr=:6060", "-AdminTokenFile=" + goodFile(t, "0123456789abcdef\n")}, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -469,8 +472,8 @@ func TestHelp(t *testing.T) {
 	}
 	out := stdout.String()
 	defaults := flagDefaults()
-	if len(defaults) != 69 {
-		t.Errorf("%d flags, want 69", len(defaults))
+	if len(defaults) != 70 {
+		t.Errorf("%d flags, want 70", len(defaults))
 	}
 	for name, def := range defaults {
 		if !strings.Contains(out, "  -"+name+"="+def+" ") {

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/url"
 	"os"
 	"runtime/debug"
 	"strings"
@@ -90,6 +91,9 @@ func (o *options) validateFleet() error {
 			return fmt.Errorf("-%s=%s: a wildcard host is no address to dial: give this host's name or IP", f.name, f.v)
 		}
 	}
+	if err := checkWSURL("AdvertiseClientWSAddr", o.AdvertiseClientWSAddr); err != nil {
+		return err
+	}
 	if (o.EtcdUser == "") != (o.EtcdPasswordFile == "") {
 		return errors.New("-EtcdUser and -EtcdPasswordFile go together: give both or neither")
 	}
@@ -123,6 +127,22 @@ func (o *options) validateFleet() error {
 			cfg.RootCAs = pool
 		}
 		o.etcdTLS = cfg
+	}
+	return nil
+}
+
+// checkWSURL checks a WebSocket URL to hand to players: empty, or ws:// or
+// wss:// with a host that is not a wildcard.
+func checkWSURL(name, v string) error {
+	if v == "" {
+		return nil
+	}
+	u, err := url.Parse(v)
+	if err != nil || (u.Scheme != "ws" && u.Scheme != "wss") || u.Host == "" || u.User != nil || u.Fragment != "" {
+		return fmt.Errorf("-%s=%q: want a WebSocket URL such as wss://gw1.example.com/ws or ws://10.0.0.5:4002/", name, v)
+	}
+	if isWildcard(u.Hostname()) {
+		return fmt.Errorf("-%s=%s: a wildcard host is no address to dial: give this host's name or IP", name, v)
 	}
 	return nil
 }
@@ -187,7 +207,7 @@ func startRegistration(o *options, g *gateway.Gateway, clientLn, serverLn net.Li
 		TTL:    o.EtcdLeaseTTL,
 		Info: func() proto.GatewayInfo {
 			st := g.Stats()
-			return proto.GatewayInfo{ID: id, ServerAddr: serverAddr, ClientAddr: clientAddr, Version: ver,
+			return proto.GatewayInfo{ID: id, ServerAddr: serverAddr, ClientAddr: clientAddr, WSAddr: o.AdvertiseClientWSAddr, Version: ver,
 				Clients: st.ClientConns, VirtualConns: st.VirtualConns}
 		},
 		Ready:  g.Ready,
@@ -196,7 +216,7 @@ func startRegistration(o *options, g *gateway.Gateway, clientLn, serverLn net.Li
 	if err != nil {
 		return nil, err
 	}
-	log.Info("etcd registration", "key", r.Key(), "endpoints", o.Etcd, "server_addr", serverAddr, "client_addr", clientAddr, "ttl", o.EtcdLeaseTTL)
+	log.Info("etcd registration", "key", r.Key(), "endpoints", o.Etcd, "server_addr", serverAddr, "client_addr", clientAddr, "ws_addr", o.AdvertiseClientWSAddr, "ttl", o.EtcdLeaseTTL)
 	return r, nil
 }
 
@@ -241,6 +261,6 @@ func formatEtcd(r *fleet.Registrar) string {
 		return "off"
 	}
 	st := r.Stats()
-	return fmt.Sprintf("key=%s registered=%t registrations=%d refreshes=%d failures=%d leases_lost=%d",
-		r.Key(), st.Registered, st.Registrations, st.Refreshes, st.Failures, st.LeasesLost)
+	return fmt.Sprintf("key=%s registered=%t up=%t registrations=%d reregistrations=%d refreshes=%d failures=%d leases_lost=%d",
+		r.Key(), st.Registered, st.Up, st.Registrations, st.Reregistrations, st.Refreshes, st.Failures, st.LeasesLost)
 }

@@ -7,6 +7,8 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"slices"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -201,20 +203,26 @@ func newTestFleet(t *testing.T, id uint32, d proto.Discovery) *proto.Fleet {
 }
 
 // TestFleetEtcd runs three gateways registered in a real etcd and two
-// servers over the fleet endpoint (docs/scaling.md).
+// servers over the fleet endpoint (docs/scaling.md), each streaming to a
+// fleet-wide room with a player on every gateway, while etcd goes down and
+// comes back, a gateway is SIGKILLed and another drains. Every player of a
+// gateway that stays up receives every message, counted.
 func TestFleetEtcd(t *testing.T) {
 	e := startEtcd(t)
-	gw := func(id string) *proc {
-		p := startProc(t, t.TempDir(), "-ClientAddr=127.0.0.1:0", "-ServerAddr=127.0.0.1:0", "-ServerAuthPassword="+password,
-			"-PidFile=", "-Etcd="+e.clientURL, "-EtcdPrefix=/test", "-EtcdLeaseTTL=2s", "-EtcdDrainWait=1s", "-GatewayID="+id)
+	gw := func(id string, extra ...string) *proc {
+		args := append([]string{"-ClientAddr=127.0.0.1:0", "-ServerAddr=127.0.0.1:0", "-ServerAuthPassword=" + password,
+			"-PidFile=", "-Etcd=" + e.clientURL, "-EtcdPrefix=/test", "-EtcdLeaseTTL=2s", "-EtcdDrainWait=1s", "-GatewayID=" + id,
+			"-AdvertiseClientWSAddr=ws://127.0.0.1:9/" + id}, extra...)
+		p := startProc(t, t.TempDir(), args...)
 		p.ready()
 		return p
 	}
 	disc := func() proto.Discovery {
 		return &fleet.Discovery{Etcd: e.clientConf, Prefix: "/test", Resync: 2 * time.Second}
 	}
-	g1, g2 := gw("gw1"), gw("gw2")
-	fa, fb := newTestFleet(t, 1, disc()), newTestFleet(t, 2, disc())
+	g1, g2 := gw("gw1", "-AdminAddr=127.0.0.1:0"), gw("gw2")
+	sa, sb := newStreamServer(t, 1, disc()), newStreamServer(t, 2, disc())
+	fa, fb := sa.f, sb.f
 	for _, f := range []*proto.Fleet{fa, fb} {
 		for _, id := range []string{"gw1", "gw2"} {
 			poll.Until(t, timeout, "attached to "+id, func() bool { return attached(f, id) })
@@ -228,78 +236,173 @@ func TestFleetEtcd(t *testing.T) {
 	g3.waitFrom(0, "registered in etcd")
 	poll.Until(t, 2*time.Second, "both servers attached to gw3", func() bool { return attached(fa, "gw3") && attached(fb, "gw3") })
 	t.Logf("gw3 attached by both servers %v after its registration was logged", time.Since(regAt).Round(time.Millisecond))
-	if l := fa.ClientAddrs(); len(l) != 3 {
-		t.Fatalf("ClientAddrs: %+v, want 3 gateways", l)
-	}
 
+	// The lobby's view: every gateway's client addresses, WebSocket
+	// included, from the fleet and from etcd directly.
 	c1, _ := g1.ready()
 	c2, _ := g2.ready()
 	c3, _ := g3.ready()
-	p1, p2, p3 := newPlayer(t, c1, 1), newPlayer(t, c2, 1), newPlayer(t, c3, 2)
-	for _, p := range []*player{p1, p2, p3} {
-		p.roundTrip(t)
+	clientAddr := map[string]string{"gw1": c1, "gw2": c2, "gw3": c3}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	listed, err := fleet.List(ctx, e.clientConf, "/test")
+	cancel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l := fa.ClientAddrs(); len(l) != 3 || len(listed) != 3 {
+		t.Fatalf("ClientAddrs %+v, fleet.List %+v: want 3 gateways", l, listed)
+	}
+	for _, l := range fa.ClientAddrs() {
+		if l.ClientAddr != clientAddr[l.ID] || l.WSAddr != "ws://127.0.0.1:9/"+l.ID {
+			t.Errorf("ClientAddrs: %+v, want client %s and ws://127.0.0.1:9/%s", l, clientAddr[l.ID], l.ID)
+		}
+	}
+	for _, g := range listed {
+		if g.ClientAddr != clientAddr[g.ID] || g.WSAddr != "ws://127.0.0.1:9/"+g.ID {
+			t.Errorf("fleet.List: %+v", g)
+		}
 	}
 
-	// etcd stopped and restarted mid-run: traffic goes on, links stay,
+	// A player of each server on each gateway, in its server's room.
+	var pa, pb []*streamPlayer
+	for _, id := range []string{"gw1", "gw2", "gw3"} {
+		pa = append(pa, newStreamPlayer(t, id+"/server1", clientAddr[id], 1))
+		pb = append(pb, newStreamPlayer(t, id+"/server2", clientAddr[id], 2))
+	}
+	poll.Until(t, timeout, "both rooms full", func() bool { return sa.room.Len() == 3 && sb.room.Len() == 3 })
+
+	// A fleet-wide Publish reaches players on every gateway.
+	for _, s := range []*streamServer{sa, sb} {
+		if err := s.room.Publish([]byte("hello"), nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	all := append(slices.Clone(pa), pb...)
+	poll.Until(t, timeout, "hello on every gateway", func() bool {
+		for _, p := range all {
+			if !p.hasOther("hello") {
+				return false
+			}
+		}
+		return true
+	})
+	sa.stream()
+	sb.stream()
+	progress(t, "stream started", 20, all...)
+
+	// etcd stopped and restarted mid-run: the stream goes on, links stay,
 	// registration recovers.
-	before := fa.Stats()
+	before := []proto.FleetStats{fa.Stats(), fb.Stats()}
 	marks := []int{g1.mark(), g2.mark(), g3.mark()}
 	e.kill()
 	for i, g := range []*proc{g1, g2, g3} {
 		g.waitFrom(marks[i], "etcd registration failed; serving on, retrying")
 	}
-	for range 20 {
-		for _, p := range []*player{p1, p2, p3} {
-			p.roundTrip(t)
-		}
-	}
+	progress(t, "etcd down", 100, all...)
+	// Long enough for the servers' discovery to fail too (its resync
+	// reads every 2 s): they keep the gateways they know.
+	poll.Until(t, timeout, "discovery errors counted", func() bool {
+		return fa.Stats().DiscoveryErrors > before[0].DiscoveryErrors && fb.Stats().DiscoveryErrors > before[1].DiscoveryErrors
+	})
+	progress(t, "etcd down, discovery failing", 20, all...)
 	e.start()
 	for i, g := range []*proc{g1, g2, g3} {
 		g.waitFrom(marks[i], "etcd registration recovered")
 	}
-	for _, p := range []*player{p1, p2, p3} {
-		p.roundTrip(t)
+	progress(t, "etcd back", 20, all...)
+	for i, f := range []*proto.Fleet{fa, fb} {
+		if after := f.Stats(); after.LinksLost != before[i].LinksLost || after.Drops != before[i].Drops {
+			t.Fatalf("etcd outage: links lost %d -> %d, drops %d -> %d", before[i].LinksLost, after.LinksLost, before[i].Drops, after.Drops)
+		}
 	}
-	if after := fa.Stats(); after.LinksLost != before.LinksLost || after.Drops != before.Drops {
-		t.Fatalf("etcd outage: links lost %d -> %d, drops %d -> %d", before.LinksLost, after.LinksLost, before.Drops, after.Drops)
-	}
-	t.Logf("etcd outage: fleet A counted %d discovery errors, kept every link", fa.Stats().DiscoveryErrors-before.DiscoveryErrors)
+	t.Logf("etcd outage: fleet A counted %d discovery errors, kept every link", fa.Stats().DiscoveryErrors-before[0].DiscoveryErrors)
+	checkEtcdCounters(t, g1)
 
-	// A drained gateway is left before its connections close.
+	// A SIGKILLed gateway is dropped when its lease expires and its
+	// players' connections close; players on gw1 and gw3 lose nothing.
+	killed := time.Now()
+	g2.cmd.Process.Kill()
+	for _, p := range []*streamPlayer{pa[1], pb[1]} {
+		select {
+		case <-p.ep.Done():
+		case <-time.After(timeout):
+			t.Fatalf("%s still open after SIGKILL", p.name)
+		}
+	}
+	poll.Until(t, 3*time.Second+timeout, "gw2 dropped", func() bool { return !known(fa, "gw2") && !known(fb, "gw2") })
+	t.Logf("gw2 dropped by both servers %v after SIGKILL (lease TTL 2s); fleet A: %+v", time.Since(killed).Round(time.Millisecond), fa.Stats())
+	poll.Until(t, timeout, "gw2's players out of the rooms", func() bool { return sa.room.Len() == 2 && sb.room.Len() == 2 })
+	progress(t, "gw2 dropped", 50, pa[0], pb[0], pa[2], pb[2])
+	for _, s := range []*streamServer{sa, sb} {
+		if st := s.f.Stats(); st.DialFailures == 0 || st.LinksLost == 0 {
+			t.Errorf("fleet after SIGKILL: %+v, want dial failures and a link lost counted", st)
+		}
+	}
+	// Paused, so that what was sent is known: every player on gw1 and
+	// gw3 got all of it.
+	checkAllReceived(t, "server 1, gw1 and gw3 through etcd outage and gw2's SIGKILL", sa.halt(), pa[0], pa[2])
+	checkAllReceived(t, "server 2, gw1 and gw3 through etcd outage and gw2's SIGKILL", sb.halt(), pb[0], pb[2])
+	sa.stream()
+	sb.stream()
+
+	// A drained gateway is left before its connections close, and its
+	// players are served meanwhile.
 	g3.signal(syscall.SIGTERM)
-	poll.Until(t, timeout, "gw3 leaving", func() bool { return !attached(fb, "gw3") })
+	poll.Until(t, timeout, "gw3 leaving", func() bool { return !attached(fa, "gw3") && !attached(fb, "gw3") })
 	select {
-	case <-p3.ep.Done():
+	case <-pa[2].ep.Done():
 		t.Fatal("gw3's player was cut before the servers left gw3")
 	default:
 	}
-	p3.roundTrip(t) // still served during -EtcdDrainWait
+	progress(t, "gw3 left, draining", 20, pa[2], pb[2])
 	if code := g3.wait(); code != 0 {
 		t.Fatalf("gw3 exit code %d", code)
 	}
 	poll.Until(t, timeout, "gw3 dropped", func() bool { return !known(fa, "gw3") && !known(fb, "gw3") })
+	progress(t, "gw3 dropped", 20, pa[0], pb[0])
 
-	// A SIGKILLed gateway is dropped when its lease expires; players on
-	// the others lose nothing.
-	killed := time.Now()
-	g2.cmd.Process.Kill()
-	select {
-	case <-p2.ep.Done():
-	case <-time.After(timeout):
-		t.Fatal("gw2's player still open after SIGKILL")
-	}
-	poll.Until(t, 3*time.Second+timeout, "gw2 dropped", func() bool { return !known(fa, "gw2") && !known(fb, "gw2") })
-	t.Logf("gw2 dropped by both servers %v after SIGKILL (lease TTL 2s); fleet A: %+v", time.Since(killed).Round(time.Millisecond), fa.Stats())
-	for range 20 {
-		p1.roundTrip(t)
-	}
-	if st := fa.Stats(); st.DialFailures == 0 || st.LinksLost == 0 {
-		t.Errorf("fleet A after SIGKILL: %+v, want dial failures and a link lost counted", st)
+	checkAllReceived(t, "server 1, gw1 through all of it, gw3's drain included", sa.halt(), pa[0])
+	checkAllReceived(t, "server 2, gw1 through all of it, gw3's drain included", sb.halt(), pb[0])
+	for _, p := range []*streamPlayer{pa[1], pb[1], pa[2], pb[2]} {
+		t.Logf("%s (gateway gone) got %d stream messages before its connection closed", p.name, p.got())
 	}
 }
 
-// TestFleetStatic runs the fleet endpoint over a static list (no etcd): a
-// gateway restarted on its address is attached again.
+// checkEtcdCounters checks that the registration's counters on /metrics
+// and in the stats command show the outage and the recovery.
+func checkEtcdCounters(t *testing.T, p *proc) {
+	t.Helper()
+	base := p.adminURL()
+	var got map[string]float64
+	poll.Until(t, timeout, "fastway_etcd_* after the outage", func() bool {
+		got = scrape(t, base)
+		return got["fastway_etcd_up"] == 1 && got["fastway_etcd_registered"] == 1 && got["fastway_etcd_failures_total"] >= 1 &&
+			got["fastway_etcd_registrations_total"] >= 1 && got["fastway_etcd_refreshes_total"] >= 1
+	})
+	res := p.run("stats", false).kv["result"]
+	kv := map[string]string{}
+	for _, f := range strings.Fields(res) {
+		k, v, _ := strings.Cut(f, "=")
+		kv[k] = v
+	}
+	for _, k := range []string{"etcd.registered", "etcd.up", "etcd.registrations", "etcd.reregistrations", "etcd.refreshes", "etcd.failures", "etcd.leases_lost"} {
+		if _, ok := kv[k]; !ok {
+			t.Errorf("stats lacks %s: %q", k, res)
+		}
+	}
+	if kv["etcd.registered"] != "1" || kv["etcd.failures"] == "0" {
+		t.Errorf("stats after the outage: %q", res)
+	}
+	t.Logf("gw1 after the etcd outage: registrations %v, reregistrations %v, refreshes %v, failures %v, leases lost %v",
+		got["fastway_etcd_registrations_total"], got["fastway_etcd_reregistrations_total"], got["fastway_etcd_refreshes_total"],
+		got["fastway_etcd_failures_total"], got["fastway_etcd_leases_lost_total"])
+}
+
+// TestFleetStatic runs the fleet endpoint over a static list (no etcd),
+// streaming to a room with players on both gateways: a gateway killed
+// takes its players out, the other's lose nothing (counted); restarted on
+// its address it is attached again and a new player there joins the
+// stream.
 func TestFleetStatic(t *testing.T) {
 	start := func(serverAddr string) *proc {
 		p := startProc(t, t.TempDir(), "-ClientAddr=127.0.0.1:0", "-ServerAddr="+serverAddr, "-ServerAuthPassword="+password, "-PidFile=")
@@ -308,20 +411,35 @@ func TestFleetStatic(t *testing.T) {
 	}
 	g1, g2 := start("127.0.0.1:0"), start("127.0.0.1:0")
 	c1, s1 := g1.ready()
-	_, s2 := g2.ready()
-	fa := newTestFleet(t, 1, proto.Static(s1, s2))
+	c2, s2 := g2.ready()
+	sa := newStreamServer(t, 1, proto.Static(s1, s2))
 	fb := newTestFleet(t, 2, proto.Static(s1, s2))
-	for _, f := range []*proto.Fleet{fa, fb} {
+	for _, f := range []*proto.Fleet{sa.f, fb} {
 		for _, id := range []string{s1, s2} {
 			poll.Until(t, 2*time.Second, "attached to "+id, func() bool { return attached(f, id) })
 		}
 	}
-	p := newPlayer(t, c1, 2)
-	p.roundTrip(t)
+	echo := newPlayer(t, c1, 2)
+	echo.roundTrip(t)
+	p1, p2 := newStreamPlayer(t, "g1", c1, 1), newStreamPlayer(t, "g2", c2, 1)
+	poll.Until(t, timeout, "room full", func() bool { return sa.room.Len() == 2 })
+	if err := sa.room.Publish([]byte("hello"), nil); err != nil {
+		t.Fatal(err)
+	}
+	poll.Until(t, timeout, "hello on both gateways", func() bool { return p1.hasOther("hello") && p2.hasOther("hello") })
+	sa.stream()
+	progress(t, "stream started", 20, p1, p2)
+
 	g2.cmd.Process.Kill()
-	poll.Until(t, timeout, "link to g2 lost", func() bool { return fa.Stats().LinksLost > 0 })
-	start(s2)
-	poll.Until(t, timeout, "g2 attached again", func() bool { return fa.Stats().Reconnects > 0 && attached(fa, s2) })
-	p.roundTrip(t)
-	t.Logf("static: fleet A %+v", fa.Stats())
+	<-p2.ep.Done()
+	poll.Until(t, timeout, "link to g2 lost", func() bool { return sa.f.Stats().LinksLost > 0 && sa.room.Len() == 1 })
+	progress(t, "g2 killed", 50, p1)
+	c2b, _ := start(s2).ready()
+	poll.Until(t, timeout, "g2 attached again", func() bool { return sa.f.Stats().Reconnects > 0 && attached(sa.f, s2) })
+	p3 := newLateStreamPlayer(t, "g2-again", c2b, 1)
+	poll.Until(t, timeout, "the new player in the room", func() bool { return sa.room.Len() == 2 })
+	progress(t, "g2 back", 20, p3)
+	echo.roundTrip(t)
+	checkAllReceived(t, "static, g1 through g2's SIGKILL and restart", sa.halt(), p1)
+	t.Logf("static: fleet %+v; g2's first player got %d, the one after the restart %d", sa.f.Stats(), p2.got(), p3.got())
 }

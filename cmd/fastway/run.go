@@ -131,10 +131,11 @@ func run(o *options, cfg gateway.Config, log *slog.Logger) int {
 	if reg != nil {
 		defer reg.Close()
 	}
+	adm.registerEtcd(reg)
 
 	it := cmd.New(cmd.Config{CmdFile: o.CmdFile, Logger: log})
 	it.RegisterHelp("etcd", "log the etcd registration's state and counters on one line", etcdCommand(reg))
-	it.RegisterHelp("stats", "log the gateway's counters on one line", statsCommand(g))
+	it.RegisterHelp("stats", "log the gateway's counters on one line", statsCommand(g, reg))
 	var snetPorts []snetPort
 	for _, p := range []struct {
 		side string

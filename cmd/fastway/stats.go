@@ -6,19 +6,40 @@ import (
 	"strings"
 
 	"github.com/fastway-go/fastway/cmd"
+	"github.com/fastway-go/fastway/fleet"
 	"github.com/fastway-go/fastway/gateway"
 	"github.com/fastway-go/fastway/snet"
 )
 
 // statsCommand returns the "stats" ops command: it answers the gateway's
-// counters on one line, which the interpreter logs as the result.
-func statsCommand(g *gateway.Gateway) cmd.Handler {
+// counters on one line, which the interpreter logs as the result, followed
+// by the etcd registration's (etcd.*) when reg is not nil.
+func statsCommand(g *gateway.Gateway, reg *fleet.Registrar) cmd.Handler {
 	return func(args []string) (string, error) {
 		if len(args) != 0 {
 			return "", fmt.Errorf("%w: stats takes no arguments", cmd.ErrBadArgs)
 		}
-		return formatStats(g.Stats()), nil
+		line := formatStats(g.Stats())
+		if reg != nil {
+			line += " " + formatEtcdStats(reg.Stats())
+		}
+		return line, nil
 	}
+}
+
+// formatEtcdStats prints the registration's counters as etcd.* pairs (the
+// booleans as 0 or 1):
+//
+//	etcd.registered=1 etcd.up=1 etcd.registrations=1 etcd.reregistrations=0 etcd.refreshes=12 etcd.failures=0 etcd.leases_lost=0
+func formatEtcdStats(s fleet.RegistrarStats) string {
+	b01 := func(v bool) int {
+		if v {
+			return 1
+		}
+		return 0
+	}
+	return fmt.Sprintf("etcd.registered=%d etcd.up=%d etcd.registrations=%d etcd.reregistrations=%d etcd.refreshes=%d etcd.failures=%d etcd.leases_lost=%d",
+		b01(s.Registered), b01(s.Up), s.Registrations, s.Reregistrations, s.Refreshes, s.Failures, s.LeasesLost)
 }
 
 // formatStats prints s on one line of space-separated key=value pairs,

@@ -56,7 +56,7 @@ func TestFormatStats(t *testing.T) {
 }
 
 func TestStatsCommandArgs(t *testing.T) {
-	if _, err := statsCommand(nil)([]string{"now"}); err == nil {
+	if _, err := statsCommand(nil, nil)([]string{"now"}); err == nil {
 		t.Fatal("stats with an argument: no error")
 	}
 }
