@@ -297,7 +297,11 @@ func TestDiscovery(t *testing.T) {
 	mu.Lock()
 	n := reports
 	mu.Unlock()
-	poll.Until(t, timeout, "a resync", func() bool { mu.Lock(); defer mu.Unlock(); return reports >= n+2 && slices.Equal(last, []string{"b", "c"}) })
+	poll.Until(t, timeout, "a resync", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return reports >= n+2 && slices.Equal(last, []string{"b", "c"})
+	})
 
 	lctx, lcancel := context.WithTimeout(context.Background(), timeout)
 	defer lcancel()
