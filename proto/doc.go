@@ -13,5 +13,7 @@
 //
 // The endpoints (NewClient, DialServer) speak this protocol on behalf of game
 // clients and backend servers: an EndPoint is one physical connection to a
-// gateway carrying many virtual connections (*Conn).
+// gateway carrying many virtual connections (*Conn). NewFleet is one
+// server over a fleet of gateways: a link to each gateway its Discovery
+// reports, Accept merged, fan-out spanning them (docs/scaling.md).
 package proto
