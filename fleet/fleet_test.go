@@ -181,7 +181,7 @@ func TestRegistrar(t *testing.T) {
 	cancel()
 	poll.Until(t, timeout, "registered again", func() bool {
 		_, l, ok := e.get(cli, r.Key())
-		return ok && l != lease
+		return ok && l != lease && r.Stats().Registrations == 2 // counted just after the write
 	})
 	if st := r.Stats(); st.LeasesLost != 1 || st.Registrations != 2 || st.Reregistrations != 1 || !st.Up {
 		t.Fatalf("after a lost lease: %+v", st)
