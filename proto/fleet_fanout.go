@@ -34,19 +34,54 @@ func (f *Fleet) link(c *FleetConn, what string) (*EndPoint, error) {
 // fan-out call, which then had nothing left to deliver there.
 func skippable(err error) bool { return errors.Is(err, ErrClosed) }
 
+// eachLink runs send for every link in eps at once, so that a gateway whose
+// send queue is full (one that reads slowly, or stopped) holds up only its
+// own part of a fan-out call, and returns the first error that is not
+// skippable. It returns when every send has.
+func eachLink(eps []*EndPoint, send func(*EndPoint) error) error {
+	if len(eps) == 1 {
+		if err := send(eps[0]); err != nil && !skippable(err) {
+			return err
+		}
+		return nil
+	}
+	var (
+		wg    sync.WaitGroup
+		mu    sync.Mutex
+		first error
+	)
+	for _, ep := range eps {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := send(ep); err != nil && !skippable(err) {
+				mu.Lock()
+				if first == nil {
+					first = err
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	return first
+}
+
 // Multicast sends msg on each of conns, virtual connections of this fleet
 // through any of its gateways: msg is encoded once, and each gateway gets
 // one Multicast (or several, see EndPoint.Multicast) listing its own
 // ConnIDs. A FleetConn of another fleet is ErrForeignConn, and nothing is
 // sent. Conns already closed, and those of a link that closes meanwhile,
-// are left out. Like Send it waits for room in each link's send queue.
+// are left out. Like Send it waits for room in each link's send queue; the
+// links are sent to at once, so a gateway that reads slowly delays only its
+// own members.
 func (f *Fleet) Multicast(msg any, conns ...*FleetConn) error {
 	return f.MulticastContext(context.Background(), msg, conns...)
 }
 
 // MulticastContext is Multicast with a context bounding the waits for room
-// in the send queues; when it ends, the gateways not reached yet get
-// nothing.
+// in the send queues; when it ends, the gateways that had no room by then
+// get nothing.
 func (f *Fleet) MulticastContext(ctx context.Context, msg any, conns ...*FleetConn) error {
 	var order []*EndPoint // links in the order their first conn was listed
 	by := make(map[*EndPoint][]*Conn)
@@ -67,12 +102,7 @@ func (f *Fleet) MulticastContext(ctx context.Context, msg any, conns ...*FleetCo
 	if err := f.checkFanoutSize("Multicast", len(payload)); err != nil {
 		return err
 	}
-	for _, ep := range order {
-		if err := ep.multicastPayload(ctx, payload, by[ep]); err != nil && !skippable(err) {
-			return err
-		}
-	}
-	return nil
+	return eachLink(order, func(ep *EndPoint) error { return ep.multicastPayload(ctx, payload, by[ep]) })
 }
 
 // Broadcast sends msg on every virtual connection this server has through
@@ -91,15 +121,13 @@ func (f *Fleet) BroadcastContext(ctx context.Context, msg any) error {
 	if err := f.checkFanoutSize("Broadcast", len(payload)); err != nil {
 		return err
 	}
+	var eps []*EndPoint
 	for _, ep := range f.links() {
-		if ep.liveConns() == 0 {
-			continue
-		}
-		if err := ep.publishPayload(ctx, 0, 0, payload); err != nil && !skippable(err) {
-			return err
+		if ep.liveConns() > 0 {
+			eps = append(eps, ep)
 		}
 	}
-	return nil
+	return eachLink(eps, func(ep *EndPoint) error { return ep.publishPayload(ctx, 0, 0, payload) })
 }
 
 // links returns the fleet's live links, those of gateways being left
@@ -242,13 +270,14 @@ func (g *FleetGroup) Members() []*FleetConn {
 // Publish sends msg to every member of the group but except (nil: none),
 // encoded once: one Publish frame to each gateway that has a member other
 // than except. It returns ErrClosed after Close. Like Send it waits for
-// room in each link's send queue.
+// room in each link's send queue, on all the links at once.
 func (g *FleetGroup) Publish(msg any, except *FleetConn) error {
 	return g.PublishContext(context.Background(), msg, except)
 }
 
 // PublishContext is Publish with a context bounding the waits for room in
-// the send queues; when it ends, the gateways not reached yet get nothing.
+// the send queues; when it ends, the gateways that had no room by then get
+// nothing.
 func (g *FleetGroup) PublishContext(ctx context.Context, msg any, except *FleetConn) error {
 	var exceptEP *EndPoint
 	if except != nil {
@@ -269,19 +298,19 @@ func (g *FleetGroup) PublishContext(ctx context.Context, msg any, except *FleetC
 	if err := g.f.checkFanoutSize("Publish", len(payload)); err != nil {
 		return err
 	}
+	var eps []*EndPoint
 	for ep, p := range parts {
+		if p.g.hasOthers(except) {
+			eps = append(eps, ep)
+		}
+	}
+	return eachLink(eps, func(ep *EndPoint) error {
 		var exceptID uint32
 		if ep == exceptEP {
 			exceptID = except.id
 		}
-		if !p.g.hasOthers(except) {
-			continue
-		}
-		if err := ep.publishPayload(ctx, p.g.id, exceptID, payload); err != nil && !skippable(err) {
-			return err
-		}
-	}
-	return nil
+		return ep.publishPayload(ctx, parts[ep].g.id, exceptID, payload)
+	})
 }
 
 // Close ends the group on every gateway (Leave with ConnID 0 on each

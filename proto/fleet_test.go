@@ -25,12 +25,14 @@ type fleetGW struct {
 	t     *testing.T
 	ln    net.Listener
 	links chan *gwLink
+	gate  sync.Mutex // held by a test: the gateway's links read nothing
 }
 
 // gwLink is one server link to a fake gateway. Its reader answers Pings
 // and queues every other frame on frames; closed is closed at EOF.
 type gwLink struct {
 	t      *testing.T
+	gate   *sync.Mutex
 	conn   net.Conn
 	wmu    sync.Mutex
 	frames chan []byte
@@ -58,7 +60,7 @@ func newFleetGW(t *testing.T) *fleetGW {
 				c.Close()
 				continue
 			}
-			l := &gwLink{t: t, conn: c, frames: make(chan []byte, 1024), closed: make(chan struct{})}
+			l := &gwLink{t: t, gate: &g.gate, conn: c, frames: make(chan []byte, 1024), closed: make(chan struct{})}
 			t.Cleanup(func() { c.Close() })
 			wg.Add(1)
 			go func() { defer wg.Done(); l.read() }()
@@ -79,6 +81,8 @@ func (g *fleetGW) link() *gwLink {
 func (l *gwLink) read() {
 	defer close(l.closed)
 	for {
+		l.gate.Lock()
+		l.gate.Unlock() //lint:ignore SA2001 waits while a test holds the gate
 		var h [SizeOfLength]byte
 		if _, err := io.ReadFull(l.conn, h[:]); err != nil {
 			return
@@ -654,5 +658,89 @@ func TestFleetFanout(t *testing.T) {
 	a3.Send("end")
 	if got := la.next(); string(got[HeaderSize:]) != "end" {
 		t.Fatalf("a got % x after the bad calls, want only the marker", got)
+	}
+}
+
+// TestFleetFanoutStalledGateway: a gateway that stops reading holds up only
+// its own part of a fan-out call. Gateway a's links read nothing until its
+// send queue and socket buffers are full; then each Multicast to a member on
+// a and one on b, with a listed first, reaches b while the call still waits
+// for room on a. (Sent to one gateway after the other, b would get nothing
+// until a's wait ended.)
+func TestFleetFanoutStalledGateway(t *testing.T) {
+	gws := []*fleetGW{newFleetGW(t), newFleetGW(t)}
+	d := newChanDiscovery()
+	f := newTestFleet(t, d, nil)
+	d.sets <- []GatewayInfo{gi("a", gws[0].addr()), gi("b", gws[1].addr())}
+	la, lb := gws[0].link(), gws[1].link()
+	waitFor(t, "both attached", func() bool { return isAttached(f, "a") && isAttached(f, "b") })
+	la.connect(11, 1)
+	lb.connect(21, 2)
+	byID := map[uint32]*FleetConn{}
+	for range 2 {
+		c := acceptFrom(t, f, "")
+		byID[c.ConnID()] = c
+	}
+	a1, b1 := byID[11], byID[21]
+
+	gws[0].gate.Lock()
+	gateHeld := true
+	defer func() {
+		if gateHeld {
+			gws[0].gate.Unlock()
+		}
+	}()
+	// Fill a: Multicasts to a1 alone until one finds no room within 50 ms.
+	big := make([]byte, 64<<10)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+		err := f.MulticastContext(ctx, big, a1)
+		cancel()
+		if errors.Is(err, context.DeadlineExceeded) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("a's send queue never filled")
+		}
+	}
+
+	type result struct{ err error }
+	var pending []chan result
+	for i := range 4 {
+		done := make(chan result, 1)
+		pending = append(pending, done)
+		msg := fmt.Appendf(nil, "m%d", i)
+		go func() { done <- result{f.Multicast(msg, a1, b1)} }()
+		fo := lb.nextFanout()
+		if fo.Type != CmdMulticast || fo.Count() != 1 || fo.ID(0) != 21 || string(fo.Payload) != string(msg) {
+			t.Fatalf("b got %+v, want Multicast %q to 21", fo, msg)
+		}
+		select {
+		case r := <-done:
+			t.Fatalf("Multicast %d returned (%v) while a had no room", i, r.err)
+		default:
+		}
+	}
+
+	// a reads again: every call returns, and a gets the backlog.
+	go func() {
+		for {
+			select {
+			case <-la.frames:
+			case <-la.closed:
+				return
+			}
+		}
+	}()
+	gws[0].gate.Unlock()
+	gateHeld = false
+	for i, done := range pending {
+		if r := recvWithin(t, done, fmt.Sprintf("Multicast %d to return", i)); r.err != nil {
+			t.Fatalf("Multicast %d: %v", i, r.err)
+		}
 	}
 }
