@@ -40,6 +40,10 @@ type Options struct {
 	// the caller's command line with its secrets redacted. nil shows the
 	// program's name only (os.Args[0]): the arguments may hold a password.
 	Cmdline []string
+	// Ready, when not nil, decides /readyz instead of the gateway's own
+	// Ready: a program that starts its drain before the gateway's Shutdown
+	// (fastway leaves the etcd fleet first) reports not ready from then on.
+	Ready func() bool
 }
 
 // Server serves a gateway's admin endpoints (see the package doc). It is
@@ -52,6 +56,7 @@ type Server struct {
 	srv     *http.Server
 	auth    *tokenAuth
 	cmdline []string
+	ready   func() bool
 }
 
 // New returns the admin server of g. Its metrics registry is private: it
@@ -61,7 +66,10 @@ func New(g *gateway.Gateway, opts Options) *Server {
 	if log == nil {
 		log = slog.Default()
 	}
-	s := &Server{g: g, log: log, reg: prometheus.NewRegistry(), mux: http.NewServeMux(), cmdline: opts.Cmdline}
+	s := &Server{g: g, log: log, reg: prometheus.NewRegistry(), mux: http.NewServeMux(), cmdline: opts.Cmdline, ready: opts.Ready}
+	if s.ready == nil {
+		s.ready = g.Ready
+	}
 	if s.cmdline == nil {
 		s.cmdline = os.Args[:min(len(os.Args), 1)]
 	}
@@ -152,10 +160,11 @@ func healthz(w http.ResponseWriter, _ *http.Request) {
 	w.Write([]byte("ok\n"))
 }
 
-// readyz answers 200 while the gateway is ready (gateway.Ready), else 503.
+// readyz answers 200 while the gateway is ready (Options.Ready, else
+// gateway.Ready), else 503.
 func (s *Server) readyz(w http.ResponseWriter, _ *http.Request) {
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-	if !s.g.Ready() {
+	if !s.ready() {
 		w.WriteHeader(http.StatusServiceUnavailable)
 		w.Write([]byte("not ready\n"))
 		return

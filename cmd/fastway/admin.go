@@ -50,15 +50,17 @@ func adminListenAddr(addr string) string {
 
 // serveAdmin logs where ln listens (with a warning when other hosts can
 // reach it without a token) and serves g's admin endpoints on it, behind
-// token if it is not empty. /debug/pprof/cmdline shows the command line
+// token if it is not empty. /readyz answers ready(): false from the start
+// of the drain, before the gateway's Shutdown (the etcd drain wait comes
+// first). /debug/pprof/cmdline shows the command line
 // with its secrets redacted.
-func serveAdmin(ln net.Listener, g *gateway.Gateway, token string, log *slog.Logger) *adminServer {
+func serveAdmin(ln net.Listener, g *gateway.Gateway, token string, ready func() bool, log *slog.Logger) *adminServer {
 	addr := ln.Addr().String()
 	log.Info("listening", "side", "admin", "addr", addr, "token", token != "")
 	if tcp, ok := ln.Addr().(*net.TCPAddr); (!ok || !tcp.IP.IsLoopback()) && token == "" {
 		log.Warn("admin endpoints are reachable from other hosts without a token, /debug/pprof/ included: set -AdminTokenFile, listen on loopback or firewall the port", "addr", addr)
 	}
-	opts := admin.Options{Logger: log, Token: token, Cmdline: redactArgs(os.Args)}
+	opts := admin.Options{Logger: log, Token: token, Cmdline: redactArgs(os.Args), Ready: ready}
 	a := &adminServer{srv: admin.New(g, opts), served: make(chan error, 1), log: log}
 	go func() {
 		err := a.srv.Serve(ln)

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"slices"
@@ -442,4 +443,46 @@ func TestFleetStatic(t *testing.T) {
 	echo.roundTrip(t)
 	checkAllReceived(t, "static, g1 through g2's SIGKILL and restart", sa.halt(), p1)
 	t.Logf("static: fleet %+v; g2's first player got %d, the one after the restart %d", sa.f.Stats(), p2.got(), p3.got())
+}
+
+// TestReadyzDuringEtcdDrain: with -Etcd, a stop signal first revokes the
+// key and waits -EtcdDrainWait before the gateway's own drain; /readyz
+// must answer 503 from the signal on, through that wait (a load balancer
+// sends no new player to a gateway leaving the fleet), while /healthz
+// stays 200 and the ports still serve; then fastway exits 0.
+func TestReadyzDuringEtcdDrain(t *testing.T) {
+	t.Parallel()
+	e := startEtcd(t)
+	const drainWait = 3 * time.Second
+	p := startProc(t, t.TempDir(), append(slices.Clone(adminArgs), "-Etcd="+e.clientURL, "-EtcdPrefix=/readyz",
+		"-EtcdDrainWait="+drainWait.String(), "-GatewayID=gw1")...)
+	clientAddr, serverAddr := p.ready()
+	base := p.adminURL()
+	p.waitFrom(0, "registered in etcd")
+	waitStatus(t, base+"/readyz", http.StatusOK)
+
+	p.signal(syscall.SIGTERM)
+	p.waitFrom(0, "waiting for the fleet to see the key go before draining")
+	signalled := time.Now()
+	if status, body := httpGet(t, base+"/readyz"); status != http.StatusServiceUnavailable {
+		t.Errorf("GET /readyz during the etcd drain wait: %d %q, want 503", status, body)
+	}
+	if status, _ := httpGet(t, base+"/healthz"); status != http.StatusOK {
+		t.Errorf("GET /healthz during the etcd drain wait: %d, want 200", status)
+	}
+	// Still serving: the wait is for the fleet to see the key go, and the
+	// gateway's own drain has not begun.
+	exchange(t, loopback(t, clientAddr), loopback(t, serverAddr), 1)
+	if time.Since(signalled) >= drainWait {
+		t.Fatalf("the checks took %v, longer than -EtcdDrainWait: they did not run during the wait", time.Since(signalled))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	listed, err := fleet.List(ctx, e.clientConf, "/readyz")
+	cancel()
+	if err != nil || len(listed) != 0 {
+		t.Errorf("fleet.List during the drain wait: %+v, %v: want the key gone", listed, err)
+	}
+	if code := p.wait(); code != 0 {
+		t.Fatalf("exit code %d, want 0", code)
+	}
 }

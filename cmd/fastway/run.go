@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -116,9 +117,14 @@ func run(o *options, cfg gateway.Config, log *slog.Logger) int {
 			}
 		}
 	}
+	// draining is set as the stop begins, before the etcd drain wait: from
+	// then on /readyz answers 503, so a load balancer sends no new player
+	// while the fleet sees the key go.
+	var draining atomic.Bool
+	ready := func() bool { return !draining.Load() && g.Ready() }
 	var adm *adminServer
 	if adminLn != nil {
-		adm = serveAdmin(adminLn, g, o.AdminToken, log)
+		adm = serveAdmin(adminLn, g, o.AdminToken, ready, log)
 	}
 	served := make(chan error, 2)
 	go func() { served <- g.ServeClients(clientLn) }()
@@ -176,6 +182,7 @@ func run(o *options, cfg gateway.Config, log *slog.Logger) int {
 		log.Error("listener failed; shutting down", "err", err)
 		code = exitError
 	}
+	draining.Store(true)
 	// Out of the fleet first, so no new server or player is sent here.
 	hurry := deregister(reg, o, stop, log)
 	ctx, cancel := context.WithTimeout(context.Background(), o.ShutdownTimeout)
