@@ -3,14 +3,16 @@
 // A message said in a room is one Publish to the room's group, to everyone
 // but the sender; an announcement is one Broadcast to every connection.
 //
-// The messages are JSON (Format), one per data frame:
+// The messages are JSON (Format), one per data frame; "joined" and
+// "system" carry the room's members as they are after the change, so a
+// client can show who is there (examples/chat/web does):
 //
 //	client → server  {"type":"join","room":"lobby","name":"alice"}
 //	                 {"type":"say","text":"hi"}
 //	                 {"type":"announce","text":"server restarts at noon"}
 //	server → client  {"type":"joined","room":"lobby","name":"alice","members":["alice","bob"]}
 //	                 {"type":"msg","room":"lobby","name":"bob","text":"hi"}
-//	                 {"type":"system","room":"lobby","text":"bob joined"}
+//	                 {"type":"system","room":"lobby","text":"bob joined","members":["alice","bob"]}
 //	                 {"type":"announce","name":"alice","text":"..."}
 //	                 {"type":"error","text":"..."}
 package room
@@ -179,17 +181,14 @@ func (s *Server) join(r string, c *proto.Conn, name string) *chatRoom {
 		room = &chatRoom{name: r, group: g, members: map[*proto.Conn]string{}}
 		s.rooms[r] = room
 	}
-	room.group.Publish(Message{Type: "system", Room: r, Text: name + " joined"}, nil)
 	room.members[c] = name
+	names := room.names()
+	// Published before c joins the group: the others are told, c is not.
+	room.group.Publish(Message{Type: "system", Room: r, Text: name + " joined", Members: names}, nil)
 	if err := room.group.Join(c); err != nil {
 		delete(room.members, c)
 		return nil
 	}
-	names := make([]string, 0, len(room.members))
-	for _, n := range room.members {
-		names = append(names, n)
-	}
-	sort.Strings(names)
 	c.Send(Message{Type: "joined", Room: r, Name: name, Members: names})
 	s.log.Info("chat: joined", slog.String("room", r), slog.String("name", name), slog.Uint64("conn_id", uint64(c.ConnID())))
 	return room
@@ -206,5 +205,16 @@ func (s *Server) leave(room *chatRoom, c *proto.Conn, name string) {
 		delete(s.rooms, room.name)
 		return
 	}
-	room.group.Publish(Message{Type: "system", Room: room.name, Text: name + " left"}, nil)
+	room.group.Publish(Message{Type: "system", Room: room.name, Text: name + " left", Members: room.names()}, nil)
+}
+
+// names lists the room's members' names, sorted (a name used twice is
+// listed twice). Called with s.mu held.
+func (r *chatRoom) names() []string {
+	names := make([]string, 0, len(r.members))
+	for _, n := range r.members {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
 }

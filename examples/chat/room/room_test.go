@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"net"
+	"slices"
 	"testing"
 	"time"
 
@@ -63,15 +64,15 @@ func TestChat(t *testing.T) {
 			t.Fatal(err)
 		}
 		c.Send(Message{Type: "join", Room: room, Name: name})
-		if m := recv(t, ctx, c); m.Type != "joined" || m.Room != room {
-			t.Fatalf("%s got %+v, want joined %s", name, m, room)
+		if m := recv(t, ctx, c); m.Type != "joined" || m.Room != room || !slices.Contains(m.Members, name) {
+			t.Fatalf("%s got %+v, want joined %s with %s a member", name, m, room, name)
 		}
 		return c
 	}
 	alice := join("alice", "lobby")
 	bob := join("bob", "lobby")
-	if m := recv(t, ctx, alice); m.Type != "system" || m.Text != "bob joined" {
-		t.Fatalf("alice got %+v, want bob joined", m)
+	if m := recv(t, ctx, alice); m.Type != "system" || m.Text != "bob joined" || !slices.Equal(m.Members, []string{"alice", "bob"}) {
+		t.Fatalf("alice got %+v, want bob joined, members alice and bob", m)
 	}
 	carol := join("carol", "garden")
 
@@ -93,8 +94,8 @@ func TestChat(t *testing.T) {
 	}
 	// Bob goes: alice is told, and the gateway's group shrinks with him.
 	bob.Close()
-	if m := recv(t, ctx, alice); m.Type != "system" || m.Text != "bob left" {
-		t.Fatalf("alice got %+v, want bob left", m)
+	if m := recv(t, ctx, alice); m.Type != "system" || m.Text != "bob left" || !slices.Equal(m.Members, []string{"alice"}) {
+		t.Fatalf("alice got %+v, want bob left, members alice", m)
 	}
 	if st := g.Stats().Fanout; st.Groups != 2 || st.Memberships != 2 {
 		t.Fatalf("gateway groups %+v, want lobby and garden with one member each", st)
