@@ -2,7 +2,9 @@
 # The project's test command: formatting, vet, staticcheck (pinned in go.mod
 # as a tool), every test under the race detector, then the C# SDK's build
 # and NUnit tests under Mono (scripts/csharp.sh installs Mono and NUnit from
-# Debian's packages when they are missing). .ci/run calls this.
+# Debian's packages when they are missing). deploy/ is a module of its own
+# (its tests need the Kubernetes API types), tested after the root one.
+# .ci/run calls this.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -23,5 +25,7 @@ echo "== go test -race"
 # 10,000 virtual connections); they also raise the soft limit themselves.
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 go test -race -count=1 -timeout 8m ./...
+echo "== deploy (nested module: the Kubernetes manifests and the compose recipe)"
+(cd deploy && go vet ./... && go tool staticcheck ./... && go test -race -count=1 ./...)
 echo "== csharp (sdk/csharp)"
 ./scripts/csharp.sh
