@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/fastway-go/fastway/gateway"
+	"github.com/fastway-go/fastway/internal/ws"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -44,6 +45,9 @@ type Options struct {
 	// Ready: a program that starts its drain before the gateway's Shutdown
 	// (fastway leaves the etcd fleet first) reports not ready from then on.
 	Ready func() bool
+	// WS, when set, gives the WebSocket port's handshake counters for
+	// /metrics (fastway_ws_*).
+	WS func() ws.Stats
 }
 
 // Server serves a gateway's admin endpoints (see the package doc). It is
@@ -76,6 +80,7 @@ func New(g *gateway.Gateway, opts Options) *Server {
 	s.auth = newTokenAuth(opts.Token, log)
 	s.reg.MustRegister(s.auth.refusedCounter(),
 		NewCollector(g),
+		newWSCollector(opts.WS),
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)

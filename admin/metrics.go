@@ -2,6 +2,7 @@ package admin
 
 import (
 	"github.com/fastway-go/fastway/gateway"
+	"github.com/fastway-go/fastway/internal/ws"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -40,6 +41,10 @@ type collector struct {
 	groups, memberships            *prometheus.Desc
 	deliveries, skipped            *prometheus.Desc
 	joinsRefused                   *prometheus.Desc
+	tConns, tAccepted              *prometheus.Desc
+	tFramesIn, tFramesOut          *prometheus.Desc
+	tBytesIn, tBytesOut            *prometheus.Desc
+	tDisconnects                   *prometheus.Desc
 	refuseReasons                  []gateway.RefuseReason
 	reasons                        []gateway.Reason
 	refuseReasonNames, reasonNames []string
@@ -85,6 +90,13 @@ func NewCollector(g *gateway.Gateway) prometheus.Collector {
 		deliveries:       desc("fanout_deliveries_total", "Data frames fan-out (Multicast, Publish) queued to clients."),
 		skipped:          desc("fanout_skipped_total", "ConnIDs fan-out commands named that were not live or not the sending server's, skipped."),
 		joinsRefused:     desc("fanout_joins_refused_total", "Joins ignored because they would have passed ServerMaxGroups or ServerMaxMemberships."),
+		tConns:           desc("client_connections", "Client connections open now, by transport (tcp: the client port, TLS and snet included; ws: the WebSocket port, wss included).", "transport"),
+		tAccepted:        desc("client_connections_accepted_total", "Client connections accepted, by transport.", "transport"),
+		tFramesIn:        desc("client_frames_received_total", "Frames read from clients, by transport.", "transport"),
+		tFramesOut:       desc("client_frames_sent_total", "Frames written to clients, by transport.", "transport"),
+		tBytesIn:         desc("client_bytes_received_total", "Bytes of frames read from clients, by transport (WebSocket framing not included).", "transport"),
+		tBytesOut:        desc("client_bytes_sent_total", "Bytes of frames written to clients, by transport (WebSocket framing not included).", "transport"),
+		tDisconnects:     desc("client_disconnects_total", "Client connections closed, by transport and reason.", "transport", "reason"),
 		refuseReasons:    gateway.RefuseReasons(),
 		reasons:          gateway.Reasons(),
 	}
@@ -100,6 +112,7 @@ func NewCollector(g *gateway.Gateway) prometheus.Collector {
 		c.closesIgnored, c.queueHighWater, c.largeFrameBytes, c.largeFrameEvictions, c.acceptErrors, c.undeliveredFrames, c.undeliveredBytes,
 		c.discardedFrames, c.discardedBytes, c.memReleased, c.memReclaims,
 		c.groups, c.memberships, c.deliveries, c.skipped, c.joinsRefused,
+		c.tConns, c.tAccepted, c.tFramesIn, c.tFramesOut, c.tBytesIn, c.tBytesOut, c.tDisconnects,
 	}
 	return c
 }
@@ -165,4 +178,70 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.deliveries, s.Fanout.Deliveries)
 	counter(c.skipped, s.Fanout.Skipped)
 	counter(c.joinsRefused, s.Fanout.JoinsRefused)
+
+	// By transport: the WebSocket share, and the rest (tcp).
+	for _, t := range []struct {
+		name        string
+		conns       int64
+		accepts     uint64
+		traffic     gateway.Traffic
+		disconnects func(gateway.Reason) uint64
+	}{
+		{"tcp", s.ClientConns - s.WS.Conns, s.ClientAccepts - s.WS.Accepts, gateway.Traffic{
+			FramesIn: s.Client.FramesIn - s.WS.Traffic.FramesIn, FramesOut: s.Client.FramesOut - s.WS.Traffic.FramesOut,
+			BytesIn: s.Client.BytesIn - s.WS.Traffic.BytesIn, BytesOut: s.Client.BytesOut - s.WS.Traffic.BytesOut,
+		}, func(r gateway.Reason) uint64 { return s.ClientDisconnects[r] - s.WS.Disconnects[r] }},
+		{"ws", s.WS.Conns, s.WS.Accepts, s.WS.Traffic, func(r gateway.Reason) uint64 { return s.WS.Disconnects[r] }},
+	} {
+		gauge(c.tConns, float64(t.conns), t.name)
+		counter(c.tAccepted, t.accepts, t.name)
+		counter(c.tFramesIn, t.traffic.FramesIn, t.name)
+		counter(c.tFramesOut, t.traffic.FramesOut, t.name)
+		counter(c.tBytesIn, t.traffic.BytesIn, t.name)
+		counter(c.tBytesOut, t.traffic.BytesOut, t.name)
+		for i, r := range c.reasons {
+			counter(c.tDisconnects, t.disconnects(r), t.name, c.reasonNames[i])
+		}
+	}
+}
+
+// wsCollector exports the WebSocket port's handshake counters; with no
+// port it exports nothing.
+type wsCollector struct {
+	stats                        func() ws.Stats
+	upgrades, failed, inProgress *prometheus.Desc
+	subproto                     *prometheus.Desc
+}
+
+func newWSCollector(stats func() ws.Stats) prometheus.Collector {
+	desc := func(name, help string, labels ...string) *prometheus.Desc {
+		return prometheus.NewDesc(prometheus.BuildFQName(namespace, "ws", name), help, labels, nil)
+	}
+	return &wsCollector{
+		stats:      stats,
+		upgrades:   desc("upgrades_total", "WebSocket handshakes that succeeded."),
+		subproto:   desc("subprotocol_upgrades_total", "Of those, the ones that chose the fastway subprotocol."),
+		failed:     desc("handshake_failures_total", "WebSocket handshakes that failed, by reason (timeout, tls, bad_request, path, origin, too_large, io, overflow).", "reason"),
+		inProgress: desc("handshakes_in_progress", "WebSocket handshakes in progress now."),
+	}
+}
+
+func (c *wsCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.upgrades
+	ch <- c.subproto
+	ch <- c.failed
+	ch <- c.inProgress
+}
+
+func (c *wsCollector) Collect(ch chan<- prometheus.Metric) {
+	if c.stats == nil {
+		return
+	}
+	s := c.stats()
+	ch <- prometheus.MustNewConstMetric(c.upgrades, prometheus.CounterValue, float64(s.Upgrades))
+	ch <- prometheus.MustNewConstMetric(c.subproto, prometheus.CounterValue, float64(s.Subproto))
+	for _, f := range ws.Failures() {
+		ch <- prometheus.MustNewConstMetric(c.failed, prometheus.CounterValue, float64(s.Failed[f]), f.String())
+	}
+	ch <- prometheus.MustNewConstMetric(c.inProgress, prometheus.GaugeValue, float64(s.InProgress))
 }

@@ -173,8 +173,8 @@ func TestCollectorConsistent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(mfs) != 28 {
-		t.Errorf("%d metric families, want 28", len(mfs))
+	if len(mfs) != 35 {
+		t.Errorf("%d metric families, want 35 (28, and 7 by transport)", len(mfs))
 	}
 	for _, mf := range mfs {
 		if !strings.HasPrefix(mf.GetName(), "fastway_") {

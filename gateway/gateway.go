@@ -240,6 +240,10 @@ func (g *Gateway) acceptClient(conn net.Conn) {
 	}
 	g.counters.clientConns.Add(1)
 	g.counters.clientAccepts.Add(1)
+	if l.ws {
+		g.counters.wsConns.Add(1)
+		g.counters.wsAccepts.Add(1)
+	}
 	go l.readLoop()
 }
 
@@ -263,6 +267,12 @@ func (g *Gateway) track(l *link) bool {
 func (g *Gateway) refuseConn(conn net.Conn, s side, reason Reason, attrs ...any) {
 	conn.Close()
 	g.counters.disconnects[reason].Add(1)
+	if s == sideClient {
+		g.counters.clientDisconnects[reason].Add(1)
+		if isWS(conn) {
+			g.counters.wsDisconnects[reason].Add(1)
+		}
+	}
 	attrs = append([]any{slog.String("side", s.String()), slog.String("remote", conn.RemoteAddr().String()), slog.String("reason", reason.String())}, attrs...)
 	g.logEvent(reason, slog.LevelWarn, "connection refused", attrs...)
 }
@@ -437,7 +447,7 @@ func (g *Gateway) untrack(l *link) {
 	_, ok := g.links[l]
 	if ok {
 		delete(g.links, l)
-		g.counters.retire(l.side, &l.stats)
+		g.counters.retire(l.side, l.ws, &l.stats)
 		g.counters.fan.retire(l.fan.Load())
 	}
 	g.mu.Unlock()

@@ -10,6 +10,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/fastway-go/fastway/internal/ws"
 	"github.com/fastway-go/fastway/proto"
 )
 
@@ -81,6 +82,11 @@ type link struct {
 	tryRead func(fd uintptr) bool // TryRead's callback, made on first use
 	tryBuf  []byte
 	wstate  *writeState // non-blocking write scratch, made on first use
+	// lazy is conn itself when it reads lazily on its own (a WebSocket
+	// connection decodes its frames in the reader's buffer, see
+	// internal/ws); ws says conn is a WebSocket connection.
+	lazy proto.LazyReader
+	ws   bool
 
 	// idNext..idEnd-1 are the ConnIDs this link's reader has taken for the
 	// Dials it reads (see newConnID). Reader only.
@@ -166,6 +172,17 @@ func newLink(g *Gateway, conn net.Conn, s side, id uint32) *link {
 	}
 	l.space.L = &l.mu
 	l.routes = make([]*vconn, 1<<routeCacheBits[s])
+	if wc, ok := conn.(transportConn); ok && wc.Transport() != "tcp" {
+		l.ws = true
+		if lr, ok := conn.(proto.LazyReader); ok {
+			l.lazy = lr
+		}
+		if ac, ok := conn.(activityConn); ok {
+			// Control frames and empty messages count as activity
+			// (docs/protocol.md §8): they push the idle deadline out.
+			ac.SetActivityHook(l.refreshReadDeadline)
+		}
+	}
 	if sc, ok := conn.(syscall.Conn); ok && lazyReads {
 		if raw, err := sc.SyscallConn(); err == nil {
 			l.raw = raw
@@ -224,6 +241,12 @@ func (l *link) refreshReadDeadline() error {
 // be readable holding no buffer, and takes one from the pool only to read.
 // An idle link therefore costs no read buffer.
 func (l *link) ReadLazy(get func() []byte, put func()) (int, error) {
+	if l.lazy != nil {
+		if l.stopped() {
+			return 0, errStopped
+		}
+		return l.lazy.ReadLazy(get, put)
+	}
 	if l.raw == nil {
 		return l.Read(get())
 	}
@@ -393,7 +416,7 @@ func (l *link) handle(f outFrame, borrowed bool) bool {
 func classify(err error) Reason {
 	var ne net.Error
 	switch {
-	case errors.Is(err, proto.ErrShortFrame), errors.Is(err, proto.ErrFrameTooLarge):
+	case errors.Is(err, proto.ErrShortFrame), errors.Is(err, proto.ErrFrameTooLarge), errors.Is(err, ws.ErrProtocol):
 		return ReasonProtocolError
 	case errors.Is(err, proto.ErrBudgetExceeded):
 		return ReasonLimit
@@ -406,6 +429,28 @@ func classify(err error) Reason {
 		return ReasonPeerClosed
 	}
 	return ReasonReadError
+}
+
+// transportConn is a connection that names its transport: "ws" or "wss"
+// for internal/ws's.
+type transportConn interface{ Transport() string }
+
+// activityConn is a connection that reads frames carrying no payload
+// (WebSocket control frames) and reports them through a hook.
+type activityConn interface{ SetActivityHook(func() error) }
+
+// isWS reports whether conn is a WebSocket connection.
+func isWS(conn net.Conn) bool {
+	tc, ok := conn.(transportConn)
+	return ok && tc.Transport() != "tcp"
+}
+
+// transport names l's transport for the log: tcp, ws or wss.
+func (l *link) transport() string {
+	if tc, ok := l.conn.(transportConn); ok {
+		return tc.Transport()
+	}
+	return "tcp"
 }
 
 func (l *link) isClosed() bool { return l.closing.Load() }

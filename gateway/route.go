@@ -366,6 +366,9 @@ func (g *Gateway) teardown(l *link) {
 	if l.side == sideClient {
 		g.clients.remove(l.id, func(v *link) bool { return v == l })
 		g.counters.clientConns.Add(-1)
+		if l.ws {
+			g.counters.wsConns.Add(-1)
+		}
 	} else {
 		g.servers.remove(l)
 		g.counters.serverConns.Add(-1)
@@ -385,7 +388,13 @@ func (g *Gateway) teardown(l *link) {
 		reason = ReasonShutdown // stopped by Shutdown, which closes it next
 	}
 	g.counters.disconnects[reason].Add(1)
-	attrs := []any{slog.String("side", l.side.String()), slog.Uint64("id", uint64(l.id)), slog.String("remote", l.conn.RemoteAddr().String()), slog.String("reason", reason.String()), slog.Int("vconns", closed)}
+	if l.side == sideClient {
+		g.counters.clientDisconnects[reason].Add(1)
+	}
+	if l.ws {
+		g.counters.wsDisconnects[reason].Add(1)
+	}
+	attrs := []any{slog.String("side", l.side.String()), slog.String("transport", l.transport()), slog.Uint64("id", uint64(l.id)), slog.String("remote", l.conn.RemoteAddr().String()), slog.String("reason", reason.String()), slog.Int("vconns", closed)}
 	if cause != nil {
 		attrs = append(attrs, slog.String("error", cause.Error()))
 	}

@@ -11,15 +11,17 @@ type Stats struct {
 	Client Traffic // frames and bytes on the client side
 	Server Traffic // frames and bytes on the server side
 
-	DialsAccepted  uint64                   // Dials that opened a virtual connection
-	DialsRefused   [numRefuseReasons]uint64 // Dials refused, by RefuseReason
-	Disconnects    [numReasons]uint64       // physical disconnects, by Reason
-	AuthFailures   uint64                   // server handshakes that failed
-	FramesDropped  uint64                   // data frames for a dead, foreign or closing ConnID
-	ClosesIgnored  uint64                   // Close for an unknown or foreign ConnID
-	ClientAccepts  uint64                   // client connections accepted in all
-	ServerAccepts  uint64                   // server connections authenticated in all
-	QueueHighWater [2]int64                 // largest send queue seen, [client, server], in frames
+	DialsAccepted uint64                   // Dials that opened a virtual connection
+	DialsRefused  [numRefuseReasons]uint64 // Dials refused, by RefuseReason
+	Disconnects   [numReasons]uint64       // physical disconnects, by Reason
+	// ClientDisconnects is the client side's part of Disconnects.
+	ClientDisconnects [numReasons]uint64
+	AuthFailures      uint64   // server handshakes that failed
+	FramesDropped     uint64   // data frames for a dead, foreign or closing ConnID
+	ClosesIgnored     uint64   // Close for an unknown or foreign ConnID
+	ClientAccepts     uint64   // client connections accepted in all
+	ServerAccepts     uint64   // server connections authenticated in all
+	QueueHighWater    [2]int64 // largest send queue seen, [client, server], in frames
 	// LargeFrameBytes is what unfinished large client frames hold of
 	// LargeFrameBudget now, in bytes (see Config.LargeFrameBudget).
 	LargeFrameBytes int64
@@ -55,6 +57,19 @@ type Stats struct {
 
 	// Fan-out (docs/protocol.md §7): see FanoutStats.
 	Fanout FanoutStats
+
+	// WS is the part of the client side that came over WebSocket
+	// (docs/protocol.md §8): included in ClientConns, ClientAccepts,
+	// Client and Disconnects too.
+	WS TransportStats
+}
+
+// TransportStats counts the client connections of one transport.
+type TransportStats struct {
+	Conns       int64              // open now
+	Accepts     uint64             // accepted in all
+	Traffic     Traffic            // frames and bytes
+	Disconnects [numReasons]uint64 // by Reason
 }
 
 // FanoutStats counts the servers' fan-out: Multicast, Join, Leave, Publish.
@@ -117,6 +132,11 @@ type counters struct {
 	authFailures                 atomic.Uint64
 	framesDropped, closesIgnored atomic.Uint64
 	clientAccepts, serverAccepts atomic.Uint64
+	wsConns                      atomic.Int64
+	wsAccepts                    atomic.Uint64
+	wsDisconnects                [numReasons]atomic.Uint64
+	clientDisconnects            [numReasons]atomic.Uint64
+	wsClosed                     linkCounters // traffic of closed WebSocket links
 	highWater                    [2]atomic.Int64
 	acceptErrors                 [2]atomic.Uint64 // failed Accepts, [client, server]
 	closed                       [2]linkCounters  // traffic of closed links, [client, server]
@@ -175,8 +195,15 @@ func (c *counters) noteQueueLen(s side, n int) {
 }
 
 // retire folds a closing link's traffic into the closed-link totals.
-func (c *counters) retire(s side, lc *linkCounters) {
-	dst := &c.closed[s]
+func (c *counters) retire(s side, ws bool, lc *linkCounters) {
+	if ws {
+		c.wsClosed.addFrom(lc)
+	}
+	c.closed[s].addFrom(lc)
+}
+
+// addFrom adds lc's counts to dst.
+func (dst *linkCounters) addFrom(lc *linkCounters) {
 	dst.framesIn.Add(lc.framesIn.Load())
 	dst.bytesIn.Add(lc.bytesIn.Load())
 	dst.framesOut.Add(lc.framesOut.Load())
@@ -202,7 +229,10 @@ func (g *Gateway) Stats() Stats {
 	}
 	for i := range c.disconnects {
 		s.Disconnects[i] = c.disconnects[i].Load()
+		s.WS.Disconnects[i] = c.wsDisconnects[i].Load()
+		s.ClientDisconnects[i] = c.clientDisconnects[i].Load()
 	}
+	s.WS.Conns, s.WS.Accepts = c.wsConns.Load(), c.wsAccepts.Load()
 	for i := range c.highWater {
 		s.QueueHighWater[i] = c.highWater[i].Load()
 		s.AcceptErrors[i] = c.acceptErrors[i].Load()
@@ -223,9 +253,13 @@ func (g *Gateway) Stats() Stats {
 	c.closed[sideServer].addTo(&s.Server)
 	s.DialsAccepted = c.closed[sideClient].dials.Load() + c.closed[sideServer].dials.Load()
 	s.Fanout = FanoutStats{Deliveries: c.fan.deliveries.Load(), Skipped: c.fan.skipped.Load(), JoinsRefused: c.fan.joinsRefused.Load()}
+	c.wsClosed.addTo(&s.WS.Traffic)
 	for l := range g.links {
 		if l.side == sideClient {
 			l.stats.addTo(&s.Client)
+			if l.ws {
+				l.stats.addTo(&s.WS.Traffic)
+			}
 		} else {
 			l.stats.addTo(&s.Server)
 			l.fan.Load().addTo(&s.Fanout)

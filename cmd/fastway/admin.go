@@ -12,6 +12,7 @@ import (
 	"github.com/fastway-go/fastway/admin"
 	"github.com/fastway-go/fastway/fleet"
 	"github.com/fastway-go/fastway/gateway"
+	"github.com/fastway-go/fastway/internal/ws"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -54,13 +55,16 @@ func adminListenAddr(addr string) string {
 // of the drain, before the gateway's Shutdown (the etcd drain wait comes
 // first). /debug/pprof/cmdline shows the command line
 // with its secrets redacted.
-func serveAdmin(ln net.Listener, g *gateway.Gateway, token string, ready func() bool, log *slog.Logger) *adminServer {
+func serveAdmin(ln net.Listener, g *gateway.Gateway, wsLn *ws.Listener, token string, ready func() bool, log *slog.Logger) *adminServer {
 	addr := ln.Addr().String()
 	log.Info("listening", "side", "admin", "addr", addr, "token", token != "")
 	if tcp, ok := ln.Addr().(*net.TCPAddr); (!ok || !tcp.IP.IsLoopback()) && token == "" {
 		log.Warn("admin endpoints are reachable from other hosts without a token, /debug/pprof/ included: set -AdminTokenFile, listen on loopback or firewall the port", "addr", addr)
 	}
 	opts := admin.Options{Logger: log, Token: token, Cmdline: redactArgs(os.Args), Ready: ready}
+	if wsLn != nil {
+		opts.WS = wsLn.Stats
+	}
 	a := &adminServer{srv: admin.New(g, opts), served: make(chan error, 1), log: log}
 	go func() {
 		err := a.srv.Serve(ln)

@@ -9,6 +9,7 @@ import (
 	"math"
 	"net"
 	"net/netip"
+	"net/url"
 	"os"
 	"strconv"
 	"strings"
@@ -95,6 +96,14 @@ type options struct {
 	ClientTLSCert         string
 	ClientTLSKey          string
 
+	ClientWSAddr             string
+	ClientWSPath             string
+	ClientWSOrigins          string
+	ClientWSTLSCert          string
+	ClientWSTLSKey           string
+	ClientWSHandshakeTimeout time.Duration
+	ClientWSMaxHandshakes    int
+
 	ServerAddr                    string
 	ServerAuthPassword            string
 	ServerAuthKey                 string // the original fastway's name for ServerAuthPassword
@@ -149,6 +158,8 @@ type options struct {
 	// clientTLS and serverTLS are the ports' TLS configurations, loaded
 	// from the -*TLS* files by validate; nil: plain TCP.
 	clientTLS, serverTLS *tls.Config
+	// wsTLS is the WebSocket port's TLS configuration (wss), or nil.
+	wsTLS *tls.Config
 	// auth is where the server password and keys come from; serverKeys
 	// is what -ServerKeyFile held at start (nil: no file). Set by validate.
 	auth       *serverAuth
@@ -168,6 +179,7 @@ var sections = []flagSection{
 	{"Client side", []string{"ClientAddr", "ClientMaxConns", "ClientMaxConn", "ClientMaxServerConns", "ClientBufferSize", "ClientIdleTimeout", "ClientSendChanSize", "ClientSendQueueBytes",
 		"ClientTLSCert", "ClientTLSKey",
 		"ClientSnetEnable", "ClientSnetEncrypt", "ClientSnetBuffer", "ClientSnetInitTimeout", "ClientSnetWaitTimeout"}},
+	{"WebSocket clients", []string{"ClientWSAddr", "ClientWSPath", "ClientWSOrigins", "ClientWSTLSCert", "ClientWSTLSKey", "ClientWSHandshakeTimeout", "ClientWSMaxHandshakes"}},
 	{"Server side", []string{"ServerAddr", "ServerAuthPassword", "ServerAuthKey", "ServerAuthPasswordFile", "ServerKeyFile", "ServerAuthTimeout", "ServerMaxHandshakes", "ServerMaxHandshakesPerSource", "ServerAuthFailBurst", "ServerAuthFailInterval",
 		"ServerBufferSize", "ServerIdleTimeout", "ServerSendChanSize", "ServerSendQueueBytes", "ServerSendQueueBytesPerClient",
 		"ServerMaxGroups", "ServerMaxMemberships",
@@ -211,6 +223,13 @@ func newFlagSet(o *options) *flag.FlagSet {
 	sizeVar(&o.ClientSendQueueBytes, "ClientSendQueueBytes", gateway.DefaultClientSendQueueBytes, "bytes queued and being written to one client before it is dropped as a slow consumer")
 	fs.StringVar(&o.ClientTLSCert, "ClientTLSCert", "", "PEM certificate chain: the client port speaks TLS 1.2+ (with -ClientTLSKey; empty: plain TCP)")
 	fs.StringVar(&o.ClientTLSKey, "ClientTLSKey", "", "PEM private key of -ClientTLSCert")
+	fs.StringVar(&o.ClientWSAddr, "ClientWSAddr", "", "WebSocket listen address for browser and H5 clients, host:port (empty: off; port 0: any free port, logged at start); they are ordinary clients in every other respect")
+	fs.StringVar(&o.ClientWSPath, "ClientWSPath", "/", "request path of the WebSocket upgrade; other paths get 404")
+	fs.StringVar(&o.ClientWSOrigins, "ClientWSOrigins", "*", "comma-separated Origins allowed to upgrade (scheme://host[:port]); * allows any page to connect, and clients that send no Origin")
+	fs.StringVar(&o.ClientWSTLSCert, "ClientWSTLSCert", "", "PEM certificate chain: the WebSocket port serves wss (with -ClientWSTLSKey; empty: the client port's -ClientTLSCert if set, else plain ws)")
+	fs.StringVar(&o.ClientWSTLSKey, "ClientWSTLSKey", "", "PEM private key of -ClientWSTLSCert")
+	fs.DurationVar(&o.ClientWSHandshakeTimeout, "ClientWSHandshakeTimeout", 5*time.Second, "time a WebSocket connection has for its TLS handshake and upgrade request together")
+	fs.IntVar(&o.ClientWSMaxHandshakes, "ClientWSMaxHandshakes", 1024, "WebSocket handshakes in progress at once; past it new connections are closed at once (counted)")
 	fs.BoolVar(&o.ClientSnetEnable, "ClientSnetEnable", false, "snet on the client port: clients resume their stream after a broken TCP connection")
 	fs.BoolVar(&o.ClientSnetEncrypt, "ClientSnetEncrypt", false, "snet's RC4 encryption on the client port: obfuscation for clients that expect it, not security (needs ClientSnetEnable)")
 	sizeVar(&o.ClientSnetBuffer, "ClientSnetBuffer", defaultClientSnetBuffer, "snet rewrite buffer per client connection (allocated as it fills); its sockets get buffers of a sixteenth of it")
@@ -560,7 +579,53 @@ func (o *options) validate() error {
 	if o.serverTLS, err = loadTLS("Server", o.ServerTLSCert, o.ServerTLSKey, o.ServerTLSClientCA); err != nil {
 		return err
 	}
+	return o.validateWS()
+}
+
+// validateWS checks the WebSocket flags and loads the wss certificate.
+func (o *options) validateWS() error {
+	if o.ClientWSAddr == "" {
+		return nil
+	}
+	if _, err := checkAddr("ClientWSAddr", o.ClientWSAddr); err != nil {
+		return err
+	}
+	if !strings.HasPrefix(o.ClientWSPath, "/") || strings.ContainsAny(o.ClientWSPath, "?# ") {
+		return fmt.Errorf("-ClientWSPath=%q: want a path starting with / (no query)", o.ClientWSPath)
+	}
+	for _, origin := range o.wsOrigins() {
+		if origin == "*" {
+			continue
+		}
+		u, err := url.Parse(origin)
+		if err != nil || u.Scheme == "" || u.Host == "" || (u.Path != "" && u.Path != "/") {
+			return fmt.Errorf("-ClientWSOrigins: %q is not an origin (want scheme://host[:port], or *)", origin)
+		}
+	}
+	if o.ClientWSHandshakeTimeout <= 0 {
+		return fmt.Errorf("-ClientWSHandshakeTimeout=%v: want a positive duration", o.ClientWSHandshakeTimeout)
+	}
+	if o.ClientWSMaxHandshakes <= 0 {
+		return fmt.Errorf("-ClientWSMaxHandshakes=%d: want at least 1", o.ClientWSMaxHandshakes)
+	}
+	var err error
+	if o.ClientWSTLSCert != "" || o.ClientWSTLSKey != "" {
+		o.wsTLS, err = loadTLS("ClientWS", o.ClientWSTLSCert, o.ClientWSTLSKey, "")
+		return err
+	}
+	o.wsTLS = o.clientTLS
 	return nil
+}
+
+// wsOrigins splits -ClientWSOrigins.
+func (o *options) wsOrigins() []string {
+	var out []string
+	for _, s := range strings.Split(o.ClientWSOrigins, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
 }
 
 // checkAddr checks that addr is host:port with a numeric port and returns

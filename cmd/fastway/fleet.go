@@ -179,12 +179,21 @@ func advertised(flag string, bound net.Addr) string {
 
 // startRegistration starts registering g in etcd, or returns nil when -Etcd
 // is off. A registration failure never stops the gateway.
-func startRegistration(o *options, g *gateway.Gateway, clientLn, serverLn net.Listener, log *slog.Logger) (*fleet.Registrar, error) {
+func startRegistration(o *options, g *gateway.Gateway, clientLn, serverLn, wsLn net.Listener, log *slog.Logger) (*fleet.Registrar, error) {
 	if o.Etcd == "" {
 		return nil, nil
 	}
 	serverAddr := advertised(o.AdvertiseServerAddr, serverLn.Addr())
 	clientAddr := advertised(o.AdvertiseClientAddr, clientLn.Addr())
+	wsAddr := o.AdvertiseClientWSAddr
+	if wsAddr == "" && wsLn != nil {
+		// The WebSocket port's own URL, as players would dial it.
+		scheme := "ws"
+		if o.wsTLS != nil {
+			scheme = "wss"
+		}
+		wsAddr = scheme + "://" + advertised("", wsLn.Addr()) + o.ClientWSPath
+	}
 	id := o.GatewayID
 	if id == "" {
 		host, _ := os.Hostname()
@@ -207,7 +216,7 @@ func startRegistration(o *options, g *gateway.Gateway, clientLn, serverLn net.Li
 		TTL:    o.EtcdLeaseTTL,
 		Info: func() proto.GatewayInfo {
 			st := g.Stats()
-			return proto.GatewayInfo{ID: id, ServerAddr: serverAddr, ClientAddr: clientAddr, WSAddr: o.AdvertiseClientWSAddr, Version: ver,
+			return proto.GatewayInfo{ID: id, ServerAddr: serverAddr, ClientAddr: clientAddr, WSAddr: wsAddr, Version: ver,
 				Clients: st.ClientConns, VirtualConns: st.VirtualConns}
 		},
 		Ready:  g.Ready,
@@ -216,7 +225,7 @@ func startRegistration(o *options, g *gateway.Gateway, clientLn, serverLn net.Li
 	if err != nil {
 		return nil, err
 	}
-	log.Info("etcd registration", "key", r.Key(), "endpoints", o.Etcd, "server_addr", serverAddr, "client_addr", clientAddr, "ws_addr", o.AdvertiseClientWSAddr, "ttl", o.EtcdLeaseTTL)
+	log.Info("etcd registration", "key", r.Key(), "endpoints", o.Etcd, "server_addr", serverAddr, "client_addr", clientAddr, "ws_addr", wsAddr, "ttl", o.EtcdLeaseTTL)
 	return r, nil
 }
 

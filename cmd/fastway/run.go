@@ -67,16 +67,25 @@ func run(o *options, cfg gateway.Config, log *slog.Logger) int {
 		log.Error("refusing to serve", "err", err)
 		return exitUsage
 	}
+	wsLn, err := listenWS(o, log)
+	if err != nil {
+		clientLn.Close()
+		serverLn.Close()
+		log.Error("cannot listen", "side", "ws", "addr", o.ClientWSAddr, "err", err)
+		return exitError
+	}
 	adminLn, err := listenAdmin(o)
 	if err != nil {
 		clientLn.Close()
 		serverLn.Close()
+		closeWS(wsLn)
 		log.Error("cannot listen", "side", "admin", "addr", o.AdminAddr, "err", err)
 		return exitError
 	}
 	if err := writePidFile(o.PidFile); err != nil {
 		clientLn.Close()
 		serverLn.Close()
+		closeWS(wsLn)
 		if adminLn != nil {
 			adminLn.Close()
 		}
@@ -122,15 +131,27 @@ func run(o *options, cfg gateway.Config, log *slog.Logger) int {
 	// while the fleet sees the key go.
 	var draining atomic.Bool
 	ready := func() bool { return !draining.Load() && g.Ready() }
+	serving := 2
+	if wsLn != nil {
+		log.Info("listening", "side", "ws", "addr", wsLn.Addr().String(), "tls", wsTLSMode(o), "path", o.ClientWSPath, "origins", o.ClientWSOrigins)
+		serving++
+	}
 	var adm *adminServer
 	if adminLn != nil {
-		adm = serveAdmin(adminLn, g, o.AdminToken, ready, log)
+		adm = serveAdmin(adminLn, g, wsLn, o.AdminToken, ready, log)
 	}
-	served := make(chan error, 2)
+	served := make(chan error, serving)
 	go func() { served <- g.ServeClients(clientLn) }()
 	go func() { served <- g.ServeServers(serverLn) }()
+	if wsLn != nil {
+		go func() { served <- g.ServeClients(wsLn) }()
+	}
 
-	reg, err := startRegistration(o, g, clientLn, serverLn, log)
+	var regWS net.Listener
+	if wsLn != nil {
+		regWS = wsLn
+	}
+	reg, err := startRegistration(o, g, clientLn, serverLn, regWS, log)
 	if err != nil {
 		log.Error("etcd registration off", "err", err)
 	}
@@ -152,6 +173,7 @@ func run(o *options, cfg gateway.Config, log *slog.Logger) int {
 		}
 	}
 	it.RegisterHelp("snet", "log the snet ports' counters on one line", snetCommand(snetPorts))
+	it.RegisterHelp("ws", "log the WebSocket port's counters on one line (handshakes, failures by reason, connections, traffic)", wsCommand(g, wsLn))
 	it.RegisterHelp("keys", "[reload]: which server IDs have keys of their own (never a key); reload rereads -ServerKeyFile and -ServerAuthPasswordFile, as SIGHUP does", keysCommand(o.auth))
 	cmdCtx, cmdStop := context.WithCancel(context.Background())
 	defer cmdStop()
@@ -173,7 +195,7 @@ func run(o *options, cfg gateway.Config, log *slog.Logger) int {
 			"client_max_conns", maxConns, "fd_limit", fd.Limit, "fd_reserve", fd.Reserve)
 	}
 
-	code, serving := exitOK, 2
+	code := exitOK
 	select {
 	case sig := <-stop:
 		log.Info("shutting down", "signal", sig.String(), "timeout", o.ShutdownTimeout)

@@ -1,0 +1,532 @@
+package ws
+
+import (
+	"crypto/tls"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/gobwas/ws"
+)
+
+// Errors a Conn's Read returns for a peer that broke RFC 6455 or
+// docs/protocol.md §8. They wrap ErrProtocol.
+var (
+	ErrProtocol = errors.New("websocket protocol error")
+	// ErrText is a text message: the gateway's clients send binary only.
+	ErrText = fmt.Errorf("%w: text message (only binary messages carry frames)", ErrProtocol)
+)
+
+// errClosed is what Read returns after the peer's Close frame: a clean end.
+var errClosed = io.EOF
+
+// controlTimeout bounds a Pong or Close frame the reader writes itself.
+const controlTimeout = 5 * time.Second
+
+// Conn is a server-side WebSocket connection after the upgrade, as a
+// net.Conn carrying the byte stream of binary messages:
+//
+//   - Read returns the payload bytes of binary messages (and their
+//     continuations) in order, message boundaries dropped. It decodes in
+//     place: the raw bytes are read into the caller's buffer and the
+//     payloads moved down over the frame headers and unmasked there, so a
+//     Conn holds no read buffer of its own. Pings are answered, Pongs
+//     ignored, a Close ends the stream (io.EOF) after a Close reply; a
+//     text message or a malformed frame is an error wrapping ErrProtocol.
+//   - Write sends p as one binary message, so a caller that writes whole
+//     frames per call gives the peer whole frames per message.
+//   - ReadLazy (proto.LazyReader) waits for the socket to be readable
+//     holding no buffer, on plain TCP.
+//
+// One goroutine reads; any number may write (writes are serialised).
+// Deadlines and Close may be called at any time and take no lock.
+type Conn struct {
+	c     net.Conn        // the TCP or TLS connection
+	raw   syscall.RawConn // c's socket on plain TCP, for ReadLazy; else nil
+	early []byte          // bytes the peer sent right behind its upgrade request
+	tr    string          // "ws" or "wss"
+
+	// Reader state (reader only).
+	hdr      [14]byte // a frame header being read
+	hdrN     int      // bytes of hdr read so far
+	remain   uint64   // payload bytes of the current frame still to come
+	mask     [4]byte  // the current frame's masking key
+	maskOff  int      // payload bytes of the current frame read so far, mod 4
+	op       ws.OpCode
+	inMsg    bool   // inside a fragmented binary message (continuations due)
+	ctrl     []byte // a control frame's payload, gathered (at most 125 bytes)
+	rerr     error  // an error to return once the bytes before it are read
+	activity func() error
+	peek     func(fd uintptr) bool
+	peekErr  error
+
+	// Writer state: wmu serialises writes; whdr/wvec are its scratch.
+	wmu   sync.Mutex
+	whdr  [10]byte
+	wvec  [2][]byte
+	wdl   atomic.Int64 // the write deadline last set (Unix ns, 0 none)
+	wdirt bool         // (under wmu) a control write changed c's deadline
+	// pong is the payload of a Pong still to be written (the reader found
+	// the writer busy); nil when none. Only the latest is kept (RFC 6455
+	// §5.5.3 allows answering the most recent Ping only).
+	pong      atomic.Pointer[[]byte]
+	closeSent atomic.Bool
+	closed    atomic.Bool
+	status    atomic.Uint32 // the Close code Close sends: set by a read error; 0: 1000
+}
+
+// newConn wraps c, upgraded, with the bytes read past the request.
+func newConn(c net.Conn, early []byte) *Conn {
+	wc := &Conn{c: c, early: early, tr: "ws"}
+	if _, ok := c.(*tls.Conn); ok {
+		wc.tr = "wss"
+	}
+	if tc, ok := c.(*net.TCPConn); ok && lazyWait {
+		if raw, err := tc.SyscallConn(); err == nil {
+			wc.raw = raw
+			wc.peek = wc.peekReady
+		}
+	}
+	return wc
+}
+
+// Transport names the connection's transport: "ws" or "wss".
+func (c *Conn) Transport() string { return c.tr }
+
+// SetActivityHook sets a function Read calls when it consumed frames that
+// carried no payload (control frames, empty messages) and reads on: they
+// count as activity (docs/protocol.md §8), so the hook pushes the idle
+// deadline out. An error from it ends the read.
+func (c *Conn) SetActivityHook(f func() error) { c.activity = f }
+
+// Read reads payload bytes of binary messages into p. It returns at least
+// one byte unless it returns an error.
+func (c *Conn) Read(p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	for {
+		if c.rerr != nil {
+			return 0, c.rerr
+		}
+		var n int
+		var err error
+		if len(c.early) > 0 {
+			n = copy(p, c.early)
+			c.early = c.early[n:]
+		} else {
+			n, err = c.c.Read(p)
+		}
+		out, derr := c.decode(p[:n])
+		if derr != nil {
+			c.broken(derr)
+		} else if err != nil {
+			c.rerr = err
+		}
+		if out > 0 {
+			return out, nil
+		}
+		if c.rerr == nil && c.activity != nil {
+			if err := c.activity(); err != nil {
+				return 0, err
+			}
+		}
+	}
+}
+
+// ReadLazy implements proto.LazyReader: it waits for the socket to be
+// readable holding no buffer, then reads into get()'s buffer; when what
+// it read was all frame headers and control frames, it gives the buffer
+// back (put) and waits again.
+func (c *Conn) ReadLazy(get func() []byte, put func()) (int, error) {
+	if c.raw == nil || len(c.early) > 0 {
+		return c.Read(get())
+	}
+	for {
+		if c.rerr != nil {
+			return 0, c.rerr
+		}
+		if err := c.raw.Read(c.peek); err != nil {
+			return 0, err
+		}
+		if err := c.peekErr; err != nil {
+			c.peekErr = nil
+			return 0, err
+		}
+		p := get()
+		n, err := c.c.Read(p)
+		out, derr := c.decode(p[:n])
+		if derr != nil {
+			c.broken(derr)
+		} else if err != nil {
+			c.rerr = err
+		}
+		if out > 0 {
+			return out, nil
+		}
+		if c.rerr != nil {
+			return 0, c.rerr
+		}
+		put()
+		if c.activity != nil {
+			if err := c.activity(); err != nil {
+				return 0, err
+			}
+		}
+	}
+}
+
+// broken records a protocol error: Read returns it once the payload before
+// it is read, and Close sends 1003 (a text message) or 1002.
+func (c *Conn) broken(err error) {
+	c.rerr = err
+	code := ws.StatusProtocolError
+	if errors.Is(err, ErrText) {
+		code = ws.StatusUnsupportedData
+	}
+	if errors.Is(err, ErrProtocol) {
+		c.status.CompareAndSwap(0, uint32(code))
+	}
+}
+
+// decode turns the raw bytes b into payload bytes at the start of b, in
+// place, and returns how many. It keeps the state of a frame that b ends
+// inside of. An error means the stream is broken from that point; the
+// payload before it is still returned.
+func (c *Conn) decode(b []byte) (int, error) {
+	out, i := 0, 0
+	for i < len(b) {
+		if c.remain == 0 && c.hdrN >= 0 {
+			// Reading a header.
+			k, done, err := c.readHeader(b[i:])
+			i += k
+			if err != nil {
+				return out, err
+			}
+			if !done {
+				break
+			}
+			if c.remain == 0 {
+				if err := c.endFrame(); err != nil {
+					return out, err
+				}
+				continue
+			}
+			c.hdrN = -1 // in a payload
+		}
+		k := len(b) - i
+		if uint64(k) > c.remain {
+			k = int(c.remain)
+		}
+		seg := b[i : i+k]
+		switch {
+		case c.op.IsControl():
+			start := len(c.ctrl)
+			c.ctrl = append(c.ctrl, seg...)
+			ws.Cipher(c.ctrl[start:], c.mask, c.maskOff)
+		default:
+			if out != i {
+				copy(b[out:], seg)
+			}
+			ws.Cipher(b[out:out+k], c.mask, c.maskOff)
+			out += k
+		}
+		i += k
+		c.maskOff = (c.maskOff + k) & 3
+		c.remain -= uint64(k)
+		if c.remain == 0 {
+			c.hdrN = 0
+			if err := c.endFrame(); err != nil {
+				return out, err
+			}
+		}
+	}
+	return out, nil
+}
+
+// readHeader takes header bytes from b into c.hdr. It returns the bytes
+// taken and whether the header is complete, in which case c.op, c.remain
+// and c.mask describe the frame, checked.
+func (c *Conn) readHeader(b []byte) (int, bool, error) {
+	taken := 0
+	need := 2
+	for {
+		if c.hdrN >= 2 {
+			need = 2 + 4
+			switch c.hdr[1] & 0x7f {
+			case 126:
+				need += 2
+			case 127:
+				need += 8
+			}
+		}
+		if c.hdrN >= need {
+			break
+		}
+		if taken == len(b) {
+			return taken, false, nil
+		}
+		k := copy(c.hdr[c.hdrN:need], b[taken:])
+		c.hdrN += k
+		taken += k
+		if c.hdrN == 2 {
+			if err := c.checkFirst(); err != nil {
+				return taken, false, err
+			}
+		}
+	}
+	var length uint64
+	switch l := c.hdr[1] & 0x7f; l {
+	case 126:
+		length = uint64(binary.BigEndian.Uint16(c.hdr[2:]))
+	case 127:
+		length = binary.BigEndian.Uint64(c.hdr[2:])
+		if length>>63 != 0 {
+			return taken, false, fmt.Errorf("%w: 64-bit length with its top bit set", ErrProtocol)
+		}
+	default:
+		length = uint64(l)
+	}
+	copy(c.mask[:], c.hdr[need-4:need])
+	c.remain, c.maskOff = length, 0
+	c.ctrl = c.ctrl[:0]
+	return taken, true, nil
+}
+
+// checkFirst checks a header's first two bytes.
+func (c *Conn) checkFirst() error {
+	b0, b1 := c.hdr[0], c.hdr[1]
+	fin, op := b0&0x80 != 0, ws.OpCode(b0&0x0f)
+	if b0&0x70 != 0 {
+		return fmt.Errorf("%w: reserved bits set (no extension was negotiated)", ErrProtocol)
+	}
+	if b1&0x80 == 0 {
+		return fmt.Errorf("%w: unmasked frame from a client", ErrProtocol)
+	}
+	switch {
+	case op.IsControl():
+		if !fin || b1&0x7f > 125 {
+			return fmt.Errorf("%w: fragmented or long control frame", ErrProtocol)
+		}
+		if op != ws.OpClose && op != ws.OpPing && op != ws.OpPong {
+			return fmt.Errorf("%w: reserved opcode %#x", ErrProtocol, byte(op))
+		}
+	case op == ws.OpText:
+		return ErrText
+	case op == ws.OpBinary:
+		if c.inMsg {
+			return fmt.Errorf("%w: new message inside a fragmented one", ErrProtocol)
+		}
+		c.inMsg = !fin
+	case op == ws.OpContinuation:
+		if !c.inMsg {
+			return fmt.Errorf("%w: continuation outside a message", ErrProtocol)
+		}
+		c.inMsg = !fin
+	default:
+		return fmt.Errorf("%w: reserved opcode %#x", ErrProtocol, byte(op))
+	}
+	// A data frame's own opcode matters no more: payload is payload.
+	// Control frames interleaved in a fragmented message keep c.inMsg.
+	c.op = op
+	return nil
+}
+
+// endFrame acts on a frame whose payload is all read: a Ping is answered,
+// a Close replied to and the stream ended.
+func (c *Conn) endFrame() error {
+	c.hdrN = 0
+	switch c.op {
+	case ws.OpPing:
+		p := append([]byte(nil), c.ctrl...)
+		c.pong.Store(&p)
+		c.kick()
+	case ws.OpClose:
+		code := ws.StatusNormalClosure
+		if len(c.ctrl) == 1 {
+			code = ws.StatusProtocolError
+		}
+		c.sendClose(code, controlTimeout)
+		if code == ws.StatusProtocolError {
+			return fmt.Errorf("%w: close frame with a 1-byte body", ErrProtocol)
+		}
+		return errClosed
+	}
+	c.op = ws.OpContinuation
+	return nil
+}
+
+// Write sends p as one binary message.
+func (c *Conn) Write(p []byte) (int, error) {
+	c.wmu.Lock()
+	if c.wdirt {
+		// A control write set a deadline of its own since: put the
+		// caller's back (it may have moved it meanwhile).
+		c.wdirt = false
+		c.c.SetWriteDeadline(unixTime(c.wdl.Load()))
+	}
+	n, err := c.writeFrame(ws.OpBinary, p)
+	c.wmu.Unlock()
+	c.kick()
+	return n, err
+}
+
+// writeFrame writes one unfragmented frame and returns the payload bytes
+// written; c.wmu is held.
+func (c *Conn) writeFrame(op ws.OpCode, p []byte) (int, error) {
+	h := c.putHeader(op, len(p))
+	if c.raw != nil {
+		c.wvec[0], c.wvec[1] = h, p
+		bufs := net.Buffers(c.wvec[:])
+		n, err := bufs.WriteTo(c.c)
+		c.wvec[0], c.wvec[1] = nil, nil
+		return max(int(n)-len(h), 0), err
+	}
+	// TLS: one record for a small message.
+	if len(p) <= smallMessage {
+		bp := smallBufs.Get().(*[]byte)
+		b := append(append((*bp)[:0], h...), p...)
+		n, err := c.c.Write(b)
+		*bp = b[:0]
+		smallBufs.Put(bp)
+		return max(n-len(h), 0), err
+	}
+	if _, err := c.c.Write(h); err != nil {
+		return 0, err
+	}
+	return c.c.Write(p)
+}
+
+// smallMessage is the largest message a TLS Conn copies behind its header
+// to send as one record; larger ones go as two writes.
+const smallMessage = 16 << 10
+
+var smallBufs = sync.Pool{New: func() any { b := make([]byte, 0, smallMessage+10); return &b }}
+
+// putHeader fills c.whdr with an unmasked server frame header.
+func (c *Conn) putHeader(op ws.OpCode, n int) []byte {
+	h := c.whdr[:]
+	h[0] = 0x80 | byte(op)
+	switch {
+	case n <= 125:
+		h[1] = byte(n)
+		return h[:2]
+	case n <= 0xffff:
+		h[1] = 126
+		binary.BigEndian.PutUint16(h[2:], uint16(n))
+		return h[:4]
+	}
+	h[1] = 127
+	binary.BigEndian.PutUint64(h[2:], uint64(n))
+	return h[:10]
+}
+
+// kick writes a pending Pong if no write is under way. Every writer calls
+// it after it lets go of wmu, so a Pong left by a reader that found wmu
+// taken goes out right after the write that held it.
+func (c *Conn) kick() {
+	for c.pong.Load() != nil && c.wmu.TryLock() {
+		if p := c.pong.Swap(nil); p != nil && !c.closeSent.Load() {
+			c.controlLocked(ws.OpPong, *p, controlTimeout)
+		}
+		c.wmu.Unlock()
+	}
+}
+
+// controlLocked writes a control frame within timeout; c.wmu is held.
+// The next Write puts the caller's deadline back. A failed control write
+// closes the connection: the stream cannot go on after a partial frame.
+func (c *Conn) controlLocked(op ws.OpCode, p []byte, timeout time.Duration) {
+	c.wdirt = true
+	c.c.SetWriteDeadline(time.Now().Add(timeout))
+	if _, err := c.writeFrame(op, p); err != nil {
+		c.c.Close()
+	}
+}
+
+// sendClose writes a Close frame with code once, if no write is under way
+// (a writer blocked on a full socket would otherwise hold it up).
+func (c *Conn) sendClose(code ws.StatusCode, timeout time.Duration) {
+	if c.closeSent.Load() || !c.wmu.TryLock() {
+		return
+	}
+	if !c.closeSent.Swap(true) {
+		var body [2]byte
+		binary.BigEndian.PutUint16(body[:], uint16(code))
+		c.controlLocked(ws.OpClose, body[:], timeout)
+	}
+	c.wmu.Unlock()
+}
+
+// CloseWrite sends a Close frame (1001, going away) and shuts the
+// sending side of the socket: the graceful end of a drain.
+func (c *Conn) CloseWrite() error {
+	c.sendClose(ws.StatusGoingAway, controlTimeout)
+	if cw, ok := c.c.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return errors.ErrUnsupported
+}
+
+// CloseWithStatus closes the connection after a Close frame with code, sent
+// only if it can go out at once.
+func (c *Conn) CloseWithStatus(code ws.StatusCode) error {
+	c.sendClose(code, 0)
+	return c.Close()
+}
+
+// Close closes the connection. When no write is under way it first tries
+// to send a Close frame (1000) without waiting for the socket.
+func (c *Conn) Close() error {
+	if c.closed.Swap(true) {
+		return c.c.Close()
+	}
+	if !c.closeSent.Load() {
+		code := ws.StatusCode(c.status.Load())
+		if code == 0 {
+			code = ws.StatusNormalClosure
+		}
+		c.sendClose(code, time.Millisecond)
+	}
+	return c.c.Close()
+}
+
+// LocalAddr, RemoteAddr: the socket's.
+func (c *Conn) LocalAddr() net.Addr  { return c.c.LocalAddr() }
+func (c *Conn) RemoteAddr() net.Addr { return c.c.RemoteAddr() }
+
+// SetDeadline sets both deadlines.
+func (c *Conn) SetDeadline(t time.Time) error {
+	c.SetWriteDeadline(t)
+	return c.c.SetReadDeadline(t)
+}
+
+// SetReadDeadline sets the socket's read deadline.
+func (c *Conn) SetReadDeadline(t time.Time) error { return c.c.SetReadDeadline(t) }
+
+// SetWriteDeadline sets the deadline of writes; it takes no lock, so it
+// also ends a write blocked now.
+func (c *Conn) SetWriteDeadline(t time.Time) error {
+	var ns int64
+	if !t.IsZero() {
+		ns = t.UnixNano()
+	}
+	c.wdl.Store(ns)
+	return c.c.SetWriteDeadline(t)
+}
+
+func unixTime(ns int64) time.Time {
+	if ns == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, ns)
+}
+
+// NetConn returns the connection under the WebSocket (TCP or TLS).
+func (c *Conn) NetConn() net.Conn { return c.c }

@@ -1,0 +1,9 @@
+//go:build !linux
+
+package ws
+
+// lazyWait is false off Linux: ReadLazy reads into a buffer it holds
+// while it waits.
+const lazyWait = false
+
+func (c *Conn) peekReady(fd uintptr) bool { panic("fastway: lazy waits need linux") }
