@@ -244,6 +244,17 @@ func statsSeries(key string) (string, bool) {
 	if r, ok := strings.CutPrefix(key, "undelivered_bytes."); ok {
 		return `fastway_bytes_undelivered_total{reason="` + strings.ReplaceAll(r, "_", " ") + `"}`, true
 	}
+	if tr, kind, ok := strings.Cut(key, "."); ok && (tr == "tcp" || tr == "ws") {
+		if r, ok := strings.CutPrefix(kind, "disconnects."); ok {
+			return `fastway_client_disconnects_total{reason="` + strings.ReplaceAll(r, "_", " ") + `",transport="` + tr + `"}`, true
+		}
+		name := map[string]string{
+			"conns": "fastway_client_connections", "accepts": "fastway_client_connections_accepted_total",
+			"frames_in": "fastway_client_frames_received_total", "frames_out": "fastway_client_frames_sent_total",
+			"bytes_in": "fastway_client_bytes_received_total", "bytes_out": "fastway_client_bytes_sent_total",
+		}[kind]
+		return name + `{transport="` + tr + `"}`, name != ""
+	}
 	if side, kind, ok := strings.Cut(key, "."); ok && (side == "client" || side == "server") {
 		name := map[string]string{
 			"frames_in": "fastway_frames_received_total", "frames_out": "fastway_frames_sent_total",

@@ -107,7 +107,41 @@ func formatStats(s gateway.Stats) string {
 	put("fanout.deliveries", s.Fanout.Deliveries)
 	put("fanout.skipped", s.Fanout.Skipped)
 	put("fanout.joins_refused", s.Fanout.JoinsRefused)
+	for _, t := range transports(s) {
+		put(t.name+".conns", uint64(max(t.Conns, 0)))
+		put(t.name+".accepts", t.Accepts)
+		put(t.name+".frames_in", t.Traffic.FramesIn)
+		put(t.name+".frames_out", t.Traffic.FramesOut)
+		put(t.name+".bytes_in", t.Traffic.BytesIn)
+		put(t.name+".bytes_out", t.Traffic.BytesOut)
+		for _, r := range gateway.Reasons() {
+			put(t.name+".disconnects."+word(r.String()), t.Disconnects[r])
+		}
+	}
 	return b.String()
+}
+
+// namedTransport is one transport's share of the client side.
+type namedTransport struct {
+	name string
+	gateway.TransportStats
+}
+
+// transports splits the client side's counters by transport: tcp (the
+// client port, TLS and snet included) and ws (the WebSocket port).
+func transports(s gateway.Stats) []namedTransport {
+	tcp := gateway.TransportStats{
+		Conns:   s.ClientConns - s.WS.Conns,
+		Accepts: s.ClientAccepts - s.WS.Accepts,
+		Traffic: gateway.Traffic{
+			FramesIn: s.Client.FramesIn - s.WS.Traffic.FramesIn, FramesOut: s.Client.FramesOut - s.WS.Traffic.FramesOut,
+			BytesIn: s.Client.BytesIn - s.WS.Traffic.BytesIn, BytesOut: s.Client.BytesOut - s.WS.Traffic.BytesOut,
+		},
+	}
+	for i := range tcp.Disconnects {
+		tcp.Disconnects[i] = s.ClientDisconnects[i] - s.WS.Disconnects[i]
+	}
+	return []namedTransport{{"tcp", tcp}, {"ws", s.WS}}
 }
 
 // word turns a reason name into one word.
