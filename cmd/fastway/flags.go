@@ -797,6 +797,11 @@ func (o *options) gatewayConfig() (gateway.Config, error) {
 			cfg.FDReserve += snet.DefaultMaxHandshakes
 		}
 	}
+	// So do the WebSocket port's handshakes in progress: not links yet,
+	// they are not counted in ClientMaxConns.
+	if o.ClientWSAddr != "" {
+		cfg.FDReserve += o.ClientWSMaxHandshakes
+	}
 	if err := cfg.Validate(); err != nil {
 		return gateway.Config{}, errors.New(strings.ReplaceAll(err.Error(), "\n", "; "))
 	}
