@@ -50,6 +50,14 @@ func dialClient(ctx context.Context, cfg *config, src srcAddrs, idx, vconns, buf
 	if err != nil {
 		return nil, fmt.Errorf("client %d: %w", idx, err)
 	}
+	if cfg.ws {
+		wc, err := wsDial(conn, cfg.clientAddr, cfg.wsPath)
+		if err != nil {
+			conn.Close()
+			return nil, fmt.Errorf("client %d (%s): %w", idx, conn.LocalAddr(), err)
+		}
+		conn = wc
+	}
 	c := &client{idx: idx, conn: conn, fr: newFrameReader(conn, bufSize, clientBufMax, cfg.maxPacket)}
 	if vconns > 0 {
 		if err := c.dialVConns(cfg.servers, vconns); err != nil {

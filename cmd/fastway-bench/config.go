@@ -52,11 +52,13 @@ type config struct {
 	procs      int    // fan-out: receiver processes
 	procIdx    int    // fanrecv: this process's index
 	fanKind    string // fanrecv, fanpub: the run's mode (publish or unicast)
+	ws         bool   // client connections speak WebSocket (docs/protocol.md §8)
+	wsPath     string // -ws: the upgrade request's path
 }
 
 // flagOrder orders the flags in the usage text.
 var flagOrder = []string{
-	"mode", "client", "server", "key", "baseline", "servers", "conns", "vconns",
+	"mode", "client", "ws", "wspath", "server", "key", "baseline", "servers", "conns", "vconns",
 	"k", "rate", "size", "dur", "warmup", "gwpid", "interval", "dials", "srcips", "maxpacket", "batch", "window", "procs",
 	"listen", "relay", "fanout", "procidx", "fankind",
 }
@@ -67,6 +69,8 @@ func newFlagSet(c *config) *flag.FlagSet {
 	fs.Usage = func() {}
 	fs.StringVar(&c.mode, "mode", modeEcho, "echo, idle, churn, publish or unicast (see Modes)")
 	fs.StringVar(&c.clientAddr, "client", "", "the target's client address, host:port (a gateway's -ClientAddr, or a bare echo process's -listen)")
+	fs.BoolVar(&c.ws, "ws", false, "client connections speak WebSocket to -client (a gateway's -ClientWSAddr, or a WebSocket echo server): the upgrade, then the same frames in masked binary messages, one message per write, so the frames written together (the replies to one read: K when K are in flight) share a message (echo, idle, churn)")
+	fs.StringVar(&c.wsPath, "wspath", "/", "(-ws) the path of the upgrade request (the gateway's -ClientWSPath)")
 	fs.StringVar(&c.serverAddr, "server", "", "the gateway's server address, host:port, where the bench's servers connect (empty: baseline)")
 	fs.StringVar(&c.key, "key", "", "the gateway's -ServerAuthPassword")
 	fs.BoolVar(&c.baseline, "baseline", false, "the target is a bare echo process (fastway-bench -listen): start no servers; implied by an empty -server or -servers 0")
@@ -156,6 +160,9 @@ func (c config) validate() error {
 		if c.mode == modeUnicast && c.baseline {
 			bad("-mode unicast has no baseline: the bare fan-out process is -mode publish's")
 		}
+		if c.ws {
+			bad("-ws is for -mode echo, idle and churn")
+		}
 		if c.fanKind != modePublish && c.fanKind != modeUnicast {
 			bad("-fankind %q is not publish or unicast", c.fanKind)
 		}
@@ -186,6 +193,9 @@ func (c config) validate() error {
 	if c.rate > 0 && c.mode != modeEcho && c.mode != modePublish && c.mode != modeUnicast && c.mode != modeFanPub && c.mode != modeFanRecv {
 		bad("-rate is for -mode echo, publish and unicast, not %s", c.mode)
 	}
+	if c.ws && (c.wsPath == "" || c.wsPath[0] != '/') {
+		bad("-wspath %q: need a path starting with /", c.wsPath)
+	}
 	if c.size < tsSize {
 		bad("-size %d: need at least %d bytes for the send timestamp", c.size, tsSize)
 	}
@@ -214,7 +224,7 @@ func (c config) validate() error {
 func printUsage(w io.Writer) {
 	var c config
 	fs := newFlagSet(&c)
-	fmt.Fprint(w, `Usage: fastway-bench -client ADDR [-server ADDR -key KEY] [-mode echo|idle|churn|publish|unicast] [flags]
+	fmt.Fprint(w, `Usage: fastway-bench -client ADDR [-ws [-wspath PATH]] [-server ADDR -key KEY] [-mode echo|idle|churn|publish|unicast] [flags]
        fastway-bench -listen ADDR [-relay ECHOADDR | -fanout]
 
 fastway-bench loads a running fastway gateway from both ends: it connects N
@@ -232,6 +242,16 @@ same time: scripts/bench.sh does, and computes the ratios. With -listen and
 -relay it is a bare relay that copies every connection byte for byte to an
 echo process: two hops, like a gateway in front of a server, and so the
 latency floor of any proxy on the box.
+
+With -ws the client connections are WebSocket ones (docs/protocol.md §8):
+-client is then a gateway's -ClientWSAddr (or a WebSocket echo server), each
+connection upgrades with a GET of -wspath offering the fastway subprotocol,
+and carries the same frames in binary messages, masked with a fresh key per
+message as RFC 6455 requires of clients. Like an SDK, a connection sends
+what it writes at once as one message: in echo mode the replies to one read
+(with K messages in flight, several frames per message), in idle mode one
+Ping. Server messages are read as one byte stream. -ws is for the echo,
+idle and churn modes.
 
 The bench's clients and servers, the gateway and the echo process all share
 the box: on a small machine throughput figures measure the box as much as

@@ -129,6 +129,11 @@ func target(cfg *config) string {
 func addCommon(r *report, cfg *config) {
 	r.add("mode", cfg.mode)
 	r.add("target", target(cfg))
+	if cfg.ws {
+		r.add("transport", "ws")
+	} else {
+		r.add("transport", "tcp")
+	}
 	r.int("servers", int64(cfg.servers))
 	r.int("conns", int64(cfg.conns))
 }

@@ -283,6 +283,8 @@ func TestConfigRejects(t *testing.T) {
 		{"-size", func(c *config) { c.size = 4 }},
 		{"-conns", func(c *config) { c.conns = 0 }},
 		{"-mode", func(c *config) { c.mode = "flood" }},
+		{"-ws", func(c *config) { c.mode, c.ws, c.wsPath = modePublish, true, "/" }},
+		{"-wspath", func(c *config) { c.ws, c.wsPath = true, "ws" }},
 	} {
 		cfg := smokeConfig(modeEcho, "127.0.0.1:1", "127.0.0.1:2", "k")
 		tc.mod(&cfg)
