@@ -5,7 +5,9 @@
 # (fastway-bench -listen), which is the box's physical limit measured in the
 # same run; the latency case also runs through a bare relay in front of an
 # echo process (fastway-bench -listen ADDR -relay ECHO), the floor of any two-hop
-# proxy. Each pair of runs is repeated REPS times, the repetitions
+# proxy. The gateway also serves WebSocket (-ClientWSAddr), and the same
+# echo cases and the idle case run over it (fastway-bench -ws) right next to
+# the TCP runs they are compared with. Each pair of runs is repeated REPS times, the repetitions
 # interleaved with the other cases', and every figure is the median of its
 # runs: on a shared box single runs of the same binary differ by up to 2×.
 # It prints the results, then rewrites the part of docs/benchmarks.md
@@ -13,6 +15,7 @@
 #
 #   scripts/bench.sh                                  the full suite (about 14 minutes; REPS=5: 22)
 #   DUR=2 REPS=1 IDLE_CONNS=2000 scripts/bench.sh     a quick run
+#   CASES="echo64 idle" BENCH_DOC= scripts/bench.sh  some cases only
 #
 # Environment:
 #   DUR          seconds measured per run (default 6)
@@ -20,10 +23,16 @@
 #   WARMUP       seconds of load before each measurement (default 2)
 #   IDLE_CONNS   client connections of the idle case (default 100000; lowered,
 #                with a note, when RLIMIT_NOFILE cannot hold them)
+#   WS_IDLE_CONNS WebSocket connections of the idle case over WebSocket (default
+#                10000, at most IDLE_CONNS); when it differs from IDLE_CONNS a
+#                TCP idle run at the same count is made beside it
+#   CASES        the cases to run, out of: echo64 echo4k lat many churn fanout
+#                idle (default: all of them; the others' figures are n/a)
 #   MANY_CONNS   connections of the p99-versus-connection-count case (default 1000)
 #   FANOUT_CONNS members of the fan-out cases (default 10000), spread over
 #   FANOUT_PROCS receiver processes (default 2)
-#   BENCH_DOC    the file to rewrite (default docs/benchmarks.md; empty: print only)
+#   BENCH_DOC    the file to rewrite (default docs/benchmarks.md when every case
+#                runs, else none; empty: print only)
 #   GW_FLAGS     extra gateway flags for every case, split on white space (the
 #                script reads the gateway's "listening" and "started" lines from
 #                its default text log at info level: leave -LogLevel/-LogFormat alone)
@@ -37,10 +46,17 @@ DUR=${DUR:-6}
 REPS=${REPS:-3}
 WARMUP=${WARMUP:-2}
 IDLE_CONNS=${IDLE_CONNS:-100000}
+WS_IDLE_CONNS=${WS_IDLE_CONNS:-10000}
+ALL_CASES="echo64 echo4k lat many churn fanout idle"
+CASES=${CASES:-$ALL_CASES}
 MANY_CONNS=${MANY_CONNS:-1000}
 FANOUT_CONNS=${FANOUT_CONNS:-10000}
 FANOUT_PROCS=${FANOUT_PROCS:-2}
-BENCH_DOC=${BENCH_DOC-docs/benchmarks.md}
+if [[ $CASES == "$ALL_CASES" ]]; then
+	BENCH_DOC=${BENCH_DOC-docs/benchmarks.md}
+else
+	BENCH_DOC=${BENCH_DOC-}
+fi
 GW_FLAGS=${GW_FLAGS:-}
 KEY=bench
 START_MARK='<!-- bench:start -->'
@@ -56,10 +72,15 @@ fatal() {
 	exit 1
 }
 
-for v in DUR REPS WARMUP IDLE_CONNS MANY_CONNS FANOUT_CONNS FANOUT_PROCS; do
+for v in DUR REPS WARMUP IDLE_CONNS WS_IDLE_CONNS MANY_CONNS FANOUT_CONNS FANOUT_PROCS; do
 	[[ ${!v} =~ ^[0-9]+$ && ${!v} -gt 0 ]] || [[ $v == WARMUP && ${!v} =~ ^[0-9]+$ ]] ||
 		die "$v=${!v}: need a whole number (WARMUP may be 0)"
 done
+for c in $CASES; do
+	[[ " $ALL_CASES " == *" $c "* ]] || die "CASES: no case $c (the cases: $ALL_CASES)"
+done
+# selected CASE: whether CASE runs.
+selected() { [[ " $CASES " == *" $1 "* ]]; }
 
 # Client, gateway and echo process each hold one descriptor per connection.
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
@@ -72,6 +93,10 @@ if [[ $nofile != unlimited ]] && ((IDLE_CONNS + 1500 > nofile)); then
 	echo "bench.sh: $idle_note" >&2
 	IDLE_CONNS=$((nofile - 1500))
 fi
+# The WebSocket idle case opens at most as many connections as the TCP one
+# (the gateway holds them all in one process, so spreading the bench's side
+# over processes does not lift the limit).
+WS_IDLE_CONNS=$((WS_IDLE_CONNS < IDLE_CONNS ? WS_IDLE_CONNS : IDLE_CONNS))
 
 tmp=$(mktemp -d)
 TARGET_PID=""
@@ -103,7 +128,7 @@ wait_log() {
 	exit 1
 }
 
-GW_BASE=(-ClientAddr=127.0.0.1:0 -ServerAddr=127.0.0.1:0 "-ServerAuthPassword=$KEY" -ClientMaxConn=64
+GW_BASE=(-ClientAddr=127.0.0.1:0 -ServerAddr=127.0.0.1:0 -ClientWSAddr=127.0.0.1:0 "-ServerAuthPassword=$KEY" -ClientMaxConn=64
 	-PidFile="$tmp/fastway.pid" -CmdFile="$tmp/fastway.cmd")
 
 # Each target logs to its own file: a file reused from the previous run
@@ -111,7 +136,7 @@ GW_BASE=(-ClientAddr=127.0.0.1:0 -ServerAddr=127.0.0.1:0 "-ServerAuthPassword=$K
 nlog=0
 
 # start_gateway [FLAG...]: a fresh gateway on free ports; sets TARGET_PID,
-# CLIENT_ADDR and SERVER_ADDR.
+# CLIENT_ADDR, SERVER_ADDR and WS_ADDR.
 start_gateway() {
 	local log=$tmp/gateway.$((++nlog)).log
 	# shellcheck disable=SC2086 # GW_FLAGS is split on purpose
@@ -120,7 +145,8 @@ start_gateway() {
 	wait_log "$log" 'msg=started'
 	CLIENT_ADDR=$(sed -n 's/.*msg=listening side=client addr=\([^ ]*\).*/\1/p' "$log" | head -1)
 	SERVER_ADDR=$(sed -n 's/.*msg=listening side=server addr=\([^ ]*\).*/\1/p' "$log" | head -1)
-	[[ -n $CLIENT_ADDR && -n $SERVER_ADDR ]] || { tail -20 "$log" >&2; fatal "no listening addresses in the gateway's log"; }
+	WS_ADDR=$(sed -n 's/.*msg=listening side=ws addr=\([^ ]*\).*/\1/p' "$log" | head -1)
+	[[ -n $CLIENT_ADDR && -n $SERVER_ADDR && -n $WS_ADDR ]] || { tail -20 "$log" >&2; fatal "no listening addresses in the gateway's log"; }
 }
 
 # start_echo: a fresh bare echo process; sets TARGET_PID and CLIENT_ADDR.
@@ -171,7 +197,8 @@ declare -a LINES=()    # every summary line, in order
 failed=0
 
 # run NAME KIND REP BENCH_FLAG...: repetition REP of case NAME against KIND
-# (gw, echo or relay). A gateway also gets the flags in GW_EXTRA.
+# (gw, ws: the gateway over WebSocket, echo, relay or fanbare). A gateway
+# also gets the flags in GW_EXTRA.
 GW_EXTRA=()
 run() {
 	local name=$1 kind=$2 rep=$3
@@ -181,7 +208,12 @@ run() {
 	gw)
 		start_gateway "${GW_EXTRA[@]}"
 		target=(-client "$CLIENT_ADDR" -server "$SERVER_ADDR" -key "$KEY")
-		shown="fastway ${GW_BASE[*]:0:4} ${GW_EXTRA[*]} $GW_FLAGS; fastway-bench -client \$CLIENT -server \$SERVER -key $KEY"
+		shown="fastway ${GW_BASE[*]:0:5} ${GW_EXTRA[*]} $GW_FLAGS; fastway-bench -client \$CLIENT -server \$SERVER -key $KEY"
+		;;
+	ws)
+		start_gateway "${GW_EXTRA[@]}"
+		target=(-client "$WS_ADDR" -ws -server "$SERVER_ADDR" -key "$KEY")
+		shown="fastway ${GW_BASE[*]:0:5} ${GW_EXTRA[*]} $GW_FLAGS; fastway-bench -client \$WS -ws -server \$SERVER -key $KEY"
 		;;
 	echo)
 		start_echo
@@ -312,34 +344,50 @@ MANY=(-mode echo -conns "$MANY_CONNS" -vconns 1 -k 8 -size 64)
 CHURN=(-mode churn -conns 10 -dials 8)
 E10=(-mode echo -conns 10 -vconns 1 -k 8 -size 64)
 IDLE=(-mode idle -conns "$IDLE_CONNS" -vconns 1 -interval 10s -srcips 16)
+WSIDLE=(-mode idle -conns "$WS_IDLE_CONNS" -vconns 1 -interval 10s -srcips 16)
 # Fan-out: B=16 messages per write, W=64 in flight (closed loop), and a
 # paced run at 10 messages a second, one at a time.
 FAN=(-conns "$FANOUT_CONNS" -procs "$FANOUT_PROCS" -size 64 -batch 16 -window 64)
 FANLAT=(-conns "$FANOUT_CONNS" -procs "$FANOUT_PROCS" -size 64 -batch 1 -window 8 -rate 10)
 
+# Each TCP gateway run sits between the WebSocket run and the bare echo run
+# it is divided by, so both of its ratios come from runs made back to back.
 for ((rep = 1; rep <= REPS; rep++)); do
-	for kind in gw echo; do run echo64 "$kind" "$rep" "${E64[@]}"; done
-	for kind in gw echo; do run echo4k "$kind" "$rep" "${E4K[@]}"; done
+	if selected echo64; then for kind in ws gw echo; do run echo64 "$kind" "$rep" "${E64[@]}"; done; fi
+	if selected echo4k; then for kind in ws gw echo; do run echo4k "$kind" "$rep" "${E4K[@]}"; done; fi
 	# The gateway's run between the two it is divided by.
-	for kind in echo gw relay; do run lat "$kind" "$rep" "${LAT[@]}"; done
-	for kind in gw echo; do run many "$kind" "$rep" "${MANY[@]}"; done
-	run churn gw "$rep" "${CHURN[@]}"
-	run echo10 echo "$rep" "${E10[@]}" # churn's denominator, right after it
-	run churn echo "$rep" "${CHURN[@]}"
-	# (a) Publish, (c) the bare fan-out process right after it, (b) unicast.
-	run fanpub gw "$rep" -mode publish "${FAN[@]}"
-	run fanpub fanbare "$rep" -mode publish "${FAN[@]}"
-	run fanuni gw "$rep" -mode unicast "${FAN[@]}"
-	run fanlat gw "$rep" -mode publish "${FANLAT[@]}"
-	run fanlat fanbare "$rep" -mode publish "${FANLAT[@]}"
+	if selected lat; then for kind in ws echo gw relay; do run lat "$kind" "$rep" "${LAT[@]}"; done; fi
+	if selected many; then for kind in gw echo; do run many "$kind" "$rep" "${MANY[@]}"; done; fi
+	if selected churn; then
+		run churn gw "$rep" "${CHURN[@]}"
+		run echo10 echo "$rep" "${E10[@]}" # churn's denominator, right after it
+		run churn echo "$rep" "${CHURN[@]}"
+	fi
+	if selected fanout; then
+		# (a) Publish, (c) the bare fan-out process right after it, (b) unicast.
+		run fanpub gw "$rep" -mode publish "${FAN[@]}"
+		run fanpub fanbare "$rep" -mode publish "${FAN[@]}"
+		run fanuni gw "$rep" -mode unicast "${FAN[@]}"
+		run fanlat gw "$rep" -mode publish "${FANLAT[@]}"
+		run fanlat fanbare "$rep" -mode publish "${FANLAT[@]}"
+	fi
 done
 # Memory is not noisy: one run each.
-SAVED_REPS=$REPS REPS=1
-GW_EXTRA=(-ClientIdleTimeout=1h) # longer than the whole run, connecting included
-run idle gw 1 "${IDLE[@]}"
-GW_EXTRA=()
-run idle echo 1 "${IDLE[@]}"
-REPS=$SAVED_REPS
+if selected idle; then
+	SAVED_REPS=$REPS REPS=1
+	GW_EXTRA=(-ClientIdleTimeout=1h) # longer than the whole run, connecting included
+	run idle gw 1 "${IDLE[@]}"
+	run idlews ws 1 "${WSIDLE[@]}"
+	# TCP at the WebSocket count, when the idle case's is another.
+	if ((WS_IDLE_CONNS == IDLE_CONNS)); then
+		LINE[idlews.gw.1]=${LINE[idle.gw.1]}
+	else
+		run idlews gw 1 "${WSIDLE[@]}"
+	fi
+	GW_EXTRA=()
+	run idle echo 1 "${IDLE[@]}"
+	REPS=$SAVED_REPS
+fi
 
 # The figures.
 g64=$(or_na "$(get echo64 gw msgs_per_gw_cpu_s)")
@@ -394,12 +442,24 @@ flc99=$(or_na "$(get fanlat fanbare p99_us)")
 gidle=$(or_na "$(get idle gw rss_per_conn_kib)")
 eidle=$(or_na "$(get idle echo rss_per_conn_kib)")
 ridle=$(ratio "$gidle" "$eidle")
+# WebSocket ÷ TCP, through the same gateway.
+w64=$(or_na "$(get echo64 ws msgs_per_gw_cpu_s)")
+rw64=$(pratio echo64 ws msgs_per_gw_cpu_s echo64 gw msgs_per_gw_cpu_s)
+w4k=$(or_na "$(get echo4k ws msgs_per_gw_cpu_s)")
+rw4k=$(pratio echo4k ws msgs_per_gw_cpu_s echo4k gw msgs_per_gw_cpu_s)
+wlat=$(or_na "$(get lat ws p50_us)")
+rwlat=$(pratio lat ws p50_us lat gw p50_us)
+w99=$(or_na "$(get echo64 ws p99_us)")
+rw99=$(pratio echo64 ws p99_us echo64 gw p99_us)
+widle=$(or_na "$(get idlews ws rss_per_conn_kib)")
+wtidle=$(or_na "$(get idlews gw rss_per_conn_kib)")
+rwidle=$(ratio "$widle" "$wtidle")
 
 cpu_model=$(grep -m1 'model name' /proc/cpuinfo 2>/dev/null | cut -d: -f2- | sed 's/^ *//' || true)
 section=$tmp/section.md
 {
 	echo "Run of $started by \`scripts/bench.sh\` (DUR=$DUR s measured per run after $WARMUP s"
-	echo "of warm-up; REPS=$REPS; IDLE_CONNS=$IDLE_CONNS). Box: ${cpu_model:-unknown CPU}, $(nproc) cores,"
+	echo "of warm-up; REPS=$REPS; IDLE_CONNS=$IDLE_CONNS; WS_IDLE_CONNS=$WS_IDLE_CONNS). Box: ${cpu_model:-unknown CPU}, $(nproc) cores,"
 	echo "$(uname -sr), $(go version | cut -d' ' -f3); load average $load_before at the start."
 	echo "Every case ran $REPS times against a fresh gateway and a fresh bare echo process"
 	echo "(\`fastway-bench -listen\`), the repetitions interleaved with the other cases',"
@@ -408,6 +468,7 @@ section=$tmp/section.md
 	echo "measured window (/proc/PID/stat at USER_HZ 100), so per-CPU-second figures"
 	echo "hold however the cores were shared."
 	[[ -n $idle_note ]] && echo "Note: $idle_note"
+	[[ $CASES != "$ALL_CASES" ]] && echo "Cases run: $CASES (the others' figures are n/a)."
 	echo
 	echo "| case | figure | gateway | bare echo | ratio | target | met |"
 	echo "|---|---|---:|---:|---:|---|---|"
@@ -422,6 +483,18 @@ section=$tmp/section.md
 	echo "| tail spread growth, $MANY_CONNS ÷ 100 conns | times | $gspread_grow | $espread_grow | — | gateway ≤ 1.2 | $(meets "$gspread_grow" '<=' 1.2) |"
 	echo "| idle $IDLE_CONNS × 1 | RSS growth per connection, KiB | $gidle | $eidle | $ridle | gateway ≤ 6 | $(meets "$gidle" '<=' 6) |"
 	echo "| churn 10 × 8 dials | dials per target CPU-s | $gch | $ech | $rch | ≥ 0.4 | $(meets "$rch" '>=' 0.4) |"
+	echo
+	echo "WebSocket (docs/protocol.md §8): the same gateway, its -ClientWSAddr port, the same"
+	echo "cases with \`fastway-bench -ws\` (client frames masked, the frames a connection writes"
+	echo "at once in one message), each run right before the TCP run it is divided by."
+	echo
+	echo "| case | figure | WebSocket | TCP | ratio | target | met |"
+	echo "|---|---|---:|---:|---:|---|---|"
+	echo "| echo 100 × 1, K=8, S=64 B | round trips per gateway CPU-s | $w64 | $g64 | $rw64 | ≥ 0.7 | $(meets "$rw64" '>=' 0.7) |"
+	echo "| echo 100 × 1, K=8, S=4 KiB | round trips per gateway CPU-s | $w4k | $g4k | $rw4k | report | — |"
+	echo "| echo 1 × 1, K=1, S=64 B | p50 round trip, µs | $wlat | $glat | $rwlat | report | — |"
+	echo "| echo 100 × 1, K=8, S=64 B | p99 round trip, µs | $w99 | $g99 | $rw99 | report | — |"
+	echo "| idle $WS_IDLE_CONNS × 1 | RSS growth per connection, KiB | $widle | $wtidle | $rwidle | WebSocket ≤ 8 | $(meets "$widle" '<=' 8) |"
 	echo
 	echo "Fan-out: one server sends each 64 B message to $FANOUT_CONNS client connections (one virtual"
 	echo "connection each, spread over $FANOUT_PROCS receiver processes); (a) as one Publish to a group"
@@ -467,13 +540,18 @@ section=$tmp/section.md
 	echo "| churn 10 × 8 | dials per target CPU-s | $(all churn gw dials_per_gw_cpu_s) | echo 10 × 1: $(all echo10 echo msgs_per_gw_cpu_s) |"
 	echo "| fan-out (a) Publish | deliveries per target CPU-s | $(all fanpub gw deliveries_per_gw_cpu_s) | (c) bare: $(all fanpub fanbare deliveries_per_gw_cpu_s) |"
 	echo "| fan-out (b) unicast | gateway + server CPU per delivery, ns | $(all fanuni gw total_cpu_ns_per_delivery) | (a): $(all fanpub gw total_cpu_ns_per_delivery) |"
+	echo "| WebSocket echo 100 × 1, 64 B | round trips per gateway CPU-s | $(all echo64 ws msgs_per_gw_cpu_s) | |"
+	echo "| WebSocket echo 100 × 1, 4 KiB | round trips per gateway CPU-s | $(all echo4k ws msgs_per_gw_cpu_s) | |"
+	echo "| WebSocket echo 1 × 1, K=1 | p50 µs | $(all lat ws p50_us) | |"
 	echo
 	echo "The repetitions' ratios: 64 B $(pairs echo64 gw msgs_per_gw_cpu_s | paste -sd/ | sed 's|/| / |g');"
 	echo "4 KiB $(pairs echo4k gw msgs_per_gw_cpu_s | paste -sd/ | sed 's|/| / |g'); p50 $(pairs lat gw p50_us | paste -sd/ | sed 's|/| / |g')"
 	echo "(vs relay $(pairs lat gw p50_us lat relay p50_us | paste -sd/ | sed 's|/| / |g')); churn $(pairs churn gw dials_per_gw_cpu_s echo10 echo msgs_per_gw_cpu_s | paste -sd/ | sed 's|/| / |g');"
-	echo "fan-out (a) ÷ (c) $(pairs fanpub gw deliveries_per_gw_cpu_s fanpub fanbare deliveries_per_gw_cpu_s | paste -sd/ | sed 's|/| / |g'); (b) ÷ (a) CPU per delivery $(pairs fanuni gw total_cpu_ns_per_delivery fanpub gw total_cpu_ns_per_delivery | paste -sd/ | sed 's|/| / |g')."
+	echo "fan-out (a) ÷ (c) $(pairs fanpub gw deliveries_per_gw_cpu_s fanpub fanbare deliveries_per_gw_cpu_s | paste -sd/ | sed 's|/| / |g'); (b) ÷ (a) CPU per delivery $(pairs fanuni gw total_cpu_ns_per_delivery fanpub gw total_cpu_ns_per_delivery | paste -sd/ | sed 's|/| / |g');"
+	echo "WebSocket ÷ TCP 64 B $(pairs echo64 ws msgs_per_gw_cpu_s echo64 gw msgs_per_gw_cpu_s | paste -sd/ | sed 's|/| / |g'); 4 KiB $(pairs echo4k ws msgs_per_gw_cpu_s echo4k gw msgs_per_gw_cpu_s | paste -sd/ | sed 's|/| / |g');"
+	echo "p50 $(pairs lat ws p50_us lat gw p50_us | paste -sd/ | sed 's|/| / |g')."
 	echo
-	echo "Commands, each case and target once (\$CLIENT, \$SERVER, \$ECHO, \$RELAY, \$FANOUT: the free ports the targets logged; \$PID: the target's):"
+	echo "Commands, each case and target once (\$CLIENT, \$SERVER, \$WS, \$ECHO, \$RELAY, \$FANOUT: the free ports the targets logged; \$PID: the target's):"
 	echo
 	echo '```sh'
 	printf '%s\n' "${COMMANDS[@]}"
