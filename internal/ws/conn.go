@@ -63,8 +63,13 @@ type Conn struct {
 	ctrl     []byte // a control frame's payload, gathered (at most 125 bytes)
 	rerr     error  // an error to return once the bytes before it are read
 	activity func() error
-	peek     func(fd uintptr) bool
-	peekErr  error
+	// ReadLazy's RawConn callback (made once) and the state it works on.
+	rawRead func(fd uintptr) bool
+	lget    func() []byte
+	lput    func()
+	lbuf    []byte
+	ln      int
+	lerr    error
 
 	// Writer state: wmu serialises writes; whdr/wvec are its scratch.
 	wmu   sync.Mutex
@@ -90,7 +95,7 @@ func newConn(c net.Conn, early []byte) *Conn {
 	if tc, ok := c.(*net.TCPConn); ok && lazyWait {
 		if raw, err := tc.SyscallConn(); err == nil {
 			wc.raw = raw
-			wc.peek = wc.peekReady
+			wc.rawRead = wc.readReady
 		}
 	}
 	return wc
@@ -141,9 +146,10 @@ func (c *Conn) Read(p []byte) (int, error) {
 }
 
 // ReadLazy implements proto.LazyReader: it waits for the socket to be
-// readable holding no buffer, then reads into get()'s buffer; when what
-// it read was all frame headers and control frames, it gives the buffer
-// back (put) and waits again.
+// readable holding no buffer; once it is, it takes get()'s buffer, reads
+// the raw bytes into it and decodes them there. When what it read was all
+// frame headers and control frames, it gives the buffer back (put) and
+// waits again.
 func (c *Conn) ReadLazy(get func() []byte, put func()) (int, error) {
 	if c.raw == nil || len(c.early) > 0 {
 		return c.Read(get())
@@ -152,20 +158,21 @@ func (c *Conn) ReadLazy(get func() []byte, put func()) (int, error) {
 		if c.rerr != nil {
 			return 0, c.rerr
 		}
-		if err := c.raw.Read(c.peek); err != nil {
+		c.lget, c.lput = get, put
+		err := c.raw.Read(c.rawRead)
+		buf, n, rerr := c.lbuf, c.ln, c.lerr
+		c.lget, c.lput, c.lbuf, c.ln, c.lerr = nil, nil, nil, 0, nil
+		switch {
+		case err != nil:
 			return 0, err
+		case rerr != nil:
+			return 0, rerr
+		case n == 0:
+			return 0, io.EOF
 		}
-		if err := c.peekErr; err != nil {
-			c.peekErr = nil
-			return 0, err
-		}
-		p := get()
-		n, err := c.c.Read(p)
-		out, derr := c.decode(p[:n])
+		out, derr := c.decode(buf[:n])
 		if derr != nil {
 			c.broken(derr)
-		} else if err != nil {
-			c.rerr = err
 		}
 		if out > 0 {
 			return out, nil

@@ -6,4 +6,4 @@ package ws
 // while it waits.
 const lazyWait = false
 
-func (c *Conn) peekReady(fd uintptr) bool { panic("fastway: lazy waits need linux") }
+func (c *Conn) readReady(fd uintptr) bool { panic("fastway: lazy waits need linux") }
