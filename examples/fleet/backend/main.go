@@ -8,9 +8,9 @@
 // byte says what it is):
 //
 //	'E' ...         player → backend: echoed back unchanged
-//	'J'             player → backend: join the stream room; once -stream-members
-//	                players have joined, the backend publishes -stream-count
-//	                messages to the room, one every -stream-interval
+//	'J'             player → backend: join the stream room; each time another
+//	                -stream-members players have joined, the backend publishes
+//	                -stream-count messages to the room, one every -stream-interval
 //	'S' seq total   backend → room: seq from 0 to total-1, both uint32
 //	                little-endian
 //
@@ -67,7 +67,7 @@ func run(args []string) int {
 	dnsService := fs.String("dns-service", "", "SRV service name for -dns (such as fastway-server); empty: A/AAAA records")
 	passwordFile := fs.String("password-file", "", "file whose one line is the gateways' -ServerAuthPassword (default: $FASTWAY_AUTH_PASSWORD)")
 	var sc streamConfig
-	fs.IntVar(&sc.members, "stream-members", 0, "start the stream once this many players have joined the room (0: no stream)")
+	fs.IntVar(&sc.members, "stream-members", 0, "start a stream each time this many more players have joined the room (0: no stream)")
 	fs.IntVar(&sc.count, "stream-count", 1000, "messages the stream publishes to the room")
 	fs.DurationVar(&sc.interval, "stream-interval", 2*time.Millisecond, "time between two stream messages")
 	logFormat := fs.String("log-format", "text", "text or json")
@@ -145,9 +145,8 @@ func serve(f *proto.Fleet, sc streamConfig, log *slog.Logger) {
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	var (
-		mu      sync.Mutex
-		joined  int
-		started bool
+		mu     sync.Mutex
+		joined int
 	)
 	done := make(chan struct{})
 	defer close(done)
@@ -158,8 +157,7 @@ func serve(f *proto.Fleet, sc streamConfig, log *slog.Logger) {
 		}
 		mu.Lock()
 		joined++
-		start := sc.members > 0 && joined >= sc.members && !started
-		started = started || start
+		start := sc.members > 0 && joined%sc.members == 0
 		mu.Unlock()
 		if start {
 			wg.Go(func() { stream(room, sc, done, log) })
