@@ -33,7 +33,7 @@ const (
 // at saturation, and kernel socket memory per connection (slab, which the
 // memory cgroup charges).
 const (
-	rssPerBusyConnKiB = 11.9
+	rssPerBusyConnKiB = 12.0
 	kernelPerConnKiB  = 4.8
 	gatewayBaseMiB    = 16
 )
