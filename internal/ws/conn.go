@@ -77,12 +77,14 @@ type Conn struct {
 	wvec  [2][]byte
 	wdl   atomic.Int64 // the write deadline last set (Unix ns, 0 none)
 	wdirt bool         // (under wmu) a control write changed c's deadline
+	// wfailed (under wmu): a Write failed, perhaps inside its frame.
+	wfailed bool
 	// pong is the payload of a Pong still to be written (the reader found
 	// the writer busy); nil when none. Only the latest is kept (RFC 6455
 	// §5.5.3 allows answering the most recent Ping only).
 	pong      atomic.Pointer[[]byte]
 	closeSent atomic.Bool
-	closed    atomic.Bool
+	closeOnce sync.Once
 	status    atomic.Uint32 // the Close code Close sends: set by a read error; 0: 1000
 }
 
@@ -359,7 +361,7 @@ func (c *Conn) endFrame() error {
 		if len(c.ctrl) == 1 {
 			code = ws.StatusProtocolError
 		}
-		c.sendClose(code, controlTimeout)
+		c.sendClose(code, controlTimeout, false)
 		if code == ws.StatusProtocolError {
 			return fmt.Errorf("%w: close frame with a 1-byte body", ErrProtocol)
 		}
@@ -379,6 +381,9 @@ func (c *Conn) Write(p []byte) (int, error) {
 		c.c.SetWriteDeadline(unixTime(c.wdl.Load()))
 	}
 	n, err := c.writeFrame(ws.OpBinary, p)
+	if err != nil {
+		c.wfailed = true // maybe mid-frame: no Close frame may follow
+	}
 	c.wmu.Unlock()
 	c.kick()
 	return n, err
@@ -458,12 +463,23 @@ func (c *Conn) controlLocked(op ws.OpCode, p []byte, timeout time.Duration) {
 }
 
 // sendClose writes a Close frame with code once, if no write is under way
-// (a writer blocked on a full socket would otherwise hold it up).
-func (c *Conn) sendClose(code ws.StatusCode, timeout time.Duration) {
-	if c.closeSent.Load() || !c.wmu.TryLock() {
+// (a writer blocked on a full socket would otherwise hold it up). With
+// wait, a write under way is given timeout to end (a blocked one is cut
+// by the deadline) and the Close frame follows it, unless it failed: a
+// write that ends the moment its bytes are out must not cost the peer its
+// Close frame.
+func (c *Conn) sendClose(code ws.StatusCode, timeout time.Duration, wait bool) {
+	if c.closeSent.Load() {
 		return
 	}
-	if !c.closeSent.Swap(true) {
+	if !c.wmu.TryLock() {
+		if !wait {
+			return
+		}
+		c.c.SetWriteDeadline(time.Now().Add(timeout))
+		c.wmu.Lock()
+	}
+	if !c.closeSent.Swap(true) && !c.wfailed {
 		var body [2]byte
 		binary.BigEndian.PutUint16(body[:], uint16(code))
 		c.controlLocked(ws.OpClose, body[:], timeout)
@@ -474,7 +490,7 @@ func (c *Conn) sendClose(code ws.StatusCode, timeout time.Duration) {
 // CloseWrite sends a Close frame (1001, going away) and shuts the
 // sending side of the socket: the graceful end of a drain.
 func (c *Conn) CloseWrite() error {
-	c.sendClose(ws.StatusGoingAway, controlTimeout)
+	c.sendClose(ws.StatusGoingAway, controlTimeout, false)
 	if cw, ok := c.c.(interface{ CloseWrite() error }); ok {
 		return cw.CloseWrite()
 	}
@@ -482,25 +498,27 @@ func (c *Conn) CloseWrite() error {
 }
 
 // CloseWithStatus closes the connection after a Close frame with code, sent
-// only if it can go out at once.
+// only if it can go out within a millisecond.
 func (c *Conn) CloseWithStatus(code ws.StatusCode) error {
-	c.sendClose(code, 0)
+	c.sendClose(code, time.Millisecond, true)
 	return c.Close()
 }
 
-// Close closes the connection. When no write is under way it first tries
-// to send a Close frame (1000) without waiting for the socket.
+// Close closes the connection. It first tries to send a Close frame (1000,
+// or the protocol error's status), waiting at most a millisecond for a
+// write under way and for the socket. Calls after the first wait until its Close frame is written (or has
+// failed): the reader and the writer of a link both close it, and the
+// second must not close the socket under the first one's Close frame.
 func (c *Conn) Close() error {
-	if c.closed.Swap(true) {
-		return c.c.Close()
-	}
-	if !c.closeSent.Load() {
-		code := ws.StatusCode(c.status.Load())
-		if code == 0 {
-			code = ws.StatusNormalClosure
+	c.closeOnce.Do(func() {
+		if !c.closeSent.Load() {
+			code := ws.StatusCode(c.status.Load())
+			if code == 0 {
+				code = ws.StatusNormalClosure
+			}
+			c.sendClose(code, time.Millisecond, true)
 		}
-		c.sendClose(code, time.Millisecond)
-	}
+	})
 	return c.c.Close()
 }
 
