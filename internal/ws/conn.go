@@ -133,8 +133,10 @@ func (c *Conn) Read(p []byte) (int, error) {
 		out, derr := c.decode(p[:n])
 		if derr != nil {
 			c.broken(derr)
-		} else if err != nil {
+		} else if err != nil && !isTimeout(err) {
 			c.rerr = err
+		} else if err != nil && out == 0 {
+			return 0, err // a deadline: later reads may succeed
 		}
 		if out > 0 {
 			return out, nil
@@ -189,6 +191,13 @@ func (c *Conn) ReadLazy(get func() []byte, put func()) (int, error) {
 			}
 		}
 	}
+}
+
+// isTimeout tells a deadline's error, which does not end the stream (the
+// caller may set a later deadline and read on), from the others.
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
 }
 
 // broken records a protocol error: Read returns it once the payload before
