@@ -3,7 +3,6 @@
 package gateway
 
 import (
-	"crypto/tls"
 	"net"
 	"syscall"
 	"unsafe"
@@ -13,8 +12,13 @@ import (
 // acknowledged yet (SIOCOUTQ: bytes in the socket's send queue, sent or
 // not), or -1 when it cannot tell (not a socket).
 func unacked(c net.Conn) int {
-	if tc, ok := c.(*tls.Conn); ok {
-		c = tc.NetConn()
+	// Down to the socket: TLS, WebSocket, or WebSocket over TLS.
+	for {
+		nc, ok := c.(interface{ NetConn() net.Conn })
+		if !ok {
+			break
+		}
+		c = nc.NetConn()
 	}
 	sc, ok := c.(syscall.Conn)
 	if !ok {
