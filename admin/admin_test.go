@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"runtime"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -56,6 +57,28 @@ func TestProbes(t *testing.T) {
 	}
 	if status, _ := httpget.Get(t, client, url+"/healthz"); status != 200 {
 		t.Errorf("GET /healthz after the gateway's Shutdown: %d, want 200 (the process lives)", status)
+	}
+}
+
+// TestReadyzOptionsReady: Options.Ready decides /readyz: a program that has
+// begun its drain before the gateway's Shutdown answers 503 while the
+// gateway itself is still ready; /healthz is not affected.
+func TestReadyzOptionsReady(t *testing.T) {
+	g := startGateway(t, gateway.Config{})
+	g.waitReady(t)
+	var draining atomic.Bool
+	ts := httptest.NewServer(New(g.Gateway, Options{Ready: func() bool { return !draining.Load() && g.Ready() }}))
+	t.Cleanup(ts.Close)
+	client := newHTTPClient(t)
+	if status, _ := httpget.Get(t, client, ts.URL+"/readyz"); status != http.StatusOK {
+		t.Fatalf("GET /readyz: %d, want 200", status)
+	}
+	draining.Store(true)
+	if status, body := httpget.Get(t, client, ts.URL+"/readyz"); status != http.StatusServiceUnavailable || body != "not ready\n" || !g.Ready() {
+		t.Errorf("GET /readyz while draining: %d %q (gateway ready: %t), want 503", status, body, g.Ready())
+	}
+	if status, _ := httpget.Get(t, client, ts.URL+"/healthz"); status != http.StatusOK {
+		t.Errorf("GET /healthz while draining: %d, want 200", status)
 	}
 }
 
