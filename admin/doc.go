@@ -7,7 +7,8 @@
 //	                 Go runtime (go_*) and process (process_*) metrics
 //	/healthz         200 "ok" while the process is alive
 //	/readyz          200 while the gateway listens on both ports and is not
-//	                 shutting down, 503 otherwise
+//	                 shutting down (or while Options.Ready says so), 503
+//	                 otherwise
 //	/servers         JSON list of the registered server connections
 //	/debug/pprof/    the net/http/pprof handlers; cmdline shows Options.Cmdline
 //	                 (the program's name only by default), never os.Args
