@@ -1,0 +1,133 @@
+// The browser transport: the platform's WebSocket (no Node imports here).
+
+import { ConnectionError, ProtocolError } from "./errors.js";
+import type { Dialer, Target, Transport } from "./transport.js";
+import { hostPort, parseURL } from "./transport.js";
+
+/** The subprotocol the gateway accepts (PROTOCOL.md §6). */
+export const SUBPROTOCOL = "fastway";
+
+/** The part of the WebSocket API the SDK uses, as browsers define it. */
+export interface WebSocketLike {
+  binaryType: string;
+  readonly bufferedAmount: number;
+  readonly protocol: string;
+  send(data: Uint8Array): void;
+  close(code?: number, reason?: string): void;
+  onopen: ((ev: unknown) => void) | null;
+  onmessage: ((ev: { data: unknown }) => void) | null;
+  onerror: ((ev: unknown) => void) | null;
+  onclose: ((ev: { code: number; reason: string; wasClean: boolean }) => void) | null;
+}
+
+/** A WebSocket constructor: the global one, or one passed in (tests, other runtimes). */
+export type WebSocketConstructor = new (url: string, protocols?: string | string[]) => WebSocketLike;
+
+/** The ws:// or wss:// URL of a target. */
+export function webSocketURL(target: Target): string {
+  if (typeof target === "string") {
+    const u = parseURL(target);
+    if (u.scheme !== "ws" && u.scheme !== "wss") {
+      throw new TypeError(`fastway: a WebSocket URL is ws:// or wss://, not ${target}`);
+    }
+    return target;
+  }
+  return `${target.tls ? "wss" : "ws"}://${hostPort(target.host, target.port)}${target.path ?? "/"}`;
+}
+
+/** A dialer opening url with the given WebSocket constructor. */
+export function webSocketDialer(url: string, WS: WebSocketConstructor): Dialer {
+  return (signal) =>
+    new Promise<Transport>((resolve, reject) => {
+      if (signal.aborted) {
+        reject(signal.reason);
+        return;
+      }
+      let ws: WebSocketLike;
+      try {
+        ws = new WS(url, [SUBPROTOCOL]);
+      } catch (err) {
+        reject(new ConnectionError(`${url}: ${String(err)}`, { cause: err }));
+        return;
+      }
+      ws.binaryType = "arraybuffer";
+      const onAbort = () => {
+        ws.onopen = ws.onclose = ws.onerror = null;
+        ws.close();
+        reject(signal.reason);
+      };
+      signal.addEventListener("abort", onAbort, { once: true });
+      ws.onerror = () => {}; // onclose follows with the code
+      ws.onclose = (ev) => {
+        signal.removeEventListener("abort", onAbort);
+        reject(new ConnectionError(`${url}: WebSocket closed before it opened (code ${ev.code})`));
+      };
+      ws.onopen = () => {
+        signal.removeEventListener("abort", onAbort);
+        if (ws.protocol !== "" && ws.protocol !== SUBPROTOCOL) {
+          ws.close(1002);
+          reject(new ProtocolError(`${url}: the server chose subprotocol ${ws.protocol}`));
+          return;
+        }
+        resolve(new BrowserWebSocket(ws, url));
+      };
+    });
+}
+
+/** Transport over an open WebSocket. */
+class BrowserWebSocket implements Transport {
+  readonly drainEvents = false;
+  readonly label: string;
+  ondata: (chunk: Uint8Array) => void = () => {};
+  ondrain: () => void = () => {};
+  onclose: (err: Error | undefined) => void = () => {};
+  private readonly ws: WebSocketLike;
+  private done = false;
+
+  constructor(ws: WebSocketLike, label: string) {
+    this.ws = ws;
+    this.label = label;
+    ws.onmessage = (ev) => {
+      if (this.done) return;
+      const d = ev.data;
+      if (d instanceof ArrayBuffer) {
+        this.ondata(new Uint8Array(d));
+        return;
+      }
+      if (ArrayBuffer.isView(d)) {
+        this.ondata(new Uint8Array(d.buffer, d.byteOffset, d.byteLength));
+        return;
+      }
+      this.end(new ProtocolError(`${label}: a ${typeof d === "string" ? "text" : "non-binary"} WebSocket message`), 1003);
+    };
+    ws.onerror = () => {};
+    ws.onclose = (ev) => {
+      this.end(ev.code === 1000 || ev.code === 1001 ? undefined : new ConnectionError(`${label}: WebSocket closed (code ${ev.code}${ev.reason ? ", " + ev.reason : ""})`), 0);
+    };
+  }
+
+  get bufferedAmount(): number {
+    return this.ws.bufferedAmount;
+  }
+
+  write(data: Uint8Array): void {
+    if (!this.done) this.ws.send(data);
+  }
+
+  close(): void {
+    if (this.done) return;
+    this.done = true;
+    this.ws.onmessage = null;
+    this.ws.onclose = null;
+    this.ws.close(1000);
+  }
+
+  private end(err: Error | undefined, code: number): void {
+    if (this.done) return;
+    this.done = true;
+    this.ws.onmessage = null;
+    this.ws.onclose = null;
+    if (code !== 0) this.ws.close(code);
+    this.onclose(err);
+  }
+}
