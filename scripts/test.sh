@@ -4,6 +4,7 @@
 # and NUnit tests under Mono (scripts/csharp.sh installs Mono and NUnit from
 # Debian's packages when they are missing). deploy/ is a module of its own
 # (its tests need the Kubernetes API types), tested after the root one.
+# scripts/test-sdk.sh builds and tests the TypeScript SDK.
 # .ci/run calls this.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,5 +28,6 @@ ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 go test -race -count=1 -timeout 8m ./...
 echo "== deploy (nested module: the Kubernetes manifests and the compose recipe)"
 (cd deploy && go vet ./... && go tool staticcheck ./... && go test -race -count=1 ./...)
+./scripts/test-sdk.sh
 echo "== csharp (sdk/csharp)"
 ./scripts/csharp.sh
