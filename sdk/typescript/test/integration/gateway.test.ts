@@ -4,7 +4,16 @@
 
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
-import { BufferLimitError, type Client, ConnectionError, RefusedError, type VConn, connect, jsonCodec } from "fastway-client/node";
+import {
+  BufferLimitError,
+  type Client,
+  ConnectionError,
+  type NodeConnectOptions,
+  RefusedError,
+  type VConn,
+  connect as connectNode,
+  jsonCodec,
+} from "fastway-client/node";
 import { CutProxy, Gateway } from "../lib/gateway.js";
 import { Rand, within } from "../lib/util.js";
 
@@ -13,7 +22,7 @@ const bytes = (s: string) => new TextEncoder().encode(s);
 
 let gw: Gateway;
 before(async () => {
-  gw = await Gateway.start(["-ClientMaxConn=8", "-ClientIdleTimeout=1s"]);
+  gw = await Gateway.start(["-ClientMaxConn=8", "-ClientIdleTimeout=1s", "-ClientWSAddr=127.0.0.1:0", "-ClientWSPath=/fastway", "-ClientWSOrigins=https://game.example"]);
 });
 after(() => gw?.stop());
 
@@ -23,7 +32,15 @@ interface Transport {
   /** the same URL through a proxy at addr */
   via: (addr: string) => string;
 }
-const transports: Transport[] = [{ name: "tcp", url: (g) => g.tcpURL, via: (a) => `tcp://${a}` }];
+const transports: Transport[] = [
+  { name: "tcp", url: (g) => g.tcpURL, via: (a) => `tcp://${a}` },
+  { name: "ws", url: (g) => `ws://${g.wsAddr}/fastway`, via: (a) => `ws://${a}/fastway` },
+];
+
+/** connect with the Origin the gateway allows (-ClientWSOrigins), which a browser would send. */
+function connect<T = Uint8Array>(url: string, options: NodeConnectOptions<T> = {}): Promise<Client<T>> {
+  return connectNode<T>(url, { origin: "https://game.example", ...options });
+}
 
 /**
  * Sends count random messages (0 to max bytes) on v while it reads them back,
