@@ -152,7 +152,7 @@ func httpStatus(url string) int {
 // ports that stand for its container ports, etcd, and the files that
 // stand for its secret mounts.
 type local struct {
-	client, server, admin int
+	client, server, admin, ws int
 	etcd                  string
 	files                 map[string]string // path in the container → path here
 }
@@ -168,6 +168,10 @@ func (l *local) localize(t *testing.T, args []string) []string {
 		switch name {
 		case "ClientAddr", "AdvertiseClientAddr":
 			v = fmt.Sprintf("127.0.0.1:%d", l.client)
+		case "ClientWSAddr":
+			v = fmt.Sprintf("127.0.0.1:%d", l.ws)
+		case "AdvertiseClientWSAddr":
+			v = fmt.Sprintf("ws://127.0.0.1:%d/ws", l.ws)
 		case "ServerAddr", "AdvertiseServerAddr":
 			v = fmt.Sprintf("127.0.0.1:%d", l.server)
 		case "AdminAddr":
@@ -301,7 +305,7 @@ func TestGatewayRun(t *testing.T) {
 
 func runDeployment(t *testing.T, d deployment) {
 	dir := t.TempDir()
-	l := &local{client: freePort(t), server: freePort(t), admin: freePort(t), etcd: startEtcd(t), files: map[string]string{}}
+	l := &local{client: freePort(t), server: freePort(t), admin: freePort(t), ws: freePort(t), etcd: startEtcd(t), files: map[string]string{}}
 	for path, v := range d.secrets {
 		p := filepath.Join(dir, "secrets", strings.ReplaceAll(strings.TrimPrefix(path, "/"), "/", "_"))
 		if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
