@@ -153,8 +153,8 @@ func httpStatus(url string) int {
 // stand for its secret mounts.
 type local struct {
 	client, server, admin, ws int
-	etcd                  string
-	files                 map[string]string // path in the container → path here
+	etcd                      string
+	files                     map[string]string // path in the container → path here
 }
 
 // localize rewrites a command line's addresses, etcd endpoints and secret
