@@ -486,8 +486,11 @@ export class Link<T> implements VConnHost, FrameSink {
     }
     const vs = [...this.vconns.values()];
     this.vconns.clear();
+    // Unread messages stay readable, unless holding them is what went wrong:
+    // a reconnect would otherwise start over the bound.
+    const keep = !(reason instanceof BufferLimitError);
     for (const v of vs) {
-      v.end(reason, true);
+      v.end(reason, keep);
     }
     this.owner.down(this, reason);
   }

@@ -32,6 +32,8 @@ export interface NodeWebSocketOptions {
 const GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 /** The most bytes a handshake response may take. */
 const maxResponse = 16 * 1024;
+/** Unwritten bytes past which a Ping gets no Pong. */
+const maxPongBacklog = 256 * 1024;
 
 /** Opcodes. */
 const OP_CONT = 0x0;
@@ -418,7 +420,9 @@ export class WebSocketTransport implements Transport, WSFrameSink {
   control(opcode: number, payload: Uint8Array): void {
     switch (opcode) {
       case OP_PING:
-        if (!this.closeSent) this.sock.write(encodeClientFrame(OP_PONG, payload));
+        // A server that floods Pings without reading gets no more Pongs
+        // once a backlog builds up, rather than growing this socket's buffer.
+        if (!this.closeSent && this.sock.writableLength <= maxPongBacklog) this.sock.write(encodeClientFrame(OP_PONG, payload));
         return;
       case OP_PONG:
         return;

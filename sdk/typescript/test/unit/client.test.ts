@@ -245,6 +245,9 @@ describe("byte bounds", () => {
     assert.ok(err instanceof BufferLimitError && err.bound === "clientUnread", String(err));
     assert.ok(err.size > err.limit);
     assert.ok((await a.closed) instanceof BufferLimitError);
+    // What was held is let go, so that a reconnect does not start over the bound.
+    assert.equal(client.stats().unreadBytes, 0);
+    await assert.rejects(a.receive(), BufferLimitError);
   });
 
   it("throws BufferLimitError past maxUnsentBytes; sendAsync waits for room and keeps the order", async () => {

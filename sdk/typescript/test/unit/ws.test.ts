@@ -99,6 +99,23 @@ describe("Node WebSocket client", () => {
     }
   });
 
+  it("stops answering Pings once Pongs back up unread, instead of growing its buffer", async () => {
+    const { client, peer } = await pair();
+    peer.sock.pause(); // the server stops reading
+    const ping = serverFrame(OP.ping, new Uint8Array(125));
+    const burst = Buffer.concat(Array.from({ length: 1000 }, () => ping));
+    let most = 0;
+    for (let i = 0; i < 80; i++) {
+      // 80,000 Pings: 10.5 MB of Pongs if all were answered.
+      await new Promise<void>((resolve) => peer.sock.write(burst, () => resolve()));
+      most = Math.max(most, client.stats().unsentBytes);
+    }
+    assert.ok(most > 0 && most <= 256 * 1024 + 131, `at most the Pong backlog unsent, saw ${most}`);
+    assert.equal(client.state, "open");
+    client.close();
+    peer.sock.destroy();
+  });
+
   it("refuses a bad upgrade response, and times out on none", async () => {
     srv.respond = () => "HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n";
     await assert.rejects(connect(srv.url), (err: unknown) => err instanceof ConnectionError && /403 Forbidden/.test(err.message));
