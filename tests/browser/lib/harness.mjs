@@ -23,6 +23,24 @@ export const repo = resolve(dirname(fileURLToPath(import.meta.url)), '../../..')
 /** The built SDK bundle's directory (tsc's output). */
 export const sdkDist = join(repo, 'sdk/typescript/dist');
 
+const cleanups = new WeakMap();
+
+/**
+ * Runs fn when test t ends, after the cleanups registered later have run
+ * (last in, first out: a process stops before its directory is removed).
+ */
+export function cleanup(t, fn) {
+  let fns = cleanups.get(t);
+  if (!fns) {
+    fns = [];
+    cleanups.set(t, fns);
+    t.after(async () => {
+      for (const f of fns.reverse()) await f();
+    });
+  }
+  fns.push(fn);
+}
+
 /** Rejects with "what: timed out after ms" unless p settles first. */
 export function within(ms, what, p) {
   let timer;
@@ -32,10 +50,10 @@ export function within(ms, what, p) {
   return Promise.race([p, t]).finally(() => clearTimeout(timer));
 }
 
-/** A fresh temporary directory, removed by the returned cleanup. */
+/** A fresh temporary directory, removed when t ends. */
 export async function tempDir(t) {
   const dir = await mkdtemp(join(tmpdir(), 'fastway-browser-'));
-  t.after(() => rm(dir, { recursive: true, force: true }));
+  cleanup(t, () => rm(dir, { recursive: true, force: true }));
   return dir;
 }
 
@@ -164,7 +182,7 @@ export async function startGateway(t, { bin, dir, tls, extra = [] }) {
     cwd: dir,
     env: { ...process.env, FASTWAY_AUTH_PASSWORD: password },
   });
-  t.after(() => proc.stop());
+  cleanup(t, () => proc.stop());
   const ws = await proc.waitFor(/msg=listening side=ws addr=(\S+)/);
   const srv = await proc.waitFor(/msg=listening side=server addr=(\S+)/);
   await proc.waitFor(/msg=started/);
@@ -210,7 +228,7 @@ export async function launch(t, { spki } = {}) {
   const args = [];
   if (spki) args.push(`--ignore-certificate-errors-spki-list=${spki}`);
   const browser = await within(30_000, 'launching Chromium', chromium.launch({ executablePath: chromiumPath(), headless: true, args }));
-  t.after(() => browser.close());
+  cleanup(t, () => browser.close());
   return browser;
 }
 
@@ -222,6 +240,7 @@ export async function openPage(browser, url) {
   const page = await browser.newPage();
   page.problems = [];
   page.on('pageerror', (e) => page.problems.push(`pageerror: ${e.message}`));
+  page.on('response', (r) => r.status() >= 400 && page.problems.push(`HTTP ${r.status()}: ${r.url()}`));
   page.on('console', (m) => {
     if (m.type() === 'error') page.problems.push(`console: ${m.text()}`);
     if (process.env.FASTWAY_BROWSER_VERBOSE) console.error(`[page] ${m.text()}`);

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { launch, Proc, repo, within } from '../lib/harness.mjs';
+import { cleanup, launch, Proc, repo, within } from '../lib/harness.mjs';
 
 const screenshot = process.env.FASTWAY_CHAT_SCREENSHOT ?? join(repo, 'docs/images/chat.png');
 
@@ -24,7 +24,7 @@ test('chat demo: two pages chat through run.sh', { timeout: 120_000 }, async (t)
       ...(process.env.FASTWAY_BROWSER_BIN ? { FASTWAY_BIN: join(process.env.FASTWAY_BROWSER_BIN, 'fastway') } : {}),
     },
   });
-  t.after(() => run.stop());
+  cleanup(t, () => run.stop());
   const [, url] = await run.waitFor(/^chat: open (http:\/\/\S+) in two browser tabs/, 90_000);
 
   const browser = await launch(t);
@@ -32,7 +32,7 @@ test('chat demo: two pages chat through run.sh', { timeout: 120_000 }, async (t)
   // another browser) and joins room as name.
   const enter = async (name, room) => {
     const ctx = await browser.newContext({ viewport: { width: 640, height: 600 }, deviceScaleFactor: 1 });
-    t.after(() => ctx.close());
+    cleanup(t, () => ctx.close());
     const page = await ctx.newPage();
     page.problems = [];
     page.on('pageerror', (e) => page.problems.push(`${name}: pageerror: ${e.message}`));
@@ -96,7 +96,7 @@ test('chat demo: two pages chat through run.sh', { timeout: 120_000 }, async (t)
   const shots = [];
   for (const p of [alice, bob]) shots.push((await p.screenshot()).toString('base64'));
   const board = await browser.newPage({ viewport: { width: 1340, height: 600 }, deviceScaleFactor: 1 });
-  t.after(() => board.close());
+  cleanup(t, () => board.close());
   await board.setContent(`<body style="margin:0;padding:16px 20px;background:#d5d9e0;display:flex;gap:20px;font:14px 'DejaVu Sans',sans-serif">
     ${['alice', 'bob'].map((who, i) => `<figure style="margin:0">
       <figcaption style="margin:0 0 6px;color:#333">${who}'s browser</figcaption>

@@ -5,7 +5,7 @@ import { mkdir, symlink, writeFile } from 'node:fs/promises';
 import { request } from 'node:http';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { startStaticServer, tempDir, within } from '../lib/harness.mjs';
+import { cleanup, startStaticServer, tempDir, within } from '../lib/harness.mjs';
 
 // A raw GET, so that paths reach the server exactly as written.
 function get(port, path, method = 'GET') {
@@ -38,7 +38,7 @@ test('static server', async (t) => {
     mounts: { '/': join(dir, 'site'), '/sdk/': join(dir, 'lib') },
     config: { gateway: 'ws://127.0.0.1:1/' },
   });
-  t.after(() => srv.close());
+  cleanup(t, () => srv.close());
   assert.match(srv.url, /^http:\/\/127\.0\.0\.1:\d+\/$/);
 
   let r = await get(srv.port, '/');
