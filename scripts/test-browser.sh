@@ -39,7 +39,7 @@ echo "== browser: npm ci (tests/browser)"
 bin=$(mktemp -d)
 trap 'rm -rf "$bin"' EXIT
 go build -o "$bin/fastway" ./cmd/fastway
-go build -o "$bin/echo" ./sdk/typescript/examples/echo
+go build -o "$bin/echo" ./examples/echo
 
 echo "== browser: tests"
 cd tests/browser

@@ -2,7 +2,7 @@
 // headless, loads a page that imports the built bundle
 // (sdk/typescript/dist/index.js) and talks to the real gateway binary over
 // ws:// and wss://, through it to the Go echo backend
-// (sdk/typescript/examples/echo).
+// (examples/echo), which also dials the page's client back.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import {
@@ -19,7 +19,7 @@ async function startEcho(t, bin, gw) {
     env: { ...process.env, FASTWAY_AUTH_PASSWORD: gw.password },
   });
   cleanup(t, () => echo.stop());
-  await echo.waitFor(/connected/);
+  await echo.waitFor(/^ready$/);
   return echo;
 }
 
@@ -44,7 +44,7 @@ function report(t, what, r) {
 for (const scheme of ['ws', 'wss']) {
   test(`SDK in Chromium over ${scheme}://`, { timeout: 120_000 }, async (t) => {
     const dir = await tempDir(t);
-    const bins = await goBuild(dir, ['./cmd/fastway', './sdk/typescript/examples/echo']);
+    const bins = await goBuild(dir, ['./cmd/fastway', './examples/echo']);
     const cert = scheme === 'wss' ? await selfSignedCert(dir) : null;
     const web = await startStaticServer({
       mounts: { '/': `${repo}/tests/browser/pages`, '/sdk/': sdkDist },
@@ -56,7 +56,7 @@ for (const scheme of ['ws', 'wss']) {
     const gw = await startGateway(t, {
       bin: bins['./cmd/fastway'], dir, tls: cert, extra: [`-ClientWSOrigins=${origin}`],
     });
-    await startEcho(t, bins['./sdk/typescript/examples/echo'], gw);
+    await startEcho(t, bins['./examples/echo'], gw);
 
     // Trusts the throwaway certificate's key, and nothing else.
     const browser = await launch(t, { spki: cert?.spki });
@@ -73,6 +73,14 @@ for (const scheme of ['ws', 'wss']) {
     assert.equal(r.minSize, 0);
     assert.equal(r.maxSize, MAX_SIZE);
     report(t, `${scheme}:// seed ${seed}`, r);
+
+    // The server opens a virtual connection to the page's client.
+    const d = await within(15_000, 'being dialed by the server', page.evaluate(
+      (a) => window.dialedByServer(a), { url: gw.wsURL, server: ECHO_ID, size: 4096 },
+    ));
+    assert.equal(d.remoteID, ECHO_ID);
+    assert.equal(d.hello, `hello ${d.acceptedID}`);
+    t.diagnostic(`dialed by the server: accepted ConnID ${d.acceptedID} from server ${d.remoteID}, "${d.hello}", ${d.echoed} bytes echoed on it`);
 
     const refused = await within(10_000, 'a dial to no server', page.evaluate(
       (a) => window.dialRefused(a), { url: gw.wsURL, server: ECHO_ID + 1 },

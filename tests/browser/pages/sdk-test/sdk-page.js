@@ -118,6 +118,51 @@ window.echoRoundTrip = async ({ url, server, count, maxSize, windowBytes, seed, 
   }
 };
 
+const text = new TextEncoder();
+const untext = new TextDecoder();
+
+async function next(vc, what) {
+  const r = await vc[Symbol.asyncIterator]().next();
+  if (r.done) throw new Error(`${what}: the virtual connection ended`);
+  return r.value;
+}
+
+/**
+ * Has the server dial this client: "!dialback" on a virtual connection to
+ * the echo backend makes it open one to the client's gateway-assigned ID,
+ * send "hello <ConnID>" on it and answer "dialed <ConnID>". The page accepts
+ * it, checks both, exchanges a random message on it (the backend echoes
+ * there too), and closes it. Resolves to what it saw.
+ */
+window.dialedByServer = async ({ url, server, size, timeout = 5000 }) => {
+  const client = await connect(url, { timeout });
+  try {
+    const vc = await client.dial(server);
+    const accepted = client.accept({ timeout });
+    vc.send(text.encode('!dialback'));
+    const dv = await accepted;
+    const answer = untext.decode(await next(vc, 'the answer to !dialback'));
+    const hello = untext.decode(await next(dv, 'the hello on the accepted connection'));
+    if (answer !== `dialed ${dv.id}`) throw new Error(`answer "${answer}", want "dialed ${dv.id}"`);
+    if (hello !== `hello ${dv.id}`) throw new Error(`hello "${hello}", want "hello ${dv.id}"`);
+    if (dv.remoteID !== server) throw new Error(`accepted from ${dv.remoteID}, want server ${server}`);
+    if (dv.id === vc.id) throw new Error(`the accepted connection has the dialed one's ConnID ${vc.id}`);
+    const msg = randomBytes(size);
+    dv.send(msg);
+    const echo = await next(dv, 'the echo on the accepted connection');
+    if (!sameBytes(echo, msg)) throw new Error(`echo of ${echo.length} bytes, want the ${msg.length} sent`);
+    dv.close();
+    const closedWith = await dv.closed;
+    if (closedWith) throw new Error(`the accepted connection closed with ${closedWith}`);
+    // The dialed one is still there.
+    vc.send(msg);
+    if (!sameBytes(await next(vc, 'the echo after the close'), msg)) throw new Error('echo after the close differs');
+    return { dialedID: vc.id, acceptedID: dv.id, remoteID: dv.remoteID, answer, hello, echoed: echo.length };
+  } finally {
+    client.close();
+  }
+};
+
 /** Dials a server ID no server has: the SDK must reject with RefusedError. */
 window.dialRefused = async ({ url, server, timeout = 5000 }) => {
   const client = await connect(url, { timeout });
