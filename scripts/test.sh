@@ -4,7 +4,9 @@
 # and NUnit tests under Mono (scripts/csharp.sh installs Mono and NUnit from
 # Debian's packages when they are missing). deploy/ is a module of its own
 # (its tests need the Kubernetes API types), tested after the root one.
-# scripts/test-sdk.sh builds and tests the TypeScript SDK.
+# scripts/test-sdk.sh builds and tests the TypeScript SDK, and
+# scripts/test-browser.sh runs it and the chat page in headless Chromium
+# (Debian's package, installed with apt-get when missing).
 # .ci/run calls this.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -29,5 +31,7 @@ go test -race -count=1 -timeout 8m ./...
 echo "== deploy (nested module: the Kubernetes manifests and the compose recipe)"
 (cd deploy && go vet ./... && go tool staticcheck ./... && go test -race -count=1 ./...)
 ./scripts/test-sdk.sh
+echo "== browser (tests/browser: the SDK and the chat page in headless Chromium)"
+./scripts/test-browser.sh
 echo "== csharp (sdk/csharp)"
 ./scripts/csharp.sh
