@@ -125,7 +125,7 @@ function showJoinError(text) {
 // receive reads the chat server's messages until the virtual connection
 // ends, then shows the page as disconnected.
 async function receive(vc, cl) {
-  let why = 'the chat server closed the connection';
+  let why = 'the connection to the chat server ended';
   try {
     for await (const m of vc) onMessage(m);
   } catch (err) {
@@ -171,7 +171,7 @@ ui.joinForm.addEventListener('submit', async (ev) => {
     send({ type: 'join', room: ui.room.value.trim(), name: ui.name.value.trim() });
   } catch (err) {
     setStatus('closed', 'not connected');
-    showJoinError(err?.message ?? String(err));
+    showJoinError(`cannot reach the chat: ${err?.message ?? String(err)}`);
   } finally {
     ui.joinButton.disabled = false;
   }

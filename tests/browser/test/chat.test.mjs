@@ -107,4 +107,11 @@ test('chat demo: two pages chat through run.sh', { timeout: 120_000 }, async (t)
   t.diagnostic(`screenshot: ${screenshot}`);
 
   for (const p of [alice, bob, carol]) assert.deepEqual(p.problems, []);
+
+  // Ctrl-C on run.sh: every page says it is disconnected and offers to join again.
+  await run.stop();
+  for (const [who, page] of [['alice', alice], ['bob', bob], ['carol', carol]]) {
+    await within(10_000, `${who} seeing the disconnect`, page.waitForSelector('#status[data-state="closed"]'));
+    assert.ok(await page.isVisible('#join-form'), `${who}: no join form after the disconnect`);
+  }
 });
