@@ -14,13 +14,18 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
 
-if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
-  echo "== sdk/typescript: installing nodejs npm (apt)"
+# node and npm to build and test; openssl makes the TLS tests' certificate.
+missing=()
+command -v node >/dev/null || missing+=(nodejs)
+command -v npm >/dev/null || missing+=(npm)
+command -v openssl >/dev/null || missing+=(openssl)
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "== sdk/typescript: installing ${missing[*]} (apt)"
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
   export DEBIAN_FRONTEND=noninteractive
   $sudo apt-get update -qq
-  $sudo apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
+  $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 major=$(node -p 'process.versions.node.split(".")[0]')
 if [ "$major" -lt 20 ]; then
