@@ -43,6 +43,7 @@ npm ci --no-audit --no-fund --loglevel=error
 echo "== sdk/typescript: tsc (strict)"
 rm -rf dist build
 npx tsc -p tsconfig.json
+npx tsc -p tsconfig.browser.json # the browser entry against DOM types, without Node's
 npx tsc -p tsconfig.test.json
 echo "== sdk/typescript: unit tests"
 "${node_test[@]}" build/test/unit/

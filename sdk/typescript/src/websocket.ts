@@ -7,17 +7,24 @@ import { hostPort, parseURL } from "./transport.js";
 /** The subprotocol the gateway accepts (PROTOCOL.md §6). */
 export const SUBPROTOCOL = "fastway";
 
-/** The part of the WebSocket API the SDK uses, as browsers define it. */
+/**
+ * An event handler property. Declared through a method so that its
+ * parameter is checked both ways: the platform's handlers take the DOM's
+ * Event types, which this entry does not import.
+ */
+type Handler<E> = { handle(ev: E): void }["handle"];
+
+/** The part of the WebSocket API the SDK uses, as browsers define it; the DOM's WebSocket fits it. */
 export interface WebSocketLike {
   binaryType: string;
   readonly bufferedAmount: number;
   readonly protocol: string;
   send(data: Uint8Array): void;
   close(code?: number, reason?: string): void;
-  onopen: ((ev: unknown) => void) | null;
-  onmessage: ((ev: { data: unknown }) => void) | null;
-  onerror: ((ev: unknown) => void) | null;
-  onclose: ((ev: { code: number; reason: string; wasClean: boolean }) => void) | null;
+  onopen: Handler<unknown> | null;
+  onmessage: Handler<{ data: unknown }> | null;
+  onerror: Handler<unknown> | null;
+  onclose: Handler<{ code: number; reason: string; wasClean: boolean }> | null;
 }
 
 /** A WebSocket constructor: the global one, or one passed in (tests, other runtimes). */
