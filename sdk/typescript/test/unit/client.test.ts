@@ -370,10 +370,21 @@ describe("connect", () => {
     await assert.rejects(connect("nonsense"), /not a URL/);
   });
 
-  it("waits for events, not time: a client closed right away leaves nothing behind", async () => {
-    const { client, peer } = await pair({ pingInterval: 10 });
+  it("leaves no timer or socket behind once closed", async () => {
+    const count = () => {
+      const r = process.getActiveResourcesInfo();
+      return { timers: r.filter((x) => x === "Timeout").length, sockets: r.filter((x) => x === "TCPSocketWrap").length };
+    };
+    const before = count();
+    const { client, peer } = await pair({ pingInterval: 10, reconnect: true });
+    // Timers of every kind: keep-alive, a dial and an accept with timeouts, a sendAsync waiting.
+    const dialing = client.dial(1, { timeout: 60_000 });
+    const accepting = client.accept({ timeout: 60_000 });
+    assert.ok(count().timers > before.timers);
     client.close();
+    await assert.rejects(dialing, ClosedError);
+    await assert.rejects(accepting, ClosedError);
     await peer.closed;
-    await waitFor(() => client.state === "closed");
+    await waitFor(() => count().timers <= before.timers && count().sockets <= before.sockets, 5000, "resources released");
   });
 });
