@@ -104,10 +104,6 @@ export class Link<T> implements VConnHost, FrameSink {
     return this.pending.length;
   }
 
-  get label(): string {
-    return this.transport.label;
-  }
-
   // ---- dialing
 
   dial(remoteID: number, timeout: number | undefined, signal: AbortSignal | undefined): Promise<VConn<T>> {

@@ -22,14 +22,27 @@ async function main(url: string): Promise<Record<string, unknown>> {
       for (let j = 0; j < m.length; j++) m[j] = next() >>> 24;
       return m;
     });
-    for (const m of msgs) v.send(m);
+    // At most 256 KiB in flight: the gateway drops a client that leaves
+    // more than -ClientSendQueueBytes (1 MiB) unread.
+    let sent = 0;
+    let inFlight = 0;
+    const sendSome = () => {
+      while (sent < msgs.length && inFlight < 256 * 1024) {
+        const m = msgs[sent++] as Uint8Array;
+        inFlight += m.length + 8;
+        v.send(m);
+      }
+    };
+    sendSome();
     let i = 0;
     let bytes = 0;
     for await (const m of v) {
       const want = msgs[i] as Uint8Array;
       if (m.length !== want.length || !m.every((b, j) => b === want[j])) throw new Error(`message ${i} differs`);
       bytes += m.length;
+      inFlight -= m.length + 8;
       if (++i === msgs.length) break;
+      sendSome();
     }
     report.echoed = i;
     report.bytes = bytes;
