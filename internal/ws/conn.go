@@ -491,7 +491,17 @@ func (c *Conn) sendClose(code ws.StatusCode, timeout time.Duration, wait bool) {
 	if !c.closeSent.Swap(true) && !c.wfailed {
 		var body [2]byte
 		binary.BigEndian.PutUint16(body[:], uint16(code))
-		c.controlLocked(ws.OpClose, body[:], timeout)
+		if wait && c.raw != nil {
+			// At once, on plain TCP: one non-blocking write, whatever the
+			// time it starts at (a deadline a millisecond out passed
+			// before the write began on a loaded machine, and the Close
+			// frame was lost).
+			c.c.SetWriteDeadline(time.Time{})
+			h := c.putHeader(ws.OpClose, len(body))
+			c.writeNow(append(h[:len(h):len(h)], body[:]...))
+		} else {
+			c.controlLocked(ws.OpClose, body[:], timeout)
+		}
 	}
 	c.wmu.Unlock()
 }

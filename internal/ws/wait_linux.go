@@ -31,3 +31,15 @@ func (c *Conn) readReady(fd uintptr) bool {
 		return true
 	}
 }
+
+// writeNow writes b to the socket with one non-blocking write attempt: the
+// bytes the socket takes at once, maybe none.
+func (c *Conn) writeNow(b []byte) {
+	c.raw.Write(func(fd uintptr) bool {
+		for {
+			if _, err := syscall.Write(int(fd), b); err != syscall.EINTR {
+				return true
+			}
+		}
+	})
+}

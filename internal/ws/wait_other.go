@@ -7,3 +7,5 @@ package ws
 const lazyWait = false
 
 func (c *Conn) readReady(fd uintptr) bool { panic("fastway: lazy waits need linux") }
+
+func (c *Conn) writeNow(b []byte) { panic("fastway: writeNow needs linux") }
