@@ -13,7 +13,7 @@
 # It prints the results, then rewrites the part of docs/benchmarks.md
 # between the lines <!-- bench:start --> and <!-- bench:end --> with them.
 #
-#   scripts/bench.sh                                  the full suite (about 14 minutes; REPS=5: 22)
+#   scripts/bench.sh                                  the full suite (about 16 minutes; REPS=5: 25)
 #   DUR=2 REPS=1 IDLE_CONNS=2000 scripts/bench.sh     a quick run
 #   CASES="echo64 idle" BENCH_DOC= scripts/bench.sh  some cases only
 #
