@@ -169,7 +169,8 @@ export class Link<T> implements VConnHost, FrameSink {
         reject(signal?.reason);
         this.checkRoom(); // the next one may fit now
       };
-      const w: RoomWaiter = { v, msg, resolve, reject, done: () => signal?.removeEventListener("abort", onAbort) };
+      // A copy: the caller may reuse its buffer once sendAsync is called, as after send.
+      const w: RoomWaiter = { v, msg: msg.slice(), resolve, reject, done: () => signal?.removeEventListener("abort", onAbort) };
       signal?.addEventListener("abort", onAbort, { once: true });
       this.waiters.push(w);
       this.pollRoom();
@@ -181,6 +182,7 @@ export class Link<T> implements VConnHost, FrameSink {
       this.vconns.delete(v.id);
       if (!this.dead) {
         this.writeCommand({ type: Cmd.Close, connID: v.id, remoteID: 0 });
+        this.checkRoom(); // its sendAsync calls that wait reject now
       }
     }
   }
@@ -306,7 +308,7 @@ export class Link<T> implements VConnHost, FrameSink {
   // ---- sending
 
   private checkData(v: VConnRef, msg: Uint8Array): number {
-    if (this.dead || this.vconns.get(v.id) !== (v)) {
+    if (this.dead || this.vconns.get(v.id) !== v) {
       throw new ClosedError(`virtual connection ${v.id} is closed`);
     }
     if (SIZE_OF_CONN_ID + msg.length > this.opts.maxPacket) {
@@ -368,17 +370,18 @@ export class Link<T> implements VConnHost, FrameSink {
       if (!w) {
         break;
       }
-      const size = HEADER_SIZE + w.msg.length;
-      if (this.unsent + size > this.opts.maxUnsentBytes) {
+      if (this.vconns.get(w.v.id) !== w.v) {
+        this.waiters.shift();
+        w.done();
+        w.reject(new ClosedError(`virtual connection ${w.v.id} is closed`));
+        continue;
+      }
+      if (this.unsent + HEADER_SIZE + w.msg.length > this.opts.maxUnsentBytes) {
         this.pollRoom();
         return;
       }
       this.waiters.shift();
       w.done();
-      if (this.vconns.get(w.v.id) !== (w.v)) {
-        w.reject(new ClosedError(`virtual connection ${w.v.id} is closed`));
-        continue;
-      }
       this.writeData(w.v.id, w.msg);
       w.resolve();
     }

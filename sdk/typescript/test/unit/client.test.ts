@@ -287,6 +287,40 @@ describe("byte bounds", () => {
     client.close();
   });
 
+  it("sendAsync keeps a copy while it waits; closing its vconn rejects it at once", async () => {
+    const { client, peer } = await pair({ maxUnsentBytes: 1 << 20 });
+    peer.cmd(Cmd.Connect, 1, 1);
+    peer.cmd(Cmd.Connect, 2, 1);
+    const [a, b] = [await client.accept(), await client.accept()];
+    peer.sock.pause();
+    const chunk = new Uint8Array(64 * 1024);
+    for (let i = 0; ; i++) {
+      try {
+        b.send(chunk);
+      } catch (err) {
+        assert.ok(err instanceof BufferLimitError);
+        break;
+      }
+      if (i % 8 === 0) await new Promise((r) => setImmediate(r));
+    }
+    const first = a.sendAsync(new Uint8Array(64 * 1024)); // does not fit: waits
+    const mine = new Uint8Array(1000).fill(0x11);
+    const second = b.sendAsync(mine);
+    mine.fill(0xee); // reused at once, as after send
+    a.close();
+    await assert.rejects(first, ClosedError);
+    peer.sock.resume();
+    await within(second, 10_000, "sendAsync");
+    for (;;) {
+      const f = await peer.next();
+      if (f?.connID === 2 && f.msg.length === 1000) {
+        assert.ok(f.msg.every((x) => x === 0x11), "what was given, not what the buffer became");
+        break;
+      }
+    }
+    client.close();
+  });
+
   it("refuses a message over maxPacket", async () => {
     const { client, peer } = await pair({ maxPacket: 1024, maxUnreadBytes: 1020, maxClientUnreadBytes: 4096 });
     peer.cmd(Cmd.Connect, 1, 1);
