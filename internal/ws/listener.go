@@ -327,6 +327,12 @@ func (l *Listener) upgrade(c net.Conn) (*Conn, Failure, error) {
 		io.Reader
 		io.Writer
 	}{bytes.NewReader(req), c}); err != nil {
+		var oe *net.OpError
+		if errors.As(err, &oe) {
+			// Writing the response failed (the request was read whole):
+			// the client went away, or did not take it in time.
+			fail = classify(err, FailIO)
+		}
 		return nil, fail, err
 	}
 	if chose {
