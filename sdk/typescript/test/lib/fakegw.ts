@@ -3,6 +3,7 @@
 
 import * as net from "node:net";
 import { wire } from "fastway-client";
+import { AsyncQueue } from "./util.js";
 
 export interface Frame {
   connID: number;
@@ -15,8 +16,7 @@ export interface Frame {
 export class Peer {
   readonly sock: net.Socket;
   private buf = Buffer.alloc(0);
-  private frames: Frame[] = [];
-  private waiters: ((f: Frame | null) => void)[] = [];
+  private frames = new AsyncQueue<Frame>();
   ended = false;
   readonly closed: Promise<void>;
 
@@ -30,17 +30,14 @@ export class Peer {
         const connID = this.buf.readUInt32LE(4);
         const msg = new Uint8Array(this.buf.subarray(8, 4 + length));
         this.buf = this.buf.subarray(4 + length);
-        const f: Frame = connID === 0 ? { connID, msg, cmd: wire.decodeCommand(msg) } : { connID, msg };
-        const w = this.waiters.shift();
-        if (w) w(f);
-        else this.frames.push(f);
+        this.frames.push(connID === 0 ? { connID, msg, cmd: wire.decodeCommand(msg) } : { connID, msg });
       }
     });
     sock.on("error", () => {});
     this.closed = new Promise((resolve) =>
       sock.on("close", () => {
         this.ended = true;
-        for (const w of this.waiters.splice(0)) w(null);
+        this.frames.end();
         resolve();
       }),
     );
@@ -48,21 +45,7 @@ export class Peer {
 
   /** The next frame the client sent (null once it closed), within ms. */
   next(ms = 5000): Promise<Frame | null> {
-    const f = this.frames.shift();
-    if (f) return Promise.resolve(f);
-    if (this.ended) return Promise.resolve(null);
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => {
-        const i = this.waiters.indexOf(w);
-        if (i >= 0) this.waiters.splice(i, 1);
-        reject(new Error(`no frame from the client within ${ms} ms`));
-      }, ms);
-      const w = (f: Frame | null) => {
-        clearTimeout(timer);
-        resolve(f);
-      };
-      this.waiters.push(w);
-    });
+    return this.frames.next(ms, "frame from the client");
   }
 
   /** The next frame, which must be a command; returns it. */
@@ -92,8 +75,7 @@ export class Peer {
 
 export class FakeGateway {
   readonly server: net.Server;
-  private peers: Peer[] = [];
-  private waiters: ((p: Peer) => void)[] = [];
+  private peers = new AsyncQueue<Peer>();
   readonly all: Peer[] = [];
 
   private constructor(server: net.Server) {
@@ -101,9 +83,7 @@ export class FakeGateway {
     server.on("connection", (sock) => {
       const p = new Peer(sock);
       this.all.push(p);
-      const w = this.waiters.shift();
-      if (w) w(p);
-      else this.peers.push(p);
+      this.peers.push(p);
     });
   }
 
@@ -122,16 +102,8 @@ export class FakeGateway {
   }
 
   /** The next client connection. */
-  accept(ms = 5000): Promise<Peer> {
-    const p = this.peers.shift();
-    if (p) return Promise.resolve(p);
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`no client connection within ${ms} ms`)), ms);
-      this.waiters.push((p) => {
-        clearTimeout(timer);
-        resolve(p);
-      });
-    });
+  async accept(ms = 5000): Promise<Peer> {
+    return (await this.peers.next(ms, "client connection")) as Peer;
   }
 
   async close(): Promise<void> {

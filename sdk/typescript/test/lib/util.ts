@@ -77,3 +77,43 @@ export function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
   });
   return Promise.race([p, t]).finally(() => clearTimeout(timer));
 }
+
+/** A queue whose next() waits for an item: null once ended, a rejection after ms. */
+export class AsyncQueue<T> {
+  private items: T[] = [];
+  private waiters: ((v: T | null) => void)[] = [];
+  private ended = false;
+
+  get length(): number {
+    return this.items.length;
+  }
+
+  push(v: T): void {
+    const w = this.waiters.shift();
+    if (w) w(v);
+    else this.items.push(v);
+  }
+
+  /** No more items: waiting and later next() calls get null once the queue is empty. */
+  end(): void {
+    this.ended = true;
+    for (const w of this.waiters.splice(0)) w(null);
+  }
+
+  next(ms: number, what: string): Promise<T | null> {
+    if (this.items.length > 0) return Promise.resolve(this.items.shift() as T);
+    if (this.ended) return Promise.resolve(null);
+    return new Promise((resolve, reject) => {
+      const w = (v: T | null) => {
+        clearTimeout(timer);
+        resolve(v);
+      };
+      const timer = setTimeout(() => {
+        const i = this.waiters.indexOf(w);
+        if (i >= 0) this.waiters.splice(i, 1);
+        reject(new Error(`no ${what} within ${ms} ms`));
+      }, ms);
+      this.waiters.push(w);
+    });
+  }
+}

@@ -5,6 +5,7 @@
 import { createHash } from "node:crypto";
 import * as http from "node:http";
 import type * as net from "node:net";
+import { AsyncQueue } from "./util.js";
 
 export interface WSFrame {
   fin: boolean;
@@ -31,8 +32,7 @@ export class WSPeer {
   readonly sock: net.Socket;
   readonly request: http.IncomingMessage;
   private buf = Buffer.alloc(0);
-  private frames: WSFrame[] = [];
-  private waiters: ((f: WSFrame | null) => void)[] = [];
+  private frames = new AsyncQueue<WSFrame>();
   ended = false;
   readonly closed: Promise<void>;
 
@@ -44,7 +44,7 @@ export class WSPeer {
     this.closed = new Promise((resolve) =>
       sock.on("close", () => {
         this.ended = true;
-        for (const w of this.waiters.splice(0)) w(null);
+        this.frames.end();
         resolve();
       }),
     );
@@ -76,25 +76,13 @@ export class WSPeer {
         for (let i = 0; i < len; i++) payload[i] = (payload[i] as number) ^ (k[i & 3] as number);
       }
       this.buf = this.buf.subarray(need);
-      const f = { fin: (b0 & 0x80) !== 0, opcode: b0 & 0x0f, masked, payload };
-      const w = this.waiters.shift();
-      if (w) w(f);
-      else this.frames.push(f);
+      this.frames.push({ fin: (b0 & 0x80) !== 0, opcode: b0 & 0x0f, masked, payload });
     }
   }
 
   /** The next frame from the client (null once it closed). */
   next(ms = 5000): Promise<WSFrame | null> {
-    const f = this.frames.shift();
-    if (f) return Promise.resolve(f);
-    if (this.ended) return Promise.resolve(null);
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`no WebSocket frame within ${ms} ms`)), ms);
-      this.waiters.push((f) => {
-        clearTimeout(timer);
-        resolve(f);
-      });
-    });
+    return this.frames.next(ms, "WebSocket frame");
   }
 
   send(...frames: Uint8Array[]): void {
@@ -108,8 +96,7 @@ export class WSPeer {
 
 export class WSServer {
   readonly server: http.Server;
-  private peers: WSPeer[] = [];
-  private waiters: ((p: WSPeer) => void)[] = [];
+  private peers = new AsyncQueue<WSPeer>();
   /** What the next upgrade is answered with, instead of 101 (a status line and headers, raw). */
   respond: ((key: string) => string) | null = null;
   readonly all: WSPeer[] = [];
@@ -135,9 +122,7 @@ export class WSServer {
       );
       const p = new WSPeer(sock, req, head);
       this.all.push(p);
-      const w = this.waiters.shift();
-      if (w) w(p);
-      else this.peers.push(p);
+      this.peers.push(p);
     });
   }
 
@@ -151,16 +136,8 @@ export class WSServer {
     return `ws://127.0.0.1:${(this.server.address() as net.AddressInfo).port}/game`;
   }
 
-  accept(ms = 5000): Promise<WSPeer> {
-    const p = this.peers.shift();
-    if (p) return Promise.resolve(p);
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`no WebSocket client within ${ms} ms`)), ms);
-      this.waiters.push((p) => {
-        clearTimeout(timer);
-        resolve(p);
-      });
-    });
+  async accept(ms = 5000): Promise<WSPeer> {
+    return (await this.peers.next(ms, "WebSocket client")) as WSPeer;
   }
 
   async close(): Promise<void> {
