@@ -416,6 +416,8 @@ func (l *link) handle(f outFrame, borrowed bool) bool {
 func classify(err error) Reason {
 	var ne net.Error
 	switch {
+	case errors.Is(err, ws.ErrControlWrite):
+		return ReasonWriteError // a Pong the client did not take in time
 	case errors.Is(err, proto.ErrShortFrame), errors.Is(err, proto.ErrFrameTooLarge), errors.Is(err, ws.ErrProtocol):
 		return ReasonProtocolError
 	case errors.Is(err, proto.ErrBudgetExceeded):

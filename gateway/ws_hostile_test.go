@@ -110,16 +110,18 @@ func TestWSHostileHandshakeFlood(t *testing.T) {
 // TestWSHostilePingFlood: a client that floods WebSocket Pings (and, in
 // its own run, §1 Pings) and never reads: the gateway answers until the
 // client's socket is full, then closes it (a Pong the socket will not
-// take within the control timeout; the §1 answers by the slow-consumer
-// bound), holding bounded memory meanwhile, and the honest client is not
-// delayed.
+// take within the control timeout: a write error; the §1 answers by the
+// slow-consumer bound), holding bounded memory meanwhile, and the honest
+// client is not delayed. The Pong's failure was counted as "peer closed"
+// (the read after it found the socket closed) before ws.ErrControlWrite.
 func TestWSHostilePingFlood(t *testing.T) {
 	for _, tc := range []struct {
-		name  string
-		frame []byte
+		name   string
+		frame  []byte
+		reason Reason
 	}{
-		{"websocket", wsFrame(gws.OpPing, true, bytes.Repeat([]byte("p"), 125))},
-		{"protocol", wsFrame(gws.OpBinary, true, bytes.Repeat(proto.Command{Type: proto.CmdPing}.Encode(nil), 13))},
+		{"websocket", wsFrame(gws.OpPing, true, bytes.Repeat([]byte("p"), 125)), ReasonWriteError},
+		{"protocol", wsFrame(gws.OpBinary, true, bytes.Repeat(proto.Command{Type: proto.CmdPing}.Encode(nil), 13)), ReasonSlowConsumer},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			pool := &bytesPool{Pool: slab.NewAtomPool(slab.DefaultMinChunk, slab.DefaultMaxChunk, slab.DefaultFactor, slab.DefaultPageSize)}
@@ -129,6 +131,7 @@ func TestWSHostilePingFlood(t *testing.T) {
 			e := newEchoer(t, g, url, s)
 			_, bad := dialWS(t, url, ws.DialOptions{})
 			bad.NetConn().(*net.TCPConn).SetReadBuffer(4 << 10)
+			eventually(t, "both clients in", func() bool { return g.Stats().WS.Conns == 2 })
 			burst := bytes.Repeat(tc.frame, 64)
 			flooded := make(chan error, 1)
 			go func() {
@@ -152,6 +155,9 @@ func TestWSHostilePingFlood(t *testing.T) {
 				t.Fatal("the flood's writes did not fail")
 			}
 			st := g.Stats()
+			if want := tc.reason; st.WS.Disconnects[want] != 1 {
+				t.Fatalf("disconnects %v, want the flooder's under %s", st.WS.Disconnects, want)
+			}
 			t.Logf("flooder closed (disconnects %v); pool peak %d KiB; the honest client's worst round trip %v over %d",
 				st.WS.Disconnects, pool.peak.Load()>>10, worst, e.n)
 			if worst > waitFor/2 {

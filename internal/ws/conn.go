@@ -23,6 +23,11 @@ var (
 	ErrText = fmt.Errorf("%w: text message (only binary messages carry frames)", ErrProtocol)
 )
 
+// ErrControlWrite is what reads return once a Pong or Close reply could
+// not be written within its timeout (a peer that does not read), which
+// closed the connection.
+var ErrControlWrite = errors.New("websocket: control frame not written")
+
 // errClosed is what Read returns after the peer's Close frame: a clean end.
 var errClosed = io.EOF
 
@@ -83,6 +88,7 @@ type Conn struct {
 	// the writer busy); nil when none. Only the latest is kept (RFC 6455
 	// §5.5.3 allows answering the most recent Ping only).
 	pong      atomic.Pointer[[]byte]
+	cerr      atomic.Pointer[error] // a control write's failure, which closed c
 	closeSent atomic.Bool
 	closeOnce sync.Once
 	status    atomic.Uint32 // the Close code Close sends: set by a read error; 0: 1000
@@ -129,6 +135,7 @@ func (c *Conn) Read(p []byte) (int, error) {
 			c.early = c.early[n:]
 		} else {
 			n, err = c.c.Read(p)
+			err = c.readErr(err)
 		}
 		out, derr := c.decode(p[:n])
 		if derr != nil {
@@ -143,7 +150,7 @@ func (c *Conn) Read(p []byte) (int, error) {
 		}
 		if c.rerr == nil && c.activity != nil {
 			if err := c.activity(); err != nil {
-				return 0, err
+				return 0, c.readErr(err)
 			}
 		}
 	}
@@ -163,8 +170,8 @@ func (c *Conn) ReadLazy(get func() []byte, put func()) (int, error) {
 			return 0, c.rerr
 		}
 		c.lget, c.lput = get, put
-		err := c.raw.Read(c.rawRead)
-		buf, n, rerr := c.lbuf, c.ln, c.lerr
+		err := c.readErr(c.raw.Read(c.rawRead))
+		buf, n, rerr := c.lbuf, c.ln, c.readErr(c.lerr)
 		c.lget, c.lput, c.lbuf, c.ln, c.lerr = nil, nil, nil, 0, nil
 		switch {
 		case err != nil:
@@ -187,7 +194,7 @@ func (c *Conn) ReadLazy(get func() []byte, put func()) (int, error) {
 		put()
 		if c.activity != nil {
 			if err := c.activity(); err != nil {
-				return 0, err
+				return 0, c.readErr(err)
 			}
 		}
 	}
@@ -467,8 +474,18 @@ func (c *Conn) controlLocked(op ws.OpCode, p []byte, timeout time.Duration) {
 	c.wdirt = true
 	c.c.SetWriteDeadline(time.Now().Add(timeout))
 	if _, err := c.writeFrame(op, p); err != nil {
+		c.cerr.Store(&err)
 		c.c.Close()
 	}
+}
+
+// readErr is err, a read's, unless a control write failed and closed the
+// socket under the reader: then that failure, wrapping ErrControlWrite.
+func (c *Conn) readErr(err error) error {
+	if p := c.cerr.Load(); p != nil && err != nil {
+		return fmt.Errorf("%w: %w", ErrControlWrite, *p)
+	}
+	return err
 }
 
 // sendClose writes a Close frame with code once, if no write is under way
