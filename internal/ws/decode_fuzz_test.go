@@ -68,11 +68,11 @@ func size(r *rand.Rand, max int) int {
 }
 
 func randBytes(r *rand.Rand, n int) []byte {
-	p := make([]byte, n)
-	for i := range p {
-		p[i] = byte(r.Uint32())
+	p := make([]byte, n+7)
+	for i := 0; i < n; i += 8 {
+		binary.LittleEndian.PutUint64(p[i:], r.Uint64())
 	}
-	return p
+	return p[:n]
 }
 
 // violations a sequence may end with, and the Close status each gets.
@@ -248,14 +248,15 @@ func runDecode(t *testing.T, l *Listener, r *rand.Rand, enc []byte, lazy bool) {
 	var werr error
 	wg.Go(func() {
 		cl.c.SetWriteDeadline(time.Now().Add(waitFor))
+		rest := enc
 		for _, n := range chunks {
-			if _, err := cl.c.Write(enc[:n]); err != nil {
+			if _, err := cl.c.Write(rest[:n]); err != nil {
 				if status == 0 {
 					werr = err
 				}
 				return
 			}
-			enc = enc[n:]
+			rest = rest[n:]
 		}
 	})
 	rdone := make(chan error, 1)
@@ -290,6 +291,9 @@ func runDecode(t *testing.T, l *Listener, r *rand.Rand, enc []byte, lazy bool) {
 	// (a violation) until its error.
 	var got []byte
 	pl := &pool{r: r, max: []int{1, 7, 64, 2048, 65536 + 64}[r.IntN(5)]}
+	if pl.max < 64 && len(enc) > 20000 {
+		pl.max = 2048 // byte-sized reads of a long sequence: a syscall a byte
+	}
 	c.SetReadDeadline(time.Now().Add(waitFor))
 	var err error
 	for len(got) < len(want) || status != 0 && err == nil {
@@ -439,6 +443,9 @@ func FuzzDecode(f *testing.F) {
 		"ping pong ping", "fragment fragment fragment", "violation at the end", "lazy\x01", "read\x00"} {
 		f.Add([]byte(s))
 	}
+	for i := range 30 {
+		f.Add([]byte{byte(i), byte(i * 37), byte(i * 101), 0x55})
+	}
 	l := listen(f)
 	f.Fuzz(func(t *testing.T, in []byte) {
 		r := rand.New(newSource(in))
@@ -451,9 +458,9 @@ func FuzzDecode(f *testing.F) {
 // seed in the failure message.
 func TestDecodeRandom(t *testing.T) {
 	l := listen(t)
-	rounds := 40
+	rounds := 200
 	if testing.Short() {
-		rounds = 20
+		rounds = 40
 	}
 	seed := uint64(time.Now().UnixNano())
 	for i := range rounds {
