@@ -89,6 +89,7 @@ type Conn struct {
 	// §5.5.3 allows answering the most recent Ping only).
 	pong      atomic.Pointer[[]byte]
 	cerr      atomic.Pointer[error] // a control write's failure, which closed c
+	wbroke    atomic.Bool           // a write failed: the stream may end mid-record
 	closeSent atomic.Bool
 	closeOnce sync.Once
 	status    atomic.Uint32 // the Close code Close sends: set by a read error; 0: 1000
@@ -399,6 +400,7 @@ func (c *Conn) Write(p []byte) (int, error) {
 	n, err := c.writeFrame(ws.OpBinary, p)
 	if err != nil {
 		c.wfailed = true // maybe mid-frame: no Close frame may follow
+		c.wbroke.Store(true)
 	}
 	c.wmu.Unlock()
 	c.kick()
@@ -475,8 +477,20 @@ func (c *Conn) controlLocked(op ws.OpCode, p []byte, timeout time.Duration) {
 	c.c.SetWriteDeadline(time.Now().Add(timeout))
 	if _, err := c.writeFrame(op, p); err != nil {
 		c.cerr.Store(&err)
-		c.c.Close()
+		c.wbroke.Store(true)
+		c.closeSocket()
 	}
+}
+
+// closeSocket closes c's connection. After a failed write on TLS it closes
+// the socket under it first: tls.Conn's Close would send its close_notify
+// right behind the part of a record that went out, and the peer would read
+// the two as one record that fails its MAC ("bad record MAC").
+func (c *Conn) closeSocket() error {
+	if tc, ok := c.c.(*tls.Conn); ok && c.wbroke.Load() {
+		tc.NetConn().Close()
+	}
+	return c.c.Close()
 }
 
 // readErr is err, a read's, unless a control write failed and closed the
@@ -555,7 +569,7 @@ func (c *Conn) Close() error {
 			c.sendClose(code, time.Millisecond, true)
 		}
 	})
-	return c.c.Close()
+	return c.closeSocket()
 }
 
 // LocalAddr, RemoteAddr: the socket's.
