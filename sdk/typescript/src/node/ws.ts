@@ -356,7 +356,9 @@ function closePayload(code: number, reason = ""): Uint8Array {
 export class WebSocketTransport implements Transport, WSFrameSink {
   readonly drainEvents = true;
   readonly label: string;
-  ondata: (chunk: Uint8Array) => void = () => {};
+  private sink: (chunk: Uint8Array) => void = () => {};
+  /** What came with the handshake response, until the client's handler is set. */
+  private rest: Uint8Array | undefined;
   ondrain: () => void = () => {};
   onclose: (err: Error | undefined) => void = () => {};
   private readonly sock: net.Socket;
@@ -380,11 +382,29 @@ export class WebSocketTransport implements Transport, WSFrameSink {
       if (this.closeTimer !== undefined) clearTimeout(this.closeTimer);
       this.onclose(this.err ?? (this.closeGot ? undefined : new ConnectionError(`${label}: connection closed without a WebSocket close`)));
     });
-    // The handler is set by the client right after this returns: hand over
-    // what came with the handshake response once it is.
+    // The socket stays paused, and the bytes that came with the handshake
+    // response wait, until the client sets its handler (see ondata).
+    this.rest = rest;
+  }
+
+  get ondata(): (chunk: Uint8Array) => void {
+    return this.sink;
+  }
+
+  /**
+   * The client sets its handlers some microtasks after the transport opens
+   * (the connect's promise chain); frames that came in the same read as the
+   * handshake response are handed over only then, after the other handlers
+   * are set in the same turn, and the socket resumed.
+   */
+  set ondata(fn: (chunk: Uint8Array) => void) {
+    this.sink = fn;
+    const rest = this.rest;
+    if (rest === undefined) return;
+    this.rest = undefined;
     queueMicrotask(() => {
       if (rest.length > 0) this.onData(rest);
-      sock.resume();
+      this.sock.resume();
     });
   }
 
