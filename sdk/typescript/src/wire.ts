@@ -225,8 +225,14 @@ export class FrameParser {
       // A header split across chunks.
       const n = Math.min(HEADER_SIZE - this.headLen, end - off);
       this.head.set(chunk.subarray(off, off + n), this.headLen);
+      const had = this.headLen;
       this.headLen += n;
       off += n;
+      if (had < SIZE_OF_LENGTH && this.headLen >= SIZE_OF_LENGTH) {
+        // As soon as the Length is in: a frame too short to hold a ConnID
+        // may be the last thing sent, and waiting for its header would hang.
+        this.check(readU32(this.head, 0));
+      }
       if (this.headLen < HEADER_SIZE) {
         return;
       }
