@@ -475,7 +475,7 @@ func (l *link) enqueueFanout(from *link, hdr []byte, frame outFrame, run []byte,
 	if start {
 		l.writing = true
 	}
-	ownTurn := start && l.raw != nil
+	ownTurn := start && l.canWriteNow()
 	if ownTurn {
 		l.turnOwner = from
 	}

@@ -77,10 +77,11 @@ func (l *link) TryRead(p []byte) (int, error) {
 // writeState is a link's scratch for non-blocking writes, made on the first
 // one: the iovec array and the RawConn callback (made once, not per write).
 type writeState struct {
-	iov []syscall.Iovec
-	n   int64
-	err syscall.Errno
-	fn  func(fd uintptr) bool
+	bufs [][]byte // a WebSocket link's frames (wsWriteNow)
+	iov  []syscall.Iovec
+	n    int64
+	err  syscall.Errno
+	fn   func(fd uintptr) bool
 }
 
 // maxIov bounds the iovecs of one writev (Linux's IOV_MAX is 1024).
@@ -93,6 +94,9 @@ func iovBytes(batch []outFrame) int64 { return batchBytes(batch[:min(len(batch),
 // many bytes went out: all, some, or none when the socket buffer is full.
 // The caller owns l's writer turn.
 func (l *link) writeNow(batch []outFrame) (int64, error) {
+	if l.wsNow != nil {
+		return l.wsWriteNow(batch)
+	}
 	w := l.wstate
 	if w == nil {
 		w = &writeState{}
@@ -136,4 +140,58 @@ func (l *link) writeNow(batch []outFrame) (int64, error) {
 		return n, os.NewSyscallError("writev", errno)
 	}
 	return n, nil
+}
+
+// wsWriteNow is writeNow for a WebSocket link: the batch's frames as
+// messages of up to coalesceMax bytes (a larger frame alone), as the
+// blocking path makes them (writeCoalesced), each one non-blocking writev,
+// until the socket is full or the batch (or one writev's worth of frames)
+// is written.
+func (l *link) wsWriteNow(batch []outFrame) (int64, error) {
+	w := l.wstate
+	if w == nil {
+		w = &writeState{}
+		l.wstate = w
+	}
+	defer func() {
+		clear(w.bufs)
+		w.bufs = w.bufs[:0]
+		if cap(w.bufs) > maxSpare {
+			w.bufs = nil
+		}
+	}()
+	var total int64
+	var cur frameCursor
+	batch = batch[:min(len(batch), maxIov-1)]
+	for len(batch) > 0 {
+		// A message never ends inside a frame: a fan-out delivery's
+		// header and its shared payload are two buffers.
+		w.bufs = w.bufs[:0]
+		size, whole := 0, true
+		frameAt, frameSize := 0, 0 // where the frame being added starts in w.bufs, and its bytes there
+		for len(batch) > 0 && (size == 0 || !whole || size+len(batch[0].b) <= coalesceMax) {
+			if whole {
+				frameAt, frameSize = len(w.bufs), 0
+			}
+			w.bufs = append(w.bufs, batch[0].b)
+			size += len(batch[0].b)
+			frameSize += len(batch[0].b)
+			whole = cur.advance(batch[0].b)
+			batch = batch[1:]
+		}
+		if !whole {
+			// The cap on one writev's frames cut the last frame: it
+			// waits for the writer, which sends it whole.
+			w.bufs, size = w.bufs[:frameAt], size-frameSize
+			if len(w.bufs) == 0 {
+				return total, nil
+			}
+		}
+		n, err := l.wsNow.WriteNow(w.bufs)
+		total += n
+		if err != nil || n < int64(size) {
+			return total, err
+		}
+	}
+	return total, nil
 }

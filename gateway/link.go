@@ -87,6 +87,11 @@ type link struct {
 	// internal/ws); ws says conn is a WebSocket connection.
 	lazy proto.LazyReader
 	ws   bool
+	// wsNow is conn when it writes a WebSocket message without blocking
+	// (plain TCP): the readers then write to this link inline, as to a
+	// TCP link (flushInline), and its writer tries a non-blocking write
+	// first.
+	wsNow wsNowWriter
 
 	// idNext..idEnd-1 are the ConnIDs this link's reader has taken for the
 	// Dials it reads (see newConnID). Reader only.
@@ -176,6 +181,9 @@ func newLink(g *Gateway, conn net.Conn, s side, id uint32) *link {
 		l.ws = true
 		if lr, ok := conn.(proto.LazyReader); ok {
 			l.lazy = lr
+		}
+		if wn, ok := conn.(wsNowWriter); ok && wn.CanWriteNow() {
+			l.wsNow = wn
 		}
 		if ac, ok := conn.(activityConn); ok {
 			// Control frames and empty messages count as activity
@@ -440,6 +448,19 @@ type transportConn interface{ Transport() string }
 // activityConn is a connection that reads frames carrying no payload
 // (WebSocket control frames) and reports them through a hook.
 type activityConn interface{ SetActivityHook(func() error) }
+
+// wsNowWriter is a WebSocket connection that sends a batch of frames as
+// one message with one non-blocking writev, and finishes a message it
+// left unfinished (see internal/ws.Conn.WriteNow).
+type wsNowWriter interface {
+	CanWriteNow() bool
+	WriteNow(bufs [][]byte) (int64, error)
+	FinishMessage(bufs [][]byte) (int64, error)
+}
+
+// canWriteNow reports whether l's socket takes non-blocking writes
+// (writeNow): a TCP socket, or a WebSocket connection on one.
+func (l *link) canWriteNow() bool { return l.raw != nil || l.wsNow != nil }
 
 // isWS reports whether conn is a WebSocket connection.
 func isWS(conn net.Conn) bool {

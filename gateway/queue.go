@@ -217,7 +217,7 @@ func (l *link) enqueue(from *link, frame outFrame, small []byte, mode pushMode) 
 	if start {
 		l.writing = true
 	}
-	ownTurn := start && from != nil && l.raw != nil
+	ownTurn := start && from != nil && l.canWriteNow()
 	if ownTurn {
 		l.turnOwner = from
 	}
@@ -590,7 +590,7 @@ func (l *link) writeLoop(batch []outFrame, skip int64) {
 			}
 		}
 		l.refreshWriteDeadline()
-		if skip == 0 && l.raw != nil {
+		if skip == 0 && l.canWriteNow() {
 			// One non-blocking attempt first: it tells whether the
 			// peer's socket is full (see full), and costs no syscall
 			// more when it is not.
@@ -603,7 +603,7 @@ func (l *link) writeLoop(batch []outFrame, skip int64) {
 				l.setStalled()
 			}
 			skip = n
-		} else if l.raw == nil {
+		} else if !l.canWriteNow() {
 			l.setStalled() // a blocking write: the peer may not be taking it
 		}
 		var n int64
@@ -649,13 +649,26 @@ func (l *link) writeBatch(batch []outFrame, skip int64, vec [][]byte) (int64, []
 	}
 	defer clear(vec)
 	bufs := skipBytes(vec, skip)
+	aligned := skip == 0
+	if l.wsNow != nil && skip > 0 {
+		// A WebSocket message that writeNow started and did not finish:
+		// its rest goes first, without a header of its own. Messages
+		// end at frame boundaries, so what follows starts at one.
+		n, err := l.wsNow.FinishMessage(bufs)
+		if err != nil {
+			return n, vec[:0], err
+		}
+		bufs, aligned = skipBytes(bufs, n), true
+		m, err := l.writeCoalesced(bufs, aligned)
+		return n + m, vec[:0], err
+	}
 	switch l.conn.(type) {
 	case *net.TCPConn, *net.UnixConn:
 		iov := net.Buffers(bufs)
 		n, err := iov.WriteTo(l.conn)
 		return n, vec[:0], err
 	}
-	n, err := l.writeCoalesced(bufs, skip == 0)
+	n, err := l.writeCoalesced(bufs, aligned)
 	return n, vec[:0], err
 }
 

@@ -21,6 +21,9 @@ type DialOptions struct {
 	Origin    string      // the Origin header; empty: none
 	Protocols []string    // subprotocols offered; nil: none
 	TLS       *tls.Config // for wss:// URLs
+	// NetDial, when set, opens the TCP connection (to set socket options
+	// before the connect, say).
+	NetDial func(ctx context.Context, network, addr string) (net.Conn, error)
 }
 
 // Client is the client end of a WebSocket connection, for tests and the
@@ -38,7 +41,7 @@ type Client struct {
 
 // Dial opens a WebSocket connection to url (ws:// or wss://).
 func Dial(ctx context.Context, url string, o DialOptions) (*Client, error) {
-	d := ws.Dialer{Protocols: o.Protocols, TLSConfig: o.TLS}
+	d := ws.Dialer{Protocols: o.Protocols, TLSConfig: o.TLS, NetDial: o.NetDial}
 	if o.Origin != "" {
 		d.Header = ws.HandshakeHeaderHTTP(http.Header{"Origin": {o.Origin}})
 	}

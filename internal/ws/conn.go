@@ -77,11 +77,18 @@ type Conn struct {
 	lerr    error
 
 	// Writer state: wmu serialises writes; whdr/wvec are its scratch.
-	wmu   sync.Mutex
-	whdr  [10]byte
-	wvec  [2][]byte
-	wdl   atomic.Int64 // the write deadline last set (Unix ns, 0 none)
-	wdirt bool         // (under wmu) a control write changed c's deadline
+	wmu  sync.Mutex
+	whdr [10]byte
+	wvec [2][]byte
+	// owe is what WriteNow left of the message it started: the header's
+	// unwritten bytes (oweHdr) and the payload bytes still due (owe). No
+	// other frame may go out until FinishMessage has written them.
+	owe    int64
+	oweHdr []byte
+	owebuf [10]byte
+	now    nowState     // WriteNow's scratch
+	wdl    atomic.Int64 // the write deadline last set (Unix ns, 0 none)
+	wdirt  bool         // (under wmu) a control write changed c's deadline
 	// wfailed (under wmu): a Write failed, perhaps inside its frame.
 	wfailed bool
 	// pong is the payload of a Pong still to be written (the reader found
@@ -388,9 +395,33 @@ func (c *Conn) endFrame() error {
 	return nil
 }
 
-// Write sends p as one binary message.
+// Write sends p as one binary message. (After a WriteNow that left a
+// message unfinished, the first bytes of p finish it instead, as
+// FinishMessage does, and the rest is a message of its own.)
 func (c *Conn) Write(p []byte) (int, error) {
 	c.wmu.Lock()
+	if c.owe > 0 || len(c.oweHdr) > 0 {
+		c.wvec[0] = p
+		n, err := c.finishLocked(c.wvec[:1])
+		c.wvec[0] = nil
+		if err != nil || int(n) == len(p) {
+			c.wmu.Unlock()
+			c.kick()
+			return int(n), err
+		}
+		m, err := c.writeLocked(p[n:])
+		c.wmu.Unlock()
+		c.kick()
+		return int(n) + m, err
+	}
+	n, err := c.writeLocked(p)
+	c.wmu.Unlock()
+	c.kick()
+	return n, err
+}
+
+// writeLocked writes p as one binary message; c.wmu is held.
+func (c *Conn) writeLocked(p []byte) (int, error) {
 	if c.wdirt {
 		// A control write set a deadline of its own since: put the
 		// caller's back (it may have moved it meanwhile).
@@ -402,8 +433,121 @@ func (c *Conn) Write(p []byte) (int, error) {
 		c.wfailed = true // maybe mid-frame: no Close frame may follow
 		c.wbroke.Store(true)
 	}
+	return n, err
+}
+
+// CanWriteNow reports whether WriteNow works: on plain TCP on Linux.
+func (c *Conn) CanWriteNow() bool { return c.raw != nil && lazyWait }
+
+// WriteNow makes one non-blocking attempt to send bufs as one binary
+// message (header and bufs in one writev) and returns the payload bytes it
+// wrote: all, some, or none when the socket is full or another write holds
+// the connection. When it wrote some but not all, the message is owed:
+// the next write must be FinishMessage with the bytes that follow, and no
+// other frame (a Pong, a Close) goes out before them. bufs may hold at
+// most 1023 slices.
+func (c *Conn) WriteNow(bufs [][]byte) (int64, error) {
+	if !c.wmu.TryLock() {
+		return 0, nil
+	}
+	n, err := c.writeNowLocked(bufs)
 	c.wmu.Unlock()
 	c.kick()
+	return n, err
+}
+
+func (c *Conn) writeNowLocked(bufs [][]byte) (int64, error) {
+	if c.owe > 0 || len(c.oweHdr) > 0 || c.wfailed {
+		return 0, nil // a message is unfinished: FinishMessage first
+	}
+	if c.wdirt {
+		c.wdirt = false
+		c.c.SetWriteDeadline(unixTime(c.wdl.Load()))
+	}
+	var total int64
+	for _, b := range bufs {
+		total += int64(len(b))
+	}
+	h := c.putHeader(ws.OpBinary, int(total))
+	w, err := c.writevNow(h, bufs)
+	if err != nil {
+		c.wfailed = true
+	}
+	switch {
+	case w == 0:
+		return 0, err // nothing went out: no message started
+	case w < int64(len(h)):
+		c.oweHdr = append(c.owebuf[:0], h[w:]...)
+		c.owe = total
+		unfinished.Add(1)
+		return 0, err
+	}
+	n := w - int64(len(h))
+	c.owe = total - n
+	if c.owe > 0 {
+		unfinished.Add(1)
+	}
+	return n, err
+}
+
+// unfinished counts the messages WriteNow left unfinished, for tests.
+var unfinished atomic.Uint64
+
+// Unfinished returns how many messages WriteNow has left unfinished (for
+// FinishMessage to complete) in this process: tests check their slow
+// readers drove that path.
+func Unfinished() uint64 { return unfinished.Load() }
+
+// FinishMessage writes the rest of the message WriteNow left unfinished,
+// taking its payload from the start of bufs (the bytes that follow those
+// WriteNow wrote), blocking until done or the write deadline. It returns
+// the payload bytes it wrote: 0 when no message was owed.
+func (c *Conn) FinishMessage(bufs [][]byte) (int64, error) {
+	c.wmu.Lock()
+	n, err := c.finishLocked(bufs)
+	c.wmu.Unlock()
+	c.kick()
+	return n, err
+}
+
+func (c *Conn) finishLocked(bufs [][]byte) (int64, error) {
+	if c.owe == 0 && len(c.oweHdr) == 0 {
+		return 0, nil
+	}
+	if c.wdirt {
+		c.wdirt = false
+		c.c.SetWriteDeadline(unixTime(c.wdl.Load()))
+	}
+	vec := c.now.fin[:0]
+	if len(c.oweHdr) > 0 {
+		vec = append(vec, c.oweHdr)
+	}
+	left := c.owe
+	for _, b := range bufs {
+		if left == 0 {
+			break
+		}
+		if int64(len(b)) > left {
+			b = b[:left]
+		}
+		vec = append(vec, b)
+		left -= int64(len(b))
+	}
+	hdr := int64(len(c.oweHdr))
+	nb := net.Buffers(vec)
+	w, err := nb.WriteTo(c.c)
+	clear(vec)
+	c.now.fin = vec[:0]
+	if err != nil {
+		c.wfailed = true
+	}
+	if w < hdr {
+		c.oweHdr = c.oweHdr[w:]
+		return 0, err
+	}
+	c.oweHdr = nil
+	n := w - hdr
+	c.owe -= n
 	return n, err
 }
 
@@ -462,6 +606,12 @@ func (c *Conn) putHeader(op ws.OpCode, n int) []byte {
 // taken goes out right after the write that held it.
 func (c *Conn) kick() {
 	for c.pong.Load() != nil && c.wmu.TryLock() {
+		if c.owe > 0 || len(c.oweHdr) > 0 {
+			// A message is unfinished: the Pong waits for FinishMessage,
+			// which kicks again.
+			c.wmu.Unlock()
+			return
+		}
 		if p := c.pong.Swap(nil); p != nil && !c.closeSent.Load() {
 			c.controlLocked(ws.OpPong, *p, controlTimeout)
 		}

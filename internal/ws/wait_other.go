@@ -9,3 +9,10 @@ const lazyWait = false
 func (c *Conn) readReady(fd uintptr) bool { panic("fastway: lazy waits need linux") }
 
 func (c *Conn) writeNow(b []byte) { panic("fastway: writeNow needs linux") }
+
+// nowState is unused off Linux.
+type nowState struct{ fin [][]byte }
+
+func (c *Conn) writevNow(h []byte, bufs [][]byte) (int64, error) {
+	panic("fastway: non-blocking writes need linux")
+}
