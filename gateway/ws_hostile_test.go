@@ -126,7 +126,10 @@ func TestWSHostilePingFlood(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			pool := &bytesPool{Pool: slab.NewAtomPool(slab.DefaultMinChunk, slab.DefaultMaxChunk, slab.DefaultFactor, slab.DefaultPageSize)}
 			g := startGW(t, Config{MemPool: pool})
-			url := startWS(t, g, ws.Config{})
+			// A small send buffer toward the clients: the flooder's
+			// socket is full after KiBs, not the MiBs the kernel's
+			// autotuning would let it take first.
+			url := startWSSmallSend(t, g)
 			s := g.dialServer(t, 1)
 			e := newEchoer(t, g, url, s)
 			_, bad := dialWS(t, url, ws.DialOptions{})
@@ -151,7 +154,8 @@ func TestWSHostilePingFlood(t *testing.T) {
 			deadline := time.Now().Add(6 * waitFor)
 			for g.Stats().WS.Conns != 1 {
 				if time.Now().After(deadline) {
-					t.Fatal("the flooder was not closed")
+					st := g.Stats()
+					t.Fatalf("the flooder was not closed: ws %+v client %+v hw %v", st.WS.Traffic, st.Client, st.QueueHighWater)
 				}
 				worst = max(worst, e.roundTrip())
 			}

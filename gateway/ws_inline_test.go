@@ -21,22 +21,7 @@ import (
 // frames sent, byte for byte, in order.
 func TestWSInlineWritesSlowReader(t *testing.T) {
 	g := startGW(t, Config{ClientSendQueueBytes: 64 << 20, ClientSendChanSize: 1 << 20})
-	// The gateway's sockets toward the client get a small send buffer
-	// (set on the listening socket, inherited), so its non-blocking
-	// writes meet a full socket often.
-	lc := net.ListenConfig{Control: func(network, address string, c syscall.RawConn) error {
-		var serr error
-		c.Control(func(fd uintptr) { serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_SNDBUF, 16<<10) })
-		return serr
-	}}
-	ln, err := lc.Listen(context.Background(), "tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	served := make(chan error, 1)
-	go func() { served <- g.ServeClients(ws.NewListener(ln, ws.Config{})) }()
-	t.Cleanup(func() { g.Stop(); <-served })
-	url := "ws://" + ln.Addr().String() + "/"
+	url := startWSSmallSend(t, g)
 	s := g.dialServer(t, 1)
 	// A small receive buffer, set before the connect (set after it, the
 	// window stalls on the persist timer).
@@ -120,4 +105,24 @@ func TestWSInlineWritesSlowReader(t *testing.T) {
 	if unfinished == 0 {
 		t.Fatal("no message was left unfinished: the test did not drive FinishMessage")
 	}
+}
+
+// startWSSmallSend is startWS with a small send buffer on the gateway's
+// sockets toward its WebSocket clients (set on the listening socket,
+// inherited), so that its non-blocking writes meet a full socket soon.
+func startWSSmallSend(t testing.TB, g *testGW) string {
+	t.Helper()
+	lc := net.ListenConfig{Control: func(network, address string, c syscall.RawConn) error {
+		var serr error
+		c.Control(func(fd uintptr) { serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_SNDBUF, 16<<10) })
+		return serr
+	}}
+	ln, err := lc.Listen(context.Background(), "tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- g.ServeClients(ws.NewListener(ln, ws.Config{})) }()
+	t.Cleanup(func() { g.Stop(); <-served })
+	return "ws://" + ln.Addr().String() + "/"
 }
