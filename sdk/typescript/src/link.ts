@@ -301,6 +301,12 @@ export class Link<T> implements VConnHost, FrameSink {
     this.vconns.set(v.id, v); // first, so that an onaccept handler may send at once
     if (!this.owner.connected(this, v)) {
       this.vconns.delete(v.id);
+      const size = commandSize(Cmd.Close);
+      if (this.unsent + size > this.opts.maxUnsentBytes) {
+        // A gateway that floods Connects past the backlog and reads none of
+        // the Closes answering them would grow the send buffer without end.
+        throw new BufferLimitError("unsent", this.opts.maxUnsentBytes, this.unsent + size);
+      }
       this.writeCommand({ type: Cmd.Close, connID: cmd.connID, remoteID: 0 });
     }
   }
