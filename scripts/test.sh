@@ -28,6 +28,10 @@ echo "== go test -race"
 # 10,000 virtual connections); they also raise the soft limit themselves.
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 go test -race -count=1 -timeout 8m ./...
+echo "== full size, without -race: 100 clients x 10 virtual connections x 1000 messages each way, TCP and WebSocket"
+# Under -race the load tests shrink (gateway/hardening_test.go, scaled);
+# these two run at the size their issue names.
+go test -count=1 -timeout 3m -run '^(TestEndToEndMany|TestWSEndToEndMany)$' -v ./gateway | grep -E '^(=== RUN|--- |ok|FAIL|PASS)|_test.go:[0-9]+:'
 echo "== deploy (nested module: the Kubernetes manifests and the compose recipe)"
 (cd deploy && go vet ./... && go tool staticcheck ./... && go test -race -count=1 ./...)
 ./scripts/test-sdk.sh
