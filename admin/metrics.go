@@ -221,7 +221,7 @@ func newWSCollector(stats func() ws.Stats) prometheus.Collector {
 		stats:      stats,
 		upgrades:   desc("upgrades_total", "WebSocket handshakes that succeeded."),
 		subproto:   desc("subprotocol_upgrades_total", "Of those, the ones that chose the fastway subprotocol."),
-		failed:     desc("handshake_failures_total", "WebSocket handshakes that failed, by reason (timeout, tls, bad_request, path, origin, too_large, io, overflow).", "reason"),
+		failed:     desc("handshake_failures_total", "WebSocket handshakes that failed, by reason (timeout, tls, bad_request, path, origin, too_large, io, overflow, source).", "reason"),
 		inProgress: desc("handshakes_in_progress", "WebSocket handshakes in progress now."),
 	}
 }

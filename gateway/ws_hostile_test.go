@@ -49,12 +49,15 @@ func (e *echoer) roundTrip() time.Duration {
 // TestWSHostileHandshakeFlood: a flood of connections that trickle their
 // requests a byte at a time (slowloris), more than MaxHandshakes, while an
 // upgraded client keeps exchanging: the flood is closed at the handshake
-// timeout, counted as timeout (and overflow past the cap), the honest
+// timeout, counted as timeout (and overflow: the oldest closed to make
+// room for the newer ones past the cap), the honest
 // client's round trips go on, and new clients get in once it is over.
 func TestWSHostileHandshakeFlood(t *testing.T) {
 	const flood, maxHS, timeout = 300, 200, 500 * time.Millisecond
 	g := startGW(t, Config{})
-	url, wl := startWSL(t, g, ws.Config{HandshakeTimeout: timeout, MaxHandshakes: maxHS})
+	// The flood comes from one address: the per-source cap is off, so
+	// that it fills every slot (TestHandshakesPerSource has the cap).
+	url, wl := startWSL(t, g, ws.Config{HandshakeTimeout: timeout, MaxHandshakes: maxHS, MaxHandshakesPerSource: -1})
 	s := g.dialServer(t, 1)
 	e := newEchoer(t, g, url, s)
 	conns := make([]net.Conn, flood)
@@ -213,7 +216,7 @@ func TestWSHostileGiantLength(t *testing.T) {
 // first Close is read.
 func TestWSHostileCloseStorm(t *testing.T) {
 	g := startGW(t, Config{})
-	url := startWS(t, g, ws.Config{})
+	url := startWS(t, g, ws.Config{MaxHandshakesPerSource: -1}) // the crowd comes from one address
 	s := g.dialServer(t, 1)
 	e := newEchoer(t, g, url, s)
 	c, wc := dialWS(t, url, ws.DialOptions{})

@@ -96,13 +96,14 @@ type options struct {
 	ClientTLSCert         string
 	ClientTLSKey          string
 
-	ClientWSAddr             string
-	ClientWSPath             string
-	ClientWSOrigins          string
-	ClientWSTLSCert          string
-	ClientWSTLSKey           string
-	ClientWSHandshakeTimeout time.Duration
-	ClientWSMaxHandshakes    int
+	ClientWSAddr                   string
+	ClientWSPath                   string
+	ClientWSOrigins                string
+	ClientWSTLSCert                string
+	ClientWSTLSKey                 string
+	ClientWSHandshakeTimeout       time.Duration
+	ClientWSMaxHandshakes          int
+	ClientWSMaxHandshakesPerSource int
 
 	ServerAddr                    string
 	ServerAuthPassword            string
@@ -179,7 +180,7 @@ var sections = []flagSection{
 	{"Client side", []string{"ClientAddr", "ClientMaxConns", "ClientMaxConn", "ClientMaxServerConns", "ClientBufferSize", "ClientIdleTimeout", "ClientSendChanSize", "ClientSendQueueBytes",
 		"ClientTLSCert", "ClientTLSKey",
 		"ClientSnetEnable", "ClientSnetEncrypt", "ClientSnetBuffer", "ClientSnetInitTimeout", "ClientSnetWaitTimeout"}},
-	{"WebSocket clients", []string{"ClientWSAddr", "ClientWSPath", "ClientWSOrigins", "ClientWSTLSCert", "ClientWSTLSKey", "ClientWSHandshakeTimeout", "ClientWSMaxHandshakes"}},
+	{"WebSocket clients", []string{"ClientWSAddr", "ClientWSPath", "ClientWSOrigins", "ClientWSTLSCert", "ClientWSTLSKey", "ClientWSHandshakeTimeout", "ClientWSMaxHandshakes", "ClientWSMaxHandshakesPerSource"}},
 	{"Server side", []string{"ServerAddr", "ServerAuthPassword", "ServerAuthKey", "ServerAuthPasswordFile", "ServerKeyFile", "ServerAuthTimeout", "ServerMaxHandshakes", "ServerMaxHandshakesPerSource", "ServerAuthFailBurst", "ServerAuthFailInterval",
 		"ServerBufferSize", "ServerIdleTimeout", "ServerSendChanSize", "ServerSendQueueBytes", "ServerSendQueueBytesPerClient",
 		"ServerMaxGroups", "ServerMaxMemberships",
@@ -229,7 +230,8 @@ func newFlagSet(o *options) *flag.FlagSet {
 	fs.StringVar(&o.ClientWSTLSCert, "ClientWSTLSCert", "", "PEM certificate chain: the WebSocket port serves wss (with -ClientWSTLSKey; empty: the client port's -ClientTLSCert if set, else plain ws)")
 	fs.StringVar(&o.ClientWSTLSKey, "ClientWSTLSKey", "", "PEM private key of -ClientWSTLSCert")
 	fs.DurationVar(&o.ClientWSHandshakeTimeout, "ClientWSHandshakeTimeout", 5*time.Second, "time a WebSocket connection has for its TLS handshake and upgrade request together")
-	fs.IntVar(&o.ClientWSMaxHandshakes, "ClientWSMaxHandshakes", 1024, "WebSocket handshakes in progress at once; past it new connections are closed at once (counted)")
+	fs.IntVar(&o.ClientWSMaxHandshakes, "ClientWSMaxHandshakes", 1024, "WebSocket handshakes in progress at once; when all are taken the oldest is closed to make room for a new connection (counted overflow)")
+	fs.IntVar(&o.ClientWSMaxHandshakesPerSource, "ClientWSMaxHandshakesPerSource", 256, "WebSocket handshakes in progress at once from one source address (IPv6: one /64); past it its new connections are closed at once (counted source; 0: no cap)")
 	fs.BoolVar(&o.ClientSnetEnable, "ClientSnetEnable", false, "snet on the client port: clients resume their stream after a broken TCP connection")
 	fs.BoolVar(&o.ClientSnetEncrypt, "ClientSnetEncrypt", false, "snet's RC4 encryption on the client port: obfuscation for clients that expect it, not security (needs ClientSnetEnable)")
 	sizeVar(&o.ClientSnetBuffer, "ClientSnetBuffer", defaultClientSnetBuffer, "snet rewrite buffer per client connection (allocated as it fills); its sockets get buffers of a sixteenth of it")
@@ -607,6 +609,9 @@ func (o *options) validateWS() error {
 	}
 	if o.ClientWSMaxHandshakes <= 0 {
 		return fmt.Errorf("-ClientWSMaxHandshakes=%d: want at least 1", o.ClientWSMaxHandshakes)
+	}
+	if o.ClientWSMaxHandshakesPerSource < 0 {
+		return fmt.Errorf("-ClientWSMaxHandshakesPerSource=%d: want 0 (no cap) or more", o.ClientWSMaxHandshakesPerSource)
 	}
 	var err error
 	if o.ClientWSTLSCert != "" || o.ClientWSTLSKey != "" {

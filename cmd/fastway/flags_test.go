@@ -472,8 +472,8 @@ func TestHelp(t *testing.T) {
 	}
 	out := stdout.String()
 	defaults := flagDefaults()
-	if len(defaults) != 77 {
-		t.Errorf("%d flags, want 77", len(defaults))
+	if len(defaults) != 78 {
+		t.Errorf("%d flags, want 78", len(defaults))
 	}
 	for name, def := range defaults {
 		if !strings.Contains(out, "  -"+name+"="+def+" ") {

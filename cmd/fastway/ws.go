@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"fmt"
 	"log/slog"
 	"strconv"
@@ -24,12 +25,13 @@ func listenWS(o *options, log *slog.Logger) (*ws.Listener, error) {
 		return nil, err
 	}
 	return ws.NewListener(ln, ws.Config{
-		Path:             o.ClientWSPath,
-		Origins:          o.wsOrigins(),
-		TLS:              o.wsTLS,
-		HandshakeTimeout: o.ClientWSHandshakeTimeout,
-		MaxHandshakes:    o.ClientWSMaxHandshakes,
-		Log:              log.With(slog.String("side", "ws")),
+		Path:                   o.ClientWSPath,
+		Origins:                o.wsOrigins(),
+		TLS:                    o.wsTLS,
+		HandshakeTimeout:       o.ClientWSHandshakeTimeout,
+		MaxHandshakes:          o.ClientWSMaxHandshakes,
+		MaxHandshakesPerSource: cmp.Or(o.ClientWSMaxHandshakesPerSource, -1), // flag 0: no cap
+		Log:                    log.With(slog.String("side", "ws")),
 	}), nil
 }
 

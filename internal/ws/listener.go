@@ -16,6 +16,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -38,9 +39,16 @@ type Config struct {
 	// HandshakeTimeout bounds the TLS handshake and the upgrade request
 	// together. Zero: 5 s.
 	HandshakeTimeout time.Duration
-	// MaxHandshakes caps handshakes in progress; connections past it are
-	// closed at once and counted (FailOverflow). Zero: 1024.
+	// MaxHandshakes caps handshakes in progress. When they are all taken,
+	// the oldest one is closed to make room for the new connection
+	// (counted FailOverflow): a flood that holds its sockets open cannot
+	// keep honest clients, whose upgrades take a round trip or two, out.
+	// Zero: 1024.
 	MaxHandshakes int
+	// MaxHandshakesPerSource caps the handshakes in progress from one
+	// source (an IPv4 address, an IPv6 /64); past it new connections from
+	// there are closed at once (FailSource). Zero: 256; negative: no cap.
+	MaxHandshakesPerSource int
 	// MaxRequestBytes caps the upgrade request (request line and
 	// headers); larger requests get 431. Zero: 8 KiB.
 	MaxRequestBytes int
@@ -60,11 +68,12 @@ const (
 	FailOrigin                  // the Origin is not allowed
 	FailTooLarge                // the request passed MaxRequestBytes
 	FailIO                      // the connection failed or closed mid-handshake
-	FailOverflow                // closed at once: MaxHandshakes were in progress
+	FailOverflow                // closed to make room: MaxHandshakes were in progress (the oldest goes)
+	FailSource                  // closed at once: MaxHandshakesPerSource were in progress from its source
 	numFailures
 )
 
-var failureNames = [numFailures]string{"timeout", "tls", "bad_request", "path", "origin", "too_large", "io", "overflow"}
+var failureNames = [numFailures]string{"timeout", "tls", "bad_request", "path", "origin", "too_large", "io", "overflow", "source"}
 
 func (f Failure) String() string { return failureNames[f] }
 
@@ -102,7 +111,8 @@ type Listener struct {
 	once     sync.Once
 	wg       sync.WaitGroup
 	mu       sync.Mutex
-	pending  map[net.Conn]struct{} // connections in handshake, closed by Close
+	pending  map[net.Conn]*pendingHS // connections in handshake, closed by Close
+	bySource map[netip.Prefix]int    // handshakes in progress per source
 	stats    struct{ upgrades, subproto atomic.Uint64 }
 	failed   [numFailures]atomic.Uint64
 	inFlight atomic.Int64
@@ -122,11 +132,14 @@ func NewListener(inner net.Listener, cfg Config) *Listener {
 	if cfg.MaxHandshakes <= 0 {
 		cfg.MaxHandshakes = 1024
 	}
+	if cfg.MaxHandshakesPerSource == 0 {
+		cfg.MaxHandshakesPerSource = 256
+	}
 	if cfg.MaxRequestBytes <= 0 {
 		cfg.MaxRequestBytes = 8 << 10
 	}
 	l := &Listener{inner: inner, cfg: cfg, ready: make(chan net.Conn), errs: make(chan error),
-		done: make(chan struct{}), pending: make(map[net.Conn]struct{})}
+		done: make(chan struct{}), pending: make(map[net.Conn]*pendingHS), bySource: make(map[netip.Prefix]int)}
 	for _, o := range cfg.Origins {
 		if o == "*" {
 			l.origins = nil
@@ -203,11 +216,7 @@ func (l *Listener) acceptLoop() {
 				return
 			}
 		}
-		if l.inFlight.Load() >= int64(l.cfg.MaxHandshakes) {
-			c.Close()
-			l.fail(FailOverflow, c, fmt.Errorf("%d handshakes in progress", l.cfg.MaxHandshakes))
-			continue
-		}
+		src := sourceOf(c)
 		l.mu.Lock()
 		select {
 		case <-l.done:
@@ -216,7 +225,33 @@ func (l *Listener) acceptLoop() {
 			return
 		default:
 		}
-		l.pending[c] = struct{}{}
+		if n := l.cfg.MaxHandshakesPerSource; n > 0 && l.bySource[src] >= n {
+			l.mu.Unlock()
+			c.Close()
+			l.fail(FailSource, c, fmt.Errorf("%d handshakes in progress from %s", n, src))
+			continue
+		}
+		if len(l.pending) >= l.cfg.MaxHandshakes {
+			// Full: the oldest handshake makes room. Its goroutine
+			// finds its connection closed and counts it (overflow).
+			var oldest net.Conn
+			var at time.Time
+			for pc, p := range l.pending {
+				if !p.evicted && (oldest == nil || p.start.Before(at)) {
+					oldest, at = pc, p.start
+				}
+			}
+			if oldest == nil {
+				l.mu.Unlock()
+				c.Close()
+				l.fail(FailOverflow, c, fmt.Errorf("%d handshakes in progress", l.cfg.MaxHandshakes))
+				continue
+			}
+			l.pending[oldest].evicted = true
+			oldest.Close()
+		}
+		l.pending[c] = &pendingHS{start: time.Now(), src: src}
+		l.bySource[src]++
 		l.inFlight.Add(1)
 		l.wg.Add(1)
 		l.mu.Unlock()
@@ -230,9 +265,22 @@ func (l *Listener) handshake(c net.Conn) {
 	raw := c
 	wc, f, err := l.upgrade(c)
 	l.mu.Lock()
+	p := l.pending[raw]
 	delete(l.pending, raw)
+	if l.bySource[p.src]--; l.bySource[p.src] <= 0 {
+		delete(l.bySource, p.src)
+	}
 	l.mu.Unlock()
 	l.inFlight.Add(-1)
+	if p.evicted {
+		// Closed to make room for a newer connection.
+		if wc != nil {
+			wc.c.Close()
+		}
+		raw.Close()
+		l.fail(FailOverflow, raw, fmt.Errorf("the oldest of %d handshakes in progress, closed for a new connection", l.cfg.MaxHandshakes))
+		return
+	}
 	if err != nil {
 		raw.Close()
 		l.fail(f, raw, err)
@@ -340,6 +388,28 @@ func (l *Listener) upgrade(c net.Conn) (*Conn, Failure, error) {
 	}
 	c.SetDeadline(time.Time{})
 	return newConn(c, early), 0, nil
+}
+
+// pendingHS is a handshake in progress.
+type pendingHS struct {
+	start   time.Time
+	src     netip.Prefix
+	evicted bool // closed to make room (under Listener.mu)
+}
+
+// sourceOf is c's source for MaxHandshakesPerSource: its IPv4 address, or
+// its IPv6 /64.
+func sourceOf(c net.Conn) netip.Prefix {
+	var a netip.Addr
+	if ta, ok := c.RemoteAddr().(*net.TCPAddr); ok {
+		a = ta.AddrPort().Addr().Unmap()
+	}
+	bits := 32
+	if a.Is6() {
+		bits = 64
+	}
+	p, _ := a.Prefix(bits)
+	return p
 }
 
 // classify tells a timeout from other I/O failures.
