@@ -16,3 +16,7 @@ func (l *link) writeNow(batch []outFrame) (int64, error) { panic("fastway: inlin
 
 // iovBytes is never called off unix.
 func iovBytes(batch []outFrame) int64 { panic("fastway: inline writes need unix") }
+
+// wsWriteNow is never called off unix: WebSocket links there have no
+// non-blocking writes (CanWriteNow is false).
+func (l *link) wsWriteNow(batch []outFrame) (int64, error) { panic("fastway: inline writes need unix") }

@@ -77,11 +77,10 @@ func (l *link) TryRead(p []byte) (int, error) {
 // writeState is a link's scratch for non-blocking writes, made on the first
 // one: the iovec array and the RawConn callback (made once, not per write).
 type writeState struct {
-	bufs [][]byte // a WebSocket link's frames (wsWriteNow)
-	iov  []syscall.Iovec
-	n    int64
-	err  syscall.Errno
-	fn   func(fd uintptr) bool
+	iov []syscall.Iovec
+	n   int64
+	err syscall.Errno
+	fn  func(fd uintptr) bool
 }
 
 // maxIov bounds the iovecs of one writev (Linux's IOV_MAX is 1024).
@@ -89,6 +88,28 @@ const maxIov = 1024
 
 // iovBytes is how many bytes of batch one writeNow tries to write.
 func iovBytes(batch []outFrame) int64 { return batchBytes(batch[:min(len(batch), maxIov)]) }
+
+// newWriteState makes a link's write scratch, with its RawConn callback.
+func newWriteState() *writeState {
+	w := &writeState{}
+	w.fn = func(fd uintptr) bool {
+		for {
+			r, _, e := syscall.Syscall(syscall.SYS_WRITEV, fd, uintptr(unsafe.Pointer(&w.iov[0])), uintptr(len(w.iov)))
+			switch e {
+			case syscall.EINTR:
+				continue
+			case 0:
+				w.n = int64(r)
+			case syscall.EAGAIN:
+				w.n = 0
+			default:
+				w.err = e
+			}
+			return true // one attempt: never wait for the socket here
+		}
+	}
+	return w
+}
 
 // writeNow makes one non-blocking writev attempt of batch and returns how
 // many bytes went out: all, some, or none when the socket buffer is full.
@@ -99,23 +120,7 @@ func (l *link) writeNow(batch []outFrame) (int64, error) {
 	}
 	w := l.wstate
 	if w == nil {
-		w = &writeState{}
-		w.fn = func(fd uintptr) bool {
-			for {
-				r, _, e := syscall.Syscall(syscall.SYS_WRITEV, fd, uintptr(unsafe.Pointer(&w.iov[0])), uintptr(len(w.iov)))
-				switch e {
-				case syscall.EINTR:
-					continue
-				case 0:
-					w.n = int64(r)
-				case syscall.EAGAIN:
-					w.n = 0
-				default:
-					w.err = e
-				}
-				return true // one attempt: never wait for the socket here
-			}
-		}
+		w = newWriteState()
 		l.wstate = w
 	}
 	for _, f := range batch {
@@ -142,56 +147,91 @@ func (l *link) writeNow(batch []outFrame) (int64, error) {
 	return n, nil
 }
 
-// wsWriteNow is writeNow for a WebSocket link: the batch's frames as
-// messages of up to coalesceMax bytes (a larger frame alone), as the
-// blocking path makes them (writeCoalesced), each one non-blocking writev,
-// until the socket is full or the batch (or one writev's worth of frames)
-// is written.
+// wsWriteNow is writeNow for a WebSocket link: the batch's frames (as
+// many as one writev takes beside a header) as messages of up to
+// coalesceMax bytes (a larger frame alone), as the blocking path cuts them
+// (writeCoalesced), each its header and frames in one non-blocking
+// writev, until the socket is full or they are all written. The readers
+// call it from flushInline: it and wsWritev stand where writeNow stands
+// for a TCP link, one frame deeper, so that an idle client's reader still
+// fits in the smallest stack (TestIdleWSReaderStack).
 func (l *link) wsWriteNow(batch []outFrame) (int64, error) {
-	w := l.wstate
-	if w == nil {
-		w = &writeState{}
-		l.wstate = w
-	}
-	defer func() {
-		clear(w.bufs)
-		w.bufs = w.bufs[:0]
-		if cap(w.bufs) > maxSpare {
-			w.bufs = nil
-		}
-	}()
 	var total int64
 	var cur frameCursor
 	batch = batch[:min(len(batch), maxIov-1)]
 	for len(batch) > 0 {
-		// A message never ends inside a frame: a fan-out delivery's
-		// header and its shared payload are two buffers.
-		w.bufs = w.bufs[:0]
-		size, whole := 0, true
-		frameAt, frameSize := 0, 0 // where the frame being added starts in w.bufs, and its bytes there
-		for len(batch) > 0 && (size == 0 || !whole || size+len(batch[0].b) <= coalesceMax) {
-			if whole {
-				frameAt, frameSize = len(w.bufs), 0
-			}
-			w.bufs = append(w.bufs, batch[0].b)
-			size += len(batch[0].b)
-			frameSize += len(batch[0].b)
-			whole = cur.advance(batch[0].b)
-			batch = batch[1:]
+		k, size := wsMessage(batch, &cur)
+		if k == 0 {
+			return total, nil // the writev cap cut a frame: the writer sends it whole
 		}
-		if !whole {
-			// The cap on one writev's frames cut the last frame: it
-			// waits for the writer, which sends it whole.
-			w.bufs, size = w.bufs[:frameAt], size-frameSize
-			if len(w.bufs) == 0 {
-				return total, nil
-			}
+		h, ok := l.wsNow.BeginMessage(size)
+		if !ok {
+			return total, nil // busy (a Pong), or a message owed: the writer goes on
 		}
-		n, err := l.wsNow.WriteNow(w.bufs)
+		w, err := l.wsWritev(h, batch[:k])
+		n := l.wsNow.EndMessage(size, w, err)
 		total += n
 		if err != nil || n < int64(size) {
 			return total, err
 		}
+		batch = batch[k:]
 	}
 	return total, nil
+}
+
+// wsMessage returns how many of batch's first buffers make the next
+// WebSocket message, and their bytes: up to coalesceMax (one larger frame
+// alone), and never ending inside a frame (a fan-out delivery's header and
+// its shared payload are two buffers). 0 when batch ends inside its first
+// frame.
+func wsMessage(batch []outFrame, cur *frameCursor) (k, size int) {
+	whole := true
+	frameAt, frameSize := 0, 0 // where the frame being added starts, and its bytes so far
+	for k < len(batch) && (size == 0 || !whole || size+len(batch[k].b) <= coalesceMax) {
+		if whole {
+			frameAt, frameSize = k, 0
+		}
+		size += len(batch[k].b)
+		frameSize += len(batch[k].b)
+		whole = cur.advance(batch[k].b)
+		k++
+	}
+	if !whole {
+		*cur = frameCursor{}
+		return frameAt, size - frameSize
+	}
+	return k, size
+}
+
+// wsWritev makes one non-blocking writev of a WebSocket message header h
+// and frames on the connection's socket: writeNow's syscall, with the
+// header first.
+func (l *link) wsWritev(h []byte, frames []outFrame) (int64, error) {
+	w := l.wstate
+	if w == nil {
+		w = newWriteState()
+		l.wstate = w
+	}
+	v := syscall.Iovec{Base: &h[0]}
+	v.SetLen(len(h))
+	w.iov = append(w.iov, v)
+	for _, f := range frames {
+		v := syscall.Iovec{Base: &f.b[0]}
+		v.SetLen(len(f.b))
+		w.iov = append(w.iov, v)
+	}
+	err := l.wsNow.RawConn().Write(w.fn)
+	n, errno := w.n, w.err
+	clear(w.iov)
+	w.iov, w.n, w.err = w.iov[:0], 0, 0
+	if cap(w.iov) > maxSpare {
+		w.iov = nil
+	}
+	switch {
+	case err != nil:
+		return 0, err
+	case errno != 0:
+		return n, os.NewSyscallError("writev", errno)
+	}
+	return n, nil
 }

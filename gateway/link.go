@@ -449,12 +449,15 @@ type transportConn interface{ Transport() string }
 // (WebSocket control frames) and reports them through a hook.
 type activityConn interface{ SetActivityHook(func() error) }
 
-// wsNowWriter is a WebSocket connection that sends a batch of frames as
-// one message with one non-blocking writev, and finishes a message it
-// left unfinished (see internal/ws.Conn.WriteNow).
+// wsNowWriter is a WebSocket connection whose messages the link may write
+// itself with a non-blocking writev on its socket, between BeginMessage
+// and EndMessage, and that finishes a message such a write left unfinished
+// (see internal/ws.Conn.BeginMessage).
 type wsNowWriter interface {
 	CanWriteNow() bool
-	WriteNow(bufs [][]byte) (int64, error)
+	BeginMessage(n int) ([]byte, bool)
+	EndMessage(n int, w int64, err error) int64
+	RawConn() syscall.RawConn
 	FinishMessage(bufs [][]byte) (int64, error)
 }
 

@@ -384,7 +384,13 @@ func (l *link) flushInline() {
 		if batch == nil {
 			return // the turn is over
 		}
-		n, err := l.writeNow(batch)
+		var n int64
+		var err error
+		if l.wsNow != nil {
+			n, err = l.wsWriteNow(batch) // not through writeNow: one frame less deep
+		} else {
+			n, err = l.writeNow(batch)
+		}
 		if err != nil {
 			l.writeFailed(batch, n, err)
 			return

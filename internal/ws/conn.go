@@ -436,71 +436,82 @@ func (c *Conn) writeLocked(p []byte) (int, error) {
 	return n, err
 }
 
-// CanWriteNow reports whether WriteNow works: on plain TCP on Linux.
+// CanWriteNow reports whether BeginMessage, EndMessage and RawConn work:
+// on plain TCP on Linux.
 func (c *Conn) CanWriteNow() bool { return c.raw != nil && lazyWait }
 
-// WriteNow makes one non-blocking attempt to send bufs as one binary
-// message (header and bufs in one writev) and returns the payload bytes it
-// wrote: all, some, or none when the socket is full or another write holds
-// the connection. When it wrote some but not all, the message is owed:
-// the next write must be FinishMessage with the bytes that follow, and no
-// other frame (a Pong, a Close) goes out before them. bufs may hold at
-// most 1023 slices.
-func (c *Conn) WriteNow(bufs [][]byte) (int64, error) {
+// BeginMessage starts a binary message of n payload bytes that the caller
+// writes itself on RawConn with one non-blocking writev (the gateway's
+// inline writes: its reader's stack stays as shallow as for a TCP link).
+// It returns the message's header, which goes first, or false when the
+// connection is busy (another write holds it, or a message is owed) or
+// broken: then nothing may be written. A true return must be followed by
+// EndMessage.
+func (c *Conn) BeginMessage(n int) ([]byte, bool) {
 	if !c.wmu.TryLock() {
-		return 0, nil
+		return nil, false
 	}
-	n, err := c.writeNowLocked(bufs)
-	c.wmu.Unlock()
-	c.kick()
-	return n, err
-}
-
-func (c *Conn) writeNowLocked(bufs [][]byte) (int64, error) {
 	if c.owe > 0 || len(c.oweHdr) > 0 || c.wfailed {
-		return 0, nil // a message is unfinished: FinishMessage first
+		c.wmu.Unlock()
+		return nil, false
 	}
 	if c.wdirt {
 		c.wdirt = false
 		c.c.SetWriteDeadline(unixTime(c.wdl.Load()))
 	}
-	var total int64
-	for _, b := range bufs {
-		total += int64(len(b))
+	return c.putHeader(ws.OpBinary, n), true
+}
+
+// EndMessage ends what BeginMessage began: the caller wrote w bytes of
+// the header and the n payload bytes, with err. It returns the payload
+// bytes written. When the socket took only part of the message, the rest
+// is owed: the next write must be FinishMessage with the bytes that
+// follow, and no Pong or Close frame goes out before them.
+func (c *Conn) EndMessage(n int, w int64, err error) int64 {
+	h := int64(2)
+	switch {
+	case n > 0xffff:
+		h = 10
+	case n > 125:
+		h = 4
 	}
-	h := c.putHeader(ws.OpBinary, int(total))
-	w, err := c.writevNow(h, bufs)
 	if err != nil {
 		c.wfailed = true
 	}
+	var pay int64
 	switch {
-	case w == 0:
-		return 0, err // nothing went out: no message started
-	case w < int64(len(h)):
-		c.oweHdr = append(c.owebuf[:0], h[w:]...)
-		c.owe = total
+	case w == 0: // nothing went out: no message started
+	case w < h:
+		c.oweHdr = append(c.owebuf[:0], c.whdr[w:h]...)
+		c.owe = int64(n)
 		unfinished.Add(1)
-		return 0, err
+	default:
+		pay = w - h
+		if c.owe = int64(n) - pay; c.owe > 0 {
+			unfinished.Add(1)
+		}
 	}
-	n := w - int64(len(h))
-	c.owe = total - n
-	if c.owe > 0 {
-		unfinished.Add(1)
-	}
-	return n, err
+	c.wmu.Unlock()
+	c.kick()
+	return pay
 }
 
-// unfinished counts the messages WriteNow left unfinished, for tests.
+// RawConn is the socket under a plain-TCP connection (CanWriteNow), for
+// the writev between BeginMessage and EndMessage; nil otherwise.
+func (c *Conn) RawConn() syscall.RawConn { return c.raw }
+
+// unfinished counts the messages left unfinished by the non-blocking
+// writes, for tests.
 var unfinished atomic.Uint64
 
-// Unfinished returns how many messages WriteNow has left unfinished (for
-// FinishMessage to complete) in this process: tests check their slow
-// readers drove that path.
+// Unfinished returns how many messages the non-blocking writes left
+// unfinished (for FinishMessage to complete) in this process: tests check
+// that their slow readers drove that path.
 func Unfinished() uint64 { return unfinished.Load() }
 
-// FinishMessage writes the rest of the message WriteNow left unfinished,
-// taking its payload from the start of bufs (the bytes that follow those
-// WriteNow wrote), blocking until done or the write deadline. It returns
+// FinishMessage writes the rest of the message a non-blocking write left
+// unfinished (see EndMessage), taking its payload from the start of bufs
+// (the bytes that follow those written), blocking until done or the write deadline. It returns
 // the payload bytes it wrote: 0 when no message was owed.
 func (c *Conn) FinishMessage(bufs [][]byte) (int64, error) {
 	c.wmu.Lock()

@@ -10,9 +10,5 @@ func (c *Conn) readReady(fd uintptr) bool { panic("fastway: lazy waits need linu
 
 func (c *Conn) writeNow(b []byte) { panic("fastway: writeNow needs linux") }
 
-// nowState is unused off Linux.
+// nowState is FinishMessage's scratch: its slice of buffers.
 type nowState struct{ fin [][]byte }
-
-func (c *Conn) writevNow(h []byte, bufs [][]byte) (int64, error) {
-	panic("fastway: non-blocking writes need linux")
-}
