@@ -3,6 +3,7 @@ module github.com/fastway-go/fastway
 go 1.26.0
 
 require (
+	github.com/gobwas/ws v1.5.0
 	github.com/google/pprof v0.0.0-20260906184651-6331bc6350fe
 	github.com/libp2p/go-reuseport v0.4.0
 	github.com/prometheus/client_golang v1.25.0
@@ -21,7 +22,6 @@ require (
 	github.com/coreos/go-semver v0.3.1 // indirect
 	github.com/coreos/go-systemd/v22 v22.7.0 // indirect
 	github.com/gobwas/httphead v0.1.0 // indirect
-	github.com/gobwas/ws v1.5.0 // indirect
 	github.com/golang/protobuf v1.5.4 // indirect
 	github.com/grpc-ecosystem/grpc-gateway/v2 v2.29.0 // indirect
 	github.com/kylelemons/godebug v1.1.0 // indirect
