@@ -338,6 +338,8 @@ func (g *FleetGroup) Close() error {
 // hasOthers reports whether g is open and has a member other than except
 // (which may be nil, or a FleetConn of another link).
 func (g *Group) hasOthers(except *FleetConn) bool {
+	g.mu.Lock() // a Join in progress is queued before the Publish that asks (see Len)
+	defer g.mu.Unlock()
 	g.ep.mu.Lock()
 	defer g.ep.mu.Unlock()
 	if g.closed {

@@ -180,8 +180,15 @@ func (ep *EndPoint) NewGroup() (*Group, error) {
 // ID returns the group's GroupID.
 func (g *Group) ID() uint32 { return g.id }
 
-// Len returns how many members the group has.
+// Len returns how many members the group has. A member Len counts has its
+// Join queued on the link already: a Publish sent after Len returns
+// reaches it, whichever goroutine joined it.
 func (g *Group) Len() int {
+	// g.mu first: a Join or Leave in progress holds it until its command
+	// is queued, so what Len counts is what the gateway will have seen
+	// before any frame sent after Len returns.
+	g.mu.Lock()
+	defer g.mu.Unlock()
 	g.ep.mu.Lock()
 	defer g.ep.mu.Unlock()
 	return len(g.members)
@@ -189,6 +196,8 @@ func (g *Group) Len() int {
 
 // Members returns the group's members, in no particular order.
 func (g *Group) Members() []*Conn {
+	g.mu.Lock() // see Len
+	defer g.mu.Unlock()
 	g.ep.mu.Lock()
 	defer g.ep.mu.Unlock()
 	out := make([]*Conn, 0, len(g.members))
