@@ -63,8 +63,9 @@ func (l *pair) cut() {
 // TimedSockBuf is what NewTimed sets its own sockets' SO_SNDBUF and
 // SO_RCVBUF to, before they connect (Linux doubles it: 8 KiB each), the
 // size snet gives its sockets at its default rewrite buffer. With its
-// 2 KiB copy buffer the proxy then holds at most about 12 KiB of each
-// direction that its sender believes delivered (TestTimedHolds): a stand-in
+// 2 KiB copy buffer the proxy then holds about 14 KiB (up to 18 KiB on a
+// loaded box) of each direction that its sender believes delivered
+// (TestTimedHolds): a stand-in
 // for a short path through one TCP-terminating hop. Smaller buffers stall
 // on loopback: with a receive buffer at the kernel's floor (2304 bytes),
 // far below the 64 KiB loopback segment, a transfer sits on TCP's
