@@ -1,8 +1,10 @@
 package gateway
 
 import (
+	"crypto/tls"
 	"encoding/binary"
 	"errors"
+	"net"
 	"os"
 	"time"
 
@@ -117,6 +119,12 @@ func (l *link) drainInput(fr *proto.FrameReader) {
 			continue
 		}
 		if errors.Is(err, os.ErrDeadlineExceeded) {
+			if handshaking(l.conn) {
+				// A TLS client that stopReading's deadline caught in its
+				// handshake: it sent no frame, and tls.Conn returns the
+				// same error at every read from now on.
+				break
+			}
 			// A poll, shutWrite's wake-up or stopReading's deadline; or
 			// an idle peer.
 			if shut || l.idle <= 0 || time.Since(last) < l.idle {
@@ -132,6 +140,13 @@ func (l *link) drainInput(fr *proto.FrameReader) {
 	}
 	l.gw.counters.discarded.add(frames, bytes)
 	l.readEnded()
+}
+
+// handshaking reports whether conn is a TLS connection whose handshake did
+// not complete.
+func handshaking(conn net.Conn) bool {
+	tc, ok := conn.(*tls.Conn)
+	return ok && !tc.ConnectionState().HandshakeComplete
 }
 
 // discardRaw reads and throws away what the socket delivers until it ends
