@@ -26,6 +26,13 @@ func startWSL(t testing.TB, g *testGW, cfg ws.Config) (string, *ws.Listener) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return serveWS(t, g, ln, cfg)
+}
+
+// serveWS serves WebSocket clients for g on ln until the test ends, and
+// returns their URL and the WebSocket listener.
+func serveWS(t testing.TB, g *testGW, ln net.Listener, cfg ws.Config) (string, *ws.Listener) {
+	t.Helper()
 	wl := ws.NewListener(ln, cfg)
 	done := make(chan error, 1)
 	go func() { done <- g.ServeClients(wl) }()

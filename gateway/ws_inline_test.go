@@ -121,8 +121,6 @@ func startWSSmallSend(t testing.TB, g *testGW) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	served := make(chan error, 1)
-	go func() { served <- g.ServeClients(ws.NewListener(ln, ws.Config{})) }()
-	t.Cleanup(func() { g.Stop(); <-served })
-	return "ws://" + ln.Addr().String() + "/"
+	url, _ := serveWS(t, g, ln, ws.Config{})
+	return url
 }

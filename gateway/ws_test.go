@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"net"
 	"testing"
 	"time"
 
@@ -17,28 +16,8 @@ import (
 // and returns the ws:// URL; the listener closes with the gateway.
 func startWS(t testing.TB, g *testGW, cfg ws.Config) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	wl := ws.NewListener(ln, cfg)
-	done := make(chan error, 1)
-	go func() { done <- g.ServeClients(wl) }()
-	t.Cleanup(func() {
-		g.Stop()
-		if err := <-done; !errors.Is(err, ErrGatewayClosed) && !errors.Is(err, net.ErrClosed) {
-			t.Errorf("ServeClients(ws) returned %v", err)
-		}
-	})
-	scheme := "ws://"
-	if cfg.TLS != nil {
-		scheme = "wss://"
-	}
-	path := cfg.Path
-	if path == "" {
-		path = "/"
-	}
-	return scheme + ln.Addr().String() + path
+	url, _ := startWSL(t, g, cfg)
+	return url
 }
 
 // dialWS connects a WebSocket client and wraps it as a raw peer: frames

@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	fwws "github.com/fastway-go/fastway/internal/ws"
 	"github.com/gobwas/ws"
 )
 
@@ -92,23 +93,9 @@ func (c *wsConn) Write(p []byte) (int, error) {
 func (c *wsConn) writeFrame(op ws.OpCode, p []byte) error {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
-	b := append(c.wbuf[:0], 0x80|byte(op))
-	switch n := len(p); {
-	case n <= 125:
-		b = append(b, 0x80|byte(n))
-	case n <= 0xffff:
-		b = append(b, 0x80|126)
-		b = binary.BigEndian.AppendUint16(b, uint16(n))
-	default:
-		b = append(b, 0x80|127)
-		b = binary.BigEndian.AppendUint64(b, uint64(n))
-	}
 	var mask [4]byte
 	binary.LittleEndian.PutUint32(mask[:], uint32(c.rng.Uint64()))
-	b = append(b, mask[:]...)
-	start := len(b)
-	b = append(b, p...)
-	ws.Cipher(b[start:], mask, 0)
+	b := fwws.EncodeClientFrame(c.wbuf[:0], op, true, p, mask)
 	c.wbuf = b
 	_, err := c.Conn.Write(b)
 	return err

@@ -25,21 +25,7 @@ func TestIdleReaderStack(t *testing.T) {
 	clientAddr, serverAddr := p.ready()
 	base := p.adminURL()
 	srv := dialServer(t, loopback(t, serverAddr), 1)
-	stacks := func() float64 {
-		t.Helper()
-		_, body := httpGet(t, base+"/metrics")
-		for line := range strings.Lines(body) {
-			if v, ok := strings.CutPrefix(line, "go_memstats_stack_inuse_bytes "); ok {
-				f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
-				if err != nil {
-					t.Fatal(err)
-				}
-				return f
-			}
-		}
-		t.Fatal("/metrics has no go_memstats_stack_inuse_bytes")
-		return 0
-	}
+	stacks := func() float64 { t.Helper(); return stackInUse(t, base) }
 	before := stacks()
 	for range n {
 		c := dialPeer(t, loopback(t, clientAddr))
@@ -71,21 +57,7 @@ func TestIdleWSReaderStack(t *testing.T) {
 	wsURL := "ws://" + loopback(t, p.waitFrom(0, "listening", "side", "ws").kv["addr"]) + "/"
 	base := p.adminURL()
 	srv := dialServer(t, loopback(t, serverAddr), 1)
-	stacks := func() float64 {
-		t.Helper()
-		_, body := httpGet(t, base+"/metrics")
-		for line := range strings.Lines(body) {
-			if v, ok := strings.CutPrefix(line, "go_memstats_stack_inuse_bytes "); ok {
-				f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
-				if err != nil {
-					t.Fatal(err)
-				}
-				return f
-			}
-		}
-		t.Fatal("/metrics has no go_memstats_stack_inuse_bytes")
-		return 0
-	}
+	stacks := func() float64 { t.Helper(); return stackInUse(t, base) }
 	before := stacks()
 	for range n {
 		c, _ := wsPeer(t, wsURL, ws.DialOptions{})
@@ -103,4 +75,22 @@ func TestIdleWSReaderStack(t *testing.T) {
 	if per > 3<<10 {
 		t.Errorf("%.0f bytes of stack per idle WebSocket client: a reader's stack grew past 2 KiB", per)
 	}
+}
+
+// stackInUse is the gateway's go_memstats_stack_inuse_bytes, from /metrics
+// at base.
+func stackInUse(t *testing.T, base string) float64 {
+	t.Helper()
+	_, body := httpGet(t, base+"/metrics")
+	for line := range strings.Lines(body) {
+		if v, ok := strings.CutPrefix(line, "go_memstats_stack_inuse_bytes "); ok {
+			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return f
+		}
+	}
+	t.Fatal("/metrics has no go_memstats_stack_inuse_bytes")
+	return 0
 }
