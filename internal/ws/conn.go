@@ -708,13 +708,6 @@ func (c *Conn) CloseWrite() error {
 	return errors.ErrUnsupported
 }
 
-// CloseWithStatus closes the connection after a Close frame with code, sent
-// only if it can go out within a millisecond.
-func (c *Conn) CloseWithStatus(code ws.StatusCode) error {
-	c.sendClose(code, time.Millisecond, true)
-	return c.Close()
-}
-
 // Close closes the connection. It first tries to send a Close frame (1000,
 // or the protocol error's status), waiting at most a millisecond for a
 // write under way and for the socket. Calls after the first wait until its Close frame is written (or has
