@@ -14,7 +14,7 @@ import (
 )
 
 // TestWSInlineWritesSlowReader drives the non-blocking WebSocket write
-// path (ws.Conn.WriteNow from the server's reader, FinishMessage from the
+// path (the link's own writev between ws.Conn.BeginMessage and EndMessage, from the server's reader, FinishMessage from the
 // writer goroutine) against a client that reads slowly through a small
 // receive buffer, so that messages are left half written again and again:
 // every message must still hold whole frames, and the stream must be the

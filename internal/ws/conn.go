@@ -80,13 +80,13 @@ type Conn struct {
 	wmu  sync.Mutex
 	whdr [10]byte
 	wvec [2][]byte
-	// owe is what WriteNow left of the message it started: the header's
+	// owe is what a non-blocking write (BeginMessage, EndMessage) left of its message: the header's
 	// unwritten bytes (oweHdr) and the payload bytes still due (owe). No
 	// other frame may go out until FinishMessage has written them.
 	owe    int64
 	oweHdr []byte
 	owebuf [10]byte
-	now    nowState     // WriteNow's scratch
+	fin    [][]byte     // FinishMessage's scratch
 	wdl    atomic.Int64 // the write deadline last set (Unix ns, 0 none)
 	wdirt  bool         // (under wmu) a control write changed c's deadline
 	// wfailed (under wmu): a Write failed, perhaps inside its frame.
@@ -395,7 +395,7 @@ func (c *Conn) endFrame() error {
 	return nil
 }
 
-// Write sends p as one binary message. (After a WriteNow that left a
+// Write sends p as one binary message. (After a non-blocking write that left a
 // message unfinished, the first bytes of p finish it instead, as
 // FinishMessage does, and the rest is a message of its own.)
 func (c *Conn) Write(p []byte) (int, error) {
@@ -529,7 +529,7 @@ func (c *Conn) finishLocked(bufs [][]byte) (int64, error) {
 		c.wdirt = false
 		c.c.SetWriteDeadline(unixTime(c.wdl.Load()))
 	}
-	vec := c.now.fin[:0]
+	vec := c.fin[:0]
 	if len(c.oweHdr) > 0 {
 		vec = append(vec, c.oweHdr)
 	}
@@ -548,7 +548,7 @@ func (c *Conn) finishLocked(bufs [][]byte) (int64, error) {
 	nb := net.Buffers(vec)
 	w, err := nb.WriteTo(c.c)
 	clear(vec)
-	c.now.fin = vec[:0]
+	c.fin = vec[:0]
 	if err != nil {
 		c.wfailed = true
 	}

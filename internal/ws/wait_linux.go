@@ -43,8 +43,3 @@ func (c *Conn) writeNow(b []byte) {
 		}
 	})
 }
-
-// nowState is FinishMessage's scratch: its slice of buffers.
-type nowState struct {
-	fin [][]byte
-}

@@ -9,6 +9,3 @@ const lazyWait = false
 func (c *Conn) readReady(fd uintptr) bool { panic("fastway: lazy waits need linux") }
 
 func (c *Conn) writeNow(b []byte) { panic("fastway: writeNow needs linux") }
-
-// nowState is FinishMessage's scratch: its slice of buffers.
-type nowState struct{ fin [][]byte }
