@@ -5,6 +5,8 @@ import (
 	"net"
 	"testing"
 	"time"
+
+	"github.com/fastway-go/fastway/internal/poll"
 )
 
 // holdIdle opens n TCP connections from local (an address of 127/8) to
@@ -32,18 +34,6 @@ func serveAndDrop(l *Listener) {
 	}
 }
 
-// waitFor polls cond for up to 5 s.
-func waitUntil(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond)
-	}
-}
-
 // TestHandshakeSlotsLockout (found by the adversarial pass): sockets that
 // send nothing and hold every handshake slot no longer keep an honest
 // client out until HandshakeTimeout: the oldest handshake makes room, and
@@ -57,7 +47,7 @@ func TestHandshakeSlotsLockout(t *testing.T) {
 	t.Cleanup(func() { l.Close() })
 	go serveAndDrop(l)
 	holdIdle(t, inner.Addr().String(), "127.0.0.1", 16)
-	waitUntil(t, "16 handshakes in progress", func() bool { return l.Stats().InProgress == 16 })
+	poll.Until(t, 5*time.Second, "16 handshakes in progress", func() bool { return l.Stats().InProgress == 16 })
 	for i := range 5 {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		c, err := Dial(ctx, "ws://"+inner.Addr().String()+"/", DialOptions{})
@@ -69,7 +59,7 @@ func TestHandshakeSlotsLockout(t *testing.T) {
 	}
 	// The first upgrade took the oldest idle socket's slot; the others
 	// found the slot it left when it was done.
-	waitUntil(t, "one idle handshake closed for the upgrades", func() bool {
+	poll.Until(t, 5*time.Second, "one idle handshake closed for the upgrades", func() bool {
 		st := l.Stats()
 		return st.Failed[FailOverflow] == 1 && st.Upgrades == 5 && st.InProgress == 15
 	})
@@ -88,7 +78,7 @@ func TestHandshakesPerSource(t *testing.T) {
 	t.Cleanup(func() { l.Close() })
 	go serveAndDrop(l)
 	holdIdle(t, "127.0.0.1:"+port, "127.0.0.2", 20)
-	waitUntil(t, "8 in progress and 12 refused", func() bool {
+	poll.Until(t, 5*time.Second, "8 in progress and 12 refused", func() bool {
 		st := l.Stats()
 		return st.InProgress == 8 && st.Failed[FailSource] == 12
 	})
