@@ -1,11 +1,13 @@
 package gateway
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"runtime"
 	"time"
 
+	"github.com/fastway-go/fastway/internal/ws"
 	"github.com/fastway-go/fastway/proto"
 )
 
@@ -519,7 +521,13 @@ func (l *link) spareMax() int {
 // queued is freed, the data frames among them counted (see lose).
 func (l *link) writeFailed(batch []outFrame, written int64, err error) {
 	l.stats.bytesOut.Add(uint64(written))
-	l.close(ReasonWriteError, err, false)
+	reason := ReasonWriteError
+	if errors.Is(err, ws.ErrCloseSent) {
+		// The WebSocket client sent its Close frame and was answered
+		// (its reader closes the link as peer closed): no data may follow.
+		reason = ReasonPeerClosed
+	}
+	l.close(reason, err, false)
 	l.lose(batch, written)
 	l.gw.freeAll(batch)
 	l.mu.Lock()

@@ -53,7 +53,7 @@ func serveWS(t testing.TB, g *testGW, ln net.Listener, cfg ws.Config) (string, *
 	return scheme + ln.Addr().String() + path, wl
 }
 
-// wsCloseCode reads what the gateway sends until its Close frame and
+// expectWSClose reads what the gateway sends until its Close frame and
 // returns the frame's status code; data messages before it are skipped
 // when skip is set, else they fail the test. It then checks that the
 // gateway closes the socket.
@@ -77,15 +77,28 @@ func expectWSClose(t testing.TB, wc *ws.Client, want gws.StatusCode, skip bool) 
 		}
 		break
 	}
-	expectSocketEnd(t, wc.NetConn())
+	// What follows the Close frame, the client's buffered bytes first:
+	// nothing (RFC 6455 §5.5.1: no data frame after it).
+	expectStreamEnd(t, readerFunc(wc.ReadRaw))
 }
+
+type readerFunc func([]byte) (int, error)
+
+func (f readerFunc) Read(p []byte) (int, error) { return f(p) }
 
 // expectSocketEnd reads c until the gateway closes it; any byte fails.
 func expectSocketEnd(t testing.TB, c net.Conn) {
 	t.Helper()
 	c.SetReadDeadline(time.Now().Add(waitFor))
+	expectStreamEnd(t, c)
+}
+
+// expectStreamEnd reads r, whose deadline is set, until the gateway closes
+// the connection under it; any byte fails.
+func expectStreamEnd(t testing.TB, r io.Reader) {
+	t.Helper()
 	var b [64]byte
-	n, err := c.Read(b[:])
+	n, err := r.Read(b[:])
 	if n > 0 {
 		t.Fatalf("got %d more bytes (%x), want the connection closed", n, b[:n])
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"math/rand/v2"
 	"net"
@@ -12,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fastway-go/fastway/internal/poll"
 	"github.com/fastway-go/fastway/internal/ws"
 	"github.com/fastway-go/fastway/proto"
 	gws "github.com/gobwas/ws"
@@ -111,6 +113,87 @@ func TestWSCloseBothDirections(t *testing.T) {
 		st := g.Stats()
 		return st.WS.Conns == 0 && st.WS.Disconnects[ReasonPeerClosed] == 2 && g.clients.len() == 0
 	})
+}
+
+// TestWSNoDataAfterClose: once the gateway has answered a client's Close
+// frame, no data frame follows it (RFC 6455 §5.5.1), though a server keeps
+// sending to the client as it closes. Chromium fails such a connection with
+// "Data frame received after close": the browser test caught it, as the
+// reply from the reader raced the link's writes.
+func TestWSNoDataAfterClose(t *testing.T) {
+	g := startGW(t, Config{})
+	url := startWS(t, g, ws.Config{})
+	s := g.dialServer(t, 1)
+	// The browser's case: its last frame (a virtual connection's Close,
+	// which the gateway answers) and its Close frame come in one read.
+	// The reader answered the Close frame as it decoded it, and then the
+	// Close command, with a data frame after the Close frame.
+	for range 5 {
+		c, wc := dialWS(t, url, ws.DialOptions{})
+		id, _ := open(t, c, s, 1)
+		b := wsFrame(gws.OpBinary, true, proto.Command{Type: proto.CmdClose, ConnID: id}.Encode(nil))
+		b = append(b, wsFrame(gws.OpClose, true, []byte{0x03, 0xe8})...)
+		if _, err := wc.NetConn().Write(b); err != nil {
+			t.Fatal(err)
+		}
+		expectWSClose(t, wc, gws.StatusNormalClosure, false)
+		s.expectCmd(proto.Command{Type: proto.CmdClose, ConnID: id})
+	}
+	// A server sending on as the client closes.
+	for i := range 30 {
+		c, wc := dialWS(t, url, ws.DialOptions{})
+		id, _ := open(t, c, s, 1)
+		var burst []byte
+		for range 16 {
+			burst = proto.EncodeData(burst, id, bytes.Repeat([]byte{byte(i)}, 200))
+		}
+		stop, done := make(chan struct{}), make(chan struct{})
+		go func() {
+			defer close(done)
+			// 640 KB at most: less than the client's send queue bound, so
+			// that a client slow under -race is not closed as a slow
+			// consumer.
+			for range 200 {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				s.conn.SetWriteDeadline(time.Now().Add(waitFor))
+				if _, err := s.conn.Write(burst); err != nil {
+					return
+				}
+			}
+		}()
+		wc.SetReadDeadline(time.Now().Add(waitFor))
+		if _, _, err := wc.ReadMessage(); err != nil {
+			t.Fatalf("round %d: %v", i, err)
+		}
+		if err := wc.WriteFrame(gws.OpClose, true, []byte{0x03, 0xe8}); err != nil {
+			t.Fatal(err)
+		}
+		expectWSClose(t, wc, gws.StatusNormalClosure, true)
+		close(stop)
+		<-done
+		// The server's side: Close for the ConnID, and for the data it
+		// sent on after it; the Ping's answer ends them.
+		s.send(proto.Command{Type: proto.CmdPing})
+		for {
+			f := s.read()
+			if c, err := proto.DecodeCommand(f); err == nil && c.Type == proto.CmdPing {
+				break
+			}
+		}
+	}
+	poll.UntilNil(t, waitFor, "the clients counted gone as peer closed", func() error {
+		if st := g.Stats(); st.WS.Conns != 0 || st.WS.Disconnects[ReasonPeerClosed] != 35 {
+			return fmt.Errorf("ws conns %d, disconnects %v", st.WS.Conns, st.WS.Disconnects)
+		}
+		return nil
+	})
+	if st := g.Stats(); st.WS.Disconnects[ReasonWriteError] != 0 {
+		t.Fatalf("disconnects %v: a client that closed was counted as a write error", st.WS.Disconnects)
+	}
 }
 
 func TestWSPingAnswered(t *testing.T) {

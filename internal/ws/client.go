@@ -168,6 +168,11 @@ func (c *Client) ReadMessage() (ws.OpCode, []byte, error) {
 	}
 }
 
+// ReadRaw reads the bytes the server sent that no ReadMessage or Read has
+// taken yet, undecoded: what follows the Close frame, say, which must be
+// nothing.
+func (c *Client) ReadRaw(p []byte) (int, error) { return c.r.Read(p) }
+
 // Read reads the payload stream of the server's binary messages.
 func (c *Client) Read(p []byte) (int, error) {
 	for len(c.buf) == 0 {

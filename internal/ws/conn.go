@@ -31,6 +31,12 @@ var ErrControlWrite = errors.New("websocket: control frame not written")
 // errClosed is what Read returns after the peer's Close frame: a clean end.
 var errClosed = io.EOF
 
+// ErrCloseSent is what a write returns once the Close frame has gone out:
+// RFC 6455 §5.5.1 allows no data frame after it (a browser fails the
+// connection with "Data frame received after close"). It wraps
+// net.ErrClosed: the connection is closing.
+var ErrCloseSent = fmt.Errorf("websocket: write after the Close frame: %w", net.ErrClosed)
+
 // controlTimeout bounds a Pong or Close frame the reader writes itself.
 const controlTimeout = 5 * time.Second
 
@@ -98,6 +104,13 @@ type Conn struct {
 	cerr      atomic.Pointer[error] // a control write's failure, which closed c
 	wbroke    atomic.Bool           // a write failed: the stream may end mid-record
 	closeSent atomic.Bool
+	// closeDue is the code of the Close frame that answers the peer's,
+	// while it waits for the write under way or the unfinished message
+	// (0: none); closeWake, closed when it is out or cannot be, wakes the
+	// reader waiting for it (answerClose).
+	closeDue  atomic.Uint32
+	closeWake atomic.Pointer[chan struct{}]
+	wokeOnce  sync.Once
 	closeOnce sync.Once
 	status    atomic.Uint32 // the Close code Close sends: set by a read error; 0: 1000
 }
@@ -385,7 +398,7 @@ func (c *Conn) endFrame() error {
 		if len(c.ctrl) == 1 {
 			code = ws.StatusProtocolError
 		}
-		c.sendClose(code, controlTimeout, false)
+		c.answerClose(code)
 		if code == ws.StatusProtocolError {
 			return fmt.Errorf("%w: close frame with a 1-byte body", ErrProtocol)
 		}
@@ -393,6 +406,56 @@ func (c *Conn) endFrame() error {
 	}
 	c.op = ws.OpContinuation
 	return nil
+}
+
+// answerClose replies to the peer's Close frame with code: at once when no
+// write is under way; else right after the write under way, or the message
+// a non-blocking write left unfinished, ends (RFC 6455 §5.5.1: the reply
+// may wait for the message being sent; no new one starts, and every write
+// after the reply fails with ErrCloseSent). It waits for the reply to be
+// out, or to have become impossible, at most controlTimeout, so that the
+// caller, which closes the connection when this returns, does not cut
+// the message and the reply off.
+func (c *Conn) answerClose(code ws.StatusCode) {
+	if c.closeSent.Load() {
+		return
+	}
+	wake := make(chan struct{})
+	c.closeWake.Store(&wake)
+	c.closeDue.Store(uint32(code))
+	c.kick()
+	if c.closeSent.Load() {
+		return
+	}
+	t := time.NewTimer(controlTimeout)
+	select {
+	case <-wake:
+	case <-t.C:
+	}
+	t.Stop()
+}
+
+// dueCloseLocked writes the Close frame answerClose left due, unless a
+// message is unfinished; c.wmu is held. It wakes answerClose once the frame
+// is out, or cannot go out (a write failed).
+func (c *Conn) dueCloseLocked() {
+	code := c.closeDue.Load()
+	if code == 0 || (c.owe > 0 || len(c.oweHdr) > 0) && !c.wfailed {
+		return
+	}
+	if !c.closeSent.Swap(true) && !c.wfailed {
+		var body [2]byte
+		binary.BigEndian.PutUint16(body[:], uint16(code))
+		c.controlLocked(ws.OpClose, body[:], controlTimeout)
+	}
+	c.wakeCloser()
+}
+
+// wakeCloser wakes answerClose, if it waits.
+func (c *Conn) wakeCloser() {
+	if w := c.closeWake.Load(); w != nil {
+		c.wokeOnce.Do(func() { close(*w) })
+	}
 }
 
 // Write sends p as one binary message. (After a non-blocking write that left a
@@ -422,6 +485,10 @@ func (c *Conn) Write(p []byte) (int, error) {
 
 // writeLocked writes p as one binary message; c.wmu is held.
 func (c *Conn) writeLocked(p []byte) (int, error) {
+	c.dueCloseLocked()
+	if c.closeSent.Load() {
+		return 0, ErrCloseSent
+	}
 	if c.wdirt {
 		// A control write set a deadline of its own since: put the
 		// caller's back (it may have moved it meanwhile).
@@ -445,13 +512,14 @@ func (c *Conn) CanWriteNow() bool { return c.raw != nil && lazyWait }
 // inline writes: its reader's stack stays as shallow as for a TCP link).
 // It returns the message's header, which goes first, or false when the
 // connection is busy (another write holds it, or a message is owed) or
-// broken: then nothing may be written. A true return must be followed by
-// EndMessage.
+// broken or closing (its Close frame went out): then nothing may be
+// written. A true return must be followed by EndMessage.
 func (c *Conn) BeginMessage(n int) ([]byte, bool) {
 	if !c.wmu.TryLock() {
 		return nil, false
 	}
-	if c.owe > 0 || len(c.oweHdr) > 0 || c.wfailed {
+	if c.owe > 0 || len(c.oweHdr) > 0 || c.wfailed || c.closeSent.Load() || c.closeDue.Load() != 0 {
+		c.dueCloseLocked()
 		c.wmu.Unlock()
 		return nil, false
 	}
@@ -554,11 +622,13 @@ func (c *Conn) finishLocked(bufs [][]byte) (int64, error) {
 	}
 	if w < hdr {
 		c.oweHdr = c.oweHdr[w:]
+		c.dueCloseLocked() // after a failure: wakes answerClose
 		return 0, err
 	}
 	c.oweHdr = nil
 	n := w - hdr
 	c.owe -= n
+	c.dueCloseLocked() // the message is done: a due Close reply goes now
 	return n, err
 }
 
@@ -616,17 +686,38 @@ func (c *Conn) putHeader(op ws.OpCode, n int) []byte {
 // it after it lets go of wmu, so a Pong left by a reader that found wmu
 // taken goes out right after the write that held it.
 func (c *Conn) kick() {
-	for c.pong.Load() != nil && c.wmu.TryLock() {
+	for c.controlDue() && c.wmu.TryLock() {
 		if c.owe > 0 || len(c.oweHdr) > 0 {
-			// A message is unfinished: the Pong waits for FinishMessage,
-			// which kicks again.
+			// A message is unfinished: the Pong or Close waits for
+			// FinishMessage, which kicks again.
 			c.wmu.Unlock()
 			return
 		}
-		if p := c.pong.Swap(nil); p != nil && !c.closeSent.Load() {
+		if p := c.pong.Swap(nil); p != nil && !c.closeSent.Load() && c.closeDue.Load() == 0 {
 			c.controlLocked(ws.OpPong, *p, controlTimeout)
 		}
+		c.dueCloseLocked()
 		c.wmu.Unlock()
+	}
+}
+
+// controlDue reports whether a Pong or a Close reply waits to be written.
+func (c *Conn) controlDue() bool {
+	return c.pong.Load() != nil || c.closeDue.Load() != 0 && !c.closeSent.Load() && !c.closeWoken()
+}
+
+// closeWoken reports whether answerClose was woken: the Close reply is
+// out or cannot go out.
+func (c *Conn) closeWoken() bool {
+	w := c.closeWake.Load()
+	if w == nil {
+		return false
+	}
+	select {
+	case <-*w:
+		return true
+	default:
+		return false
 	}
 }
 
@@ -668,7 +759,9 @@ func (c *Conn) readErr(err error) error {
 // wait, a write under way is given timeout to end (a blocked one is cut
 // by the deadline) and the Close frame follows it, unless it failed: a
 // write that ends the moment its bytes are out must not cost the peer its
-// Close frame.
+// Close frame. No Close frame goes out inside a message a non-blocking
+// write left unfinished: the peer would read it as payload. Once the Close
+// frame is out, writes fail with ErrCloseSent.
 func (c *Conn) sendClose(code ws.StatusCode, timeout time.Duration, wait bool) {
 	if c.closeSent.Load() {
 		return
@@ -679,6 +772,13 @@ func (c *Conn) sendClose(code ws.StatusCode, timeout time.Duration, wait bool) {
 		}
 		c.c.SetWriteDeadline(time.Now().Add(timeout))
 		c.wmu.Lock()
+	}
+	if c.owe > 0 || len(c.oweHdr) > 0 {
+		c.wmu.Unlock()
+		return
+	}
+	if d := c.closeDue.Load(); d != 0 {
+		code = ws.StatusCode(d) // the reply to the peer's Close
 	}
 	if !c.closeSent.Swap(true) && !c.wfailed {
 		var body [2]byte
@@ -714,6 +814,7 @@ func (c *Conn) CloseWrite() error {
 // failed): the reader and the writer of a link both close it, and the
 // second must not close the socket under the first one's Close frame.
 func (c *Conn) Close() error {
+	defer c.wakeCloser()
 	c.closeOnce.Do(func() {
 		if !c.closeSent.Load() {
 			code := ws.StatusCode(c.status.Load())
