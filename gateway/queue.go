@@ -522,12 +522,27 @@ func (l *link) spareMax() int {
 func (l *link) writeFailed(batch []outFrame, written int64, err error) {
 	l.stats.bytesOut.Add(uint64(written))
 	reason := ReasonWriteError
-	if errors.Is(err, ws.ErrCloseSent) {
+	switch {
+	case errors.Is(err, ws.ErrCloseSent) && errors.Is(err, ws.ErrProtocol):
+		reason = ReasonProtocolError // the answer to a malformed Close frame
+	case errors.Is(err, ws.ErrCloseSent):
 		// The WebSocket client sent its Close frame and was answered
 		// (its reader closes the link as peer closed): no data may follow.
 		reason = ReasonPeerClosed
 	}
 	l.close(reason, err, false)
+	l.mu.Lock()
+	draining := l.flush
+	l.flush = false // nothing more can be written: the drain ends here
+	l.mu.Unlock()
+	if draining {
+		// Closing gracefully, the link waited for its writer to shut the
+		// writing side (shutWrite), which now never comes: close the
+		// socket, or it would stay open until the peer or Shutdown's
+		// deadline closed it.
+		l.abortWait()
+		l.conn.Close()
+	}
 	l.lose(batch, written)
 	l.gw.freeAll(batch)
 	l.mu.Lock()

@@ -37,6 +37,11 @@ var errClosed = io.EOF
 // net.ErrClosed: the connection is closing.
 var ErrCloseSent = fmt.Errorf("websocket: write after the Close frame: %w", net.ErrClosed)
 
+// errCloseSentProtocol is ErrCloseSent after the reply to a malformed Close
+// frame: it also wraps ErrProtocol, so a writer that meets it first names
+// the same cause as the reader.
+var errCloseSentProtocol = fmt.Errorf("%w (%w: close frame with a 1-byte body)", ErrCloseSent, ErrProtocol)
+
 // controlTimeout bounds a Pong or Close frame the reader writes itself.
 const controlTimeout = 5 * time.Second
 
@@ -111,6 +116,8 @@ type Conn struct {
 	closeDue  atomic.Uint32
 	closeWake atomic.Pointer[chan struct{}]
 	wokeOnce  sync.Once
+	kicking   atomic.Bool // a goroutine of kickAsync runs
+	closing   atomic.Bool // Close was called
 	closeOnce sync.Once
 	status    atomic.Uint32 // the Close code Close sends: set by a read error; 0: 1000
 }
@@ -423,6 +430,9 @@ func (c *Conn) answerClose(code ws.StatusCode) {
 	wake := make(chan struct{})
 	c.closeWake.Store(&wake)
 	c.closeDue.Store(uint32(code))
+	if c.closing.Load() {
+		return // Close ran (its wake-up found no one waiting): no reply can go out
+	}
 	c.kick()
 	if c.closeSent.Load() {
 		return
@@ -433,6 +443,14 @@ func (c *Conn) answerClose(code ws.StatusCode) {
 	case <-t.C:
 	}
 	t.Stop()
+}
+
+// closeSentErr is what writes return once the Close frame is out.
+func (c *Conn) closeSentErr() error {
+	if c.closeDue.Load() == uint32(ws.StatusProtocolError) {
+		return errCloseSentProtocol
+	}
+	return ErrCloseSent
 }
 
 // dueCloseLocked writes the Close frame answerClose left due, unless a
@@ -487,7 +505,7 @@ func (c *Conn) Write(p []byte) (int, error) {
 func (c *Conn) writeLocked(p []byte) (int, error) {
 	c.dueCloseLocked()
 	if c.closeSent.Load() {
-		return 0, ErrCloseSent
+		return 0, c.closeSentErr()
 	}
 	if c.wdirt {
 		// A control write set a deadline of its own since: put the
@@ -519,8 +537,8 @@ func (c *Conn) BeginMessage(n int) ([]byte, bool) {
 		return nil, false
 	}
 	if c.owe > 0 || len(c.oweHdr) > 0 || c.wfailed || c.closeSent.Load() || c.closeDue.Load() != 0 {
-		c.dueCloseLocked()
 		c.wmu.Unlock()
+		c.kickAsync() // a due Close reply: written off the caller's goroutine
 		return nil, false
 	}
 	if c.wdirt {
@@ -560,7 +578,7 @@ func (c *Conn) EndMessage(n int, w int64, err error) int64 {
 		}
 	}
 	c.wmu.Unlock()
-	c.kick()
+	c.kickAsync()
 	return pay
 }
 
@@ -687,18 +705,45 @@ func (c *Conn) putHeader(op ws.OpCode, n int) []byte {
 // taken goes out right after the write that held it.
 func (c *Conn) kick() {
 	for c.controlDue() && c.wmu.TryLock() {
-		if c.owe > 0 || len(c.oweHdr) > 0 {
-			// A message is unfinished: the Pong or Close waits for
-			// FinishMessage, which kicks again.
-			c.wmu.Unlock()
+		done := c.controlsLocked()
+		c.wmu.Unlock()
+		if !done {
 			return
 		}
-		if p := c.pong.Swap(nil); p != nil && !c.closeSent.Load() && c.closeDue.Load() == 0 {
-			c.controlLocked(ws.OpPong, *p, controlTimeout)
-		}
-		c.dueCloseLocked()
-		c.wmu.Unlock()
 	}
+}
+
+// controlsLocked writes the Pong or Close reply due, unless a message is
+// unfinished (then it reports false: FinishMessage kicks again); c.wmu is
+// held.
+func (c *Conn) controlsLocked() bool {
+	if c.owe > 0 || len(c.oweHdr) > 0 {
+		return false
+	}
+	if p := c.pong.Swap(nil); p != nil && !c.closeSent.Load() && c.closeDue.Load() == 0 {
+		c.controlLocked(ws.OpPong, *p, controlTimeout)
+	}
+	c.dueCloseLocked()
+	return true
+}
+
+// kickAsync is kick for the non-blocking writes (BeginMessage, EndMessage),
+// whose callers (another connection's reader) must not wait on this
+// socket: a Pong or Close reply due is written by a goroutine of its own,
+// one at a time, which waits for the write lock (a blocked write ends by
+// its deadline or the socket's close) and writes within controlTimeout.
+// What falls due later is kicked by whoever sets it (the reader).
+func (c *Conn) kickAsync() {
+	if !c.controlDue() || !c.kicking.CompareAndSwap(false, true) {
+		return
+	}
+	go func() {
+		c.wmu.Lock()
+		c.controlsLocked()
+		c.wmu.Unlock()
+		c.kicking.Store(false)
+		c.kick() // a Pong the reader left while this held the lock
+	}()
 }
 
 // controlDue reports whether a Pong or a Close reply waits to be written.
@@ -814,6 +859,7 @@ func (c *Conn) CloseWrite() error {
 // failed): the reader and the writer of a link both close it, and the
 // second must not close the socket under the first one's Close frame.
 func (c *Conn) Close() error {
+	c.closing.Store(true)
 	defer c.wakeCloser()
 	c.closeOnce.Do(func() {
 		if !c.closeSent.Load() {
