@@ -100,44 +100,6 @@ func readToCloseThen(wc *ws.Client, id uint32, check func([]byte) error, onClose
 	}
 }
 
-// flood has s send bursts of data frames on id (payload byte tag) until
-// stop, an error, or max bursts; it returns a channel closed when done.
-func flood(s *peer, id uint32, tag byte, size, max int, stop <-chan struct{}) <-chan struct{} {
-	var burst []byte
-	for range 16 {
-		burst = proto.EncodeData(burst, id, bytes.Repeat([]byte{tag}, size))
-	}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for range max {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			s.conn.SetWriteDeadline(time.Now().Add(waitFor))
-			if _, err := s.conn.Write(burst); err != nil {
-				return
-			}
-		}
-	}()
-	return done
-}
-
-// syncServer makes sure s's frames sent so far were routed and answered,
-// skipping the Closes for the ConnIDs gone.
-func syncServer(t *testing.T, s *peer) {
-	t.Helper()
-	s.send(proto.Command{Type: proto.CmdPing})
-	for {
-		f := s.read()
-		if c, err := proto.DecodeCommand(f); err == nil && c.Type == proto.CmdPing {
-			return
-		}
-	}
-}
-
 // fanoutCloseStorm: n WebSocket clients in one group; a server publishes
 // to the group without pause while every client reads a few deliveries,
 // then sends its Close frame and reads to the end. Each must get whole
@@ -172,21 +134,8 @@ func fanoutCloseStorm(t *testing.T, n int, tlsCfg bool) {
 	for range 8 {
 		burst = append(burst, pub...)
 	}
-	stop, done := make(chan struct{}), make(chan struct{})
-	go func() {
-		defer close(done)
-		for range 300 {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			s.conn.SetWriteDeadline(time.Now().Add(waitFor))
-			if _, err := s.conn.Write(burst); err != nil {
-				return
-			}
-		}
-	}()
+	stop := make(chan struct{})
+	done := sendBursts(s, burst, 300, stop)
 	var wg sync.WaitGroup
 	errs := make(chan error, n)
 	var mu sync.Mutex

@@ -307,3 +307,47 @@ func wholeFrames(msg []byte) ([][]byte, error) {
 	}
 	return frames, nil
 }
+
+// flood has s send bursts of data frames on id (payload byte tag) until
+// stop, an error, or max bursts; it returns a channel closed when done.
+func flood(s *peer, id uint32, tag byte, size, max int, stop <-chan struct{}) <-chan struct{} {
+	var burst []byte
+	for range 16 {
+		burst = proto.EncodeData(burst, id, bytes.Repeat([]byte{tag}, size))
+	}
+	return sendBursts(s, burst, max, stop)
+}
+
+// sendBursts has s write burst up to max times, until stop or an error;
+// it returns a channel closed when done.
+func sendBursts(s *peer, burst []byte, max int, stop <-chan struct{}) <-chan struct{} {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for range max {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			s.conn.SetWriteDeadline(time.Now().Add(waitFor))
+			if _, err := s.conn.Write(burst); err != nil {
+				return
+			}
+		}
+	}()
+	return done
+}
+
+// syncServer makes sure s's frames sent so far were routed and answered,
+// skipping the Closes for the ConnIDs gone.
+func syncServer(t *testing.T, s *peer) {
+	t.Helper()
+	s.send(proto.Command{Type: proto.CmdPing})
+	for {
+		f := s.read()
+		if c, err := proto.DecodeCommand(f); err == nil && c.Type == proto.CmdPing {
+			return
+		}
+	}
+}

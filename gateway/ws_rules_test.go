@@ -143,28 +143,10 @@ func TestWSNoDataAfterClose(t *testing.T) {
 	for i := range 30 {
 		c, wc := dialWS(t, url, ws.DialOptions{})
 		id, _ := open(t, c, s, 1)
-		var burst []byte
-		for range 16 {
-			burst = proto.EncodeData(burst, id, bytes.Repeat([]byte{byte(i)}, 200))
-		}
-		stop, done := make(chan struct{}), make(chan struct{})
-		go func() {
-			defer close(done)
-			// 640 KB at most: less than the client's send queue bound, so
-			// that a client slow under -race is not closed as a slow
-			// consumer.
-			for range 200 {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				s.conn.SetWriteDeadline(time.Now().Add(waitFor))
-				if _, err := s.conn.Write(burst); err != nil {
-					return
-				}
-			}
-		}()
+		// 640 KB at most: less than the client's send queue bound, so
+		// that a client slow under -race is not closed as a slow consumer.
+		stop := make(chan struct{})
+		done := flood(s, id, byte(i), 200, 200, stop)
 		wc.SetReadDeadline(time.Now().Add(waitFor))
 		if _, _, err := wc.ReadMessage(); err != nil {
 			t.Fatalf("round %d: %v", i, err)
@@ -177,13 +159,7 @@ func TestWSNoDataAfterClose(t *testing.T) {
 		<-done
 		// The server's side: Close for the ConnID, and for the data it
 		// sent on after it; the Ping's answer ends them.
-		s.send(proto.Command{Type: proto.CmdPing})
-		for {
-			f := s.read()
-			if c, err := proto.DecodeCommand(f); err == nil && c.Type == proto.CmdPing {
-				break
-			}
-		}
+		syncServer(t, s)
 	}
 	poll.UntilNil(t, waitFor, "the clients counted gone as peer closed", func() error {
 		if st := g.Stats(); st.WS.Conns != 0 || st.WS.Disconnects[ReasonPeerClosed] != 35 {

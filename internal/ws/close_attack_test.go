@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fastway-go/fastway/internal/poll"
 	"github.com/gobwas/ws"
 )
 
@@ -81,13 +82,7 @@ func TestAttackEndMessageBlocksOnCloseReply(t *testing.T) {
 		read <- err
 	}()
 	// The reader decoded the Close frame and waits for the writer.
-	deadline := time.Now().Add(waitFor)
-	for c.closeDue.Load() == 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("the reader did not get the Close frame")
-		}
-		time.Sleep(time.Millisecond)
-	}
+	poll.Until(t, waitFor, "the reader decoding the Close frame", func() bool { return c.closeDue.Load() != 0 })
 	start := time.Now()
 	c.EndMessage(100, 0, nil) // EAGAIN: nothing went out
 	took := time.Since(start)

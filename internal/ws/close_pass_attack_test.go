@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fastway-go/fastway/internal/poll"
 	"github.com/gobwas/ws"
 )
 
@@ -43,13 +44,7 @@ func TestAttackNoPongAfterCloseReply(t *testing.T) {
 			}
 		}
 	}()
-	deadline := time.Now().Add(waitFor)
-	for c.closeDue.Load() == 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("the reader did not get the Close frame")
-		}
-		time.Sleep(time.Millisecond)
-	}
+	poll.Until(t, waitFor, "the reader decoding the Close frame", func() bool { return c.closeDue.Load() != 0 })
 	if n, err := c.FinishMessage([][]byte{msg[10:]}); err != nil || n != int64(len(msg)-10) {
 		t.Fatalf("FinishMessage: %d, %v", n, err)
 	}
