@@ -748,22 +748,7 @@ func (c *Conn) kickAsync() {
 
 // controlDue reports whether a Pong or a Close reply waits to be written.
 func (c *Conn) controlDue() bool {
-	return c.pong.Load() != nil || c.closeDue.Load() != 0 && !c.closeSent.Load() && !c.closeWoken()
-}
-
-// closeWoken reports whether answerClose was woken: the Close reply is
-// out or cannot go out.
-func (c *Conn) closeWoken() bool {
-	w := c.closeWake.Load()
-	if w == nil {
-		return false
-	}
-	select {
-	case <-*w:
-		return true
-	default:
-		return false
-	}
+	return c.pong.Load() != nil || c.closeDue.Load() != 0 && !c.closeSent.Load() && !c.closing.Load()
 }
 
 // controlLocked writes a control frame within timeout; c.wmu is held.
