@@ -43,7 +43,13 @@ func fanSmoke(t *testing.T, mode, clientAddr, serverAddr string, extra func(*con
 		kv[k] = v
 	}
 	for _, k := range []string{"deliveries", "deliveries_per_s", "deliveries_per_gw_cpu_s", "server_cpu_ns_per_delivery", "total_cpu_ns_per_delivery", "p50_us", "p99_us"} {
-		if v, err := strconv.ParseFloat(kv[k], 64); err != nil || v <= 0 {
+		v, err := strconv.ParseFloat(kv[k], 64)
+		switch {
+		case err != nil || v < 0:
+			t.Errorf("%s=%s, want a figure ≥ 0", k, kv[k])
+		case v == 0 && !(k == "server_cpu_ns_per_delivery" && cfg.rate > 0):
+			// A paced run's server (51 Publishes in 1 s) may use less than
+			// one clock tick (10 ms) of CPU: 0 is then what /proc says.
 			t.Errorf("%s=%s, want > 0", k, kv[k])
 		}
 	}
